@@ -1,0 +1,3 @@
+"""Corrosion inspection: the library shared by the dataset, training and inference pipelines."""
+
+__version__ = "0.1.0"
