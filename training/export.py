@@ -1,0 +1,58 @@
+"""Export any model as a SavedModel with the two signatures of ``corrosion.serving``.
+
+Both the classifier and the detector go through ``export_model``, so decoding and resizing in the
+serving graph are always ``corrosion.preprocess`` — the very functions training uses.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import tensorflow as tf
+
+from corrosion import preprocess, serving
+
+log = logging.getLogger(__name__)
+
+
+class _ServingModule(tf.Module):
+    def __init__(self, predict: Callable[[tf.Tensor], dict[str, tf.Tensor]], input_size: int, trackable) -> None:
+        super().__init__()
+        self._predict = predict
+        self._size = input_size
+        self.model = trackable  # tracked so its variables are saved
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=serving.BYTES_INPUT)])
+    def serve_bytes(self, image_bytes: tf.Tensor) -> dict[str, tf.Tensor]:
+        return self._predict(preprocess.decode_batch(image_bytes, self._size))
+
+    def serve_pixels(self, images: tf.Tensor) -> dict[str, tf.Tensor]:
+        return self._predict(tf.cast(images, tf.float32))
+
+
+def export_model(
+    model_dir: str,
+    predict: Callable[[tf.Tensor], dict[str, tf.Tensor]],
+    trackable: tf.Module,
+    metadata: serving.ModelMetadata,
+) -> str:
+    """Write ``model_dir`` (SavedModel + metadata.json).
+
+    ``predict`` maps float32 (N, S, S, 3) RGB 0..255 to the output dict; ``trackable`` owns the
+    variables it uses (usually the Keras model).
+    """
+    module = _ServingModule(predict, metadata.input_size, trackable)
+    size = metadata.input_size
+    pixels_fn = tf.function(
+        module.serve_pixels,
+        input_signature=[tf.TensorSpec([None, size, size, 3], tf.float32, name=serving.PIXELS_INPUT)],
+    )
+    signatures = {
+        serving.BYTES_SIGNATURE: module.serve_bytes.get_concrete_function(),
+        serving.PIXELS_SIGNATURE: pixels_fn.get_concrete_function(),
+    }
+    tf.saved_model.save(module, model_dir, signatures=signatures)
+    serving.write_metadata(model_dir, metadata)
+    log.info("exported %s %s to %s", metadata.kind, metadata.version, model_dir)
+    return model_dir
