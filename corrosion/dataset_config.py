@@ -1,0 +1,84 @@
+"""Typed settings of the dataset pipeline (``configs/dataset.yaml``)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from corrosion.config import config_path, load_config
+from corrosion.labels import LabelConfig, load_labels
+
+SPLIT_ALIASES = {
+    "train": "train",
+    "training": "train",
+    "val": "validation",
+    "valid": "validation",
+    "validation": "validation",
+    "test": "test",
+    "testing": "test",
+}
+
+
+@dataclass(frozen=True)
+class ValidationConfig:
+    max_pixels: int = 100_000_000
+    reencode_quality: int = 95
+    size_ratio_tolerance: float = 0.01
+    min_box_size: float = 1.0
+
+
+@dataclass(frozen=True)
+class DedupConfig:
+    hash_size: int = 8
+    max_hamming: int = 6
+    thumb_size: int = 16
+    min_correlation: float = 0.90
+    max_mean_abs_diff: float = 16.0
+    reject_near_duplicate_conflicts: bool = True
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.max_hamming < self.hash_size * self.hash_size:
+            raise ValueError(f"dedup.max_hamming must be in [0, {self.hash_size**2}), got {self.max_hamming}")
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    fractions: dict[str, float] = field(default_factory=lambda: {"train": 0.8, "validation": 0.1, "test": 0.1})
+    salt: str = "corrosion-split-v1"
+    honour_source_splits: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.fractions or any(v < 0 for v in self.fractions.values()):
+            raise ValueError(f"split.fractions must be non-negative, got {self.fractions}")
+        if not math.isclose(sum(self.fractions.values()), 1.0, abs_tol=1e-6):
+            raise ValueError(f"split.fractions must sum to 1, got {self.fractions} (sum {sum(self.fractions.values())})")
+
+
+@dataclass(frozen=True)
+class DatasetConfig:
+    labels: str = "labels.yaml"
+    missing_annotation_is_negative: bool = False
+    shard_target_mb: float = 100.0
+    progress_every: int = 200
+    validation: ValidationConfig = field(default_factory=ValidationConfig)
+    dedup: DedupConfig = field(default_factory=DedupConfig)
+    split: SplitConfig = field(default_factory=SplitConfig)
+
+    def __post_init__(self) -> None:
+        if self.shard_target_mb <= 0:
+            raise ValueError(f"shard_target_mb must be positive, got {self.shard_target_mb}")
+
+    def load_labels(self) -> LabelConfig:
+        path = self.labels if ("/" in self.labels or "://" in self.labels) else str(config_path(self.labels))
+        return load_labels(path)
+
+
+def load_dataset_config(path: str | None = None) -> DatasetConfig:
+    return load_config(DatasetConfig, path or config_path("dataset.yaml"))
+
+
+def canonical_split(name: str | None) -> str | None:
+    """Our split name for a source's split folder (``valid`` -> ``validation``), None if it is not one."""
+    if name is None:
+        return None
+    return SPLIT_ALIASES.get(name.strip().lower())

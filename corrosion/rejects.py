@@ -1,0 +1,41 @@
+"""Reject rows and the annotation error type shared by the readers, discovery and the pipeline.
+
+Every input that does not become (part of) a record ends up as a ``Reject`` whose ``reason`` is
+a short stable code (tests and stats count by it) and whose ``detail`` tells a person what to do.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+
+# Stages, in the order an input meets them.
+DISCOVER = "discover"
+ANNOTATION = "annotation"
+IMAGE = "image"
+BOX = "box"
+DUPLICATES = "duplicates"
+
+
+@dataclass(frozen=True)
+class Reject:
+    path: str
+    stage: str
+    reason: str
+    detail: str = ""
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+
+class AnnotationError(ValueError):
+    """An annotation file (or one of its entries) that cannot be used; ``reason`` is a stable code."""
+
+    def __init__(self, reason: str, path: str, message: str) -> None:
+        super().__init__(f"{path}: {message}")
+        self.reason = reason
+        self.path = path
+        self.message = message
+
+    def to_reject(self, stage: str = ANNOTATION) -> Reject:
+        return Reject(self.path, stage, self.reason, str(self))
