@@ -51,7 +51,9 @@ class SplitConfig:
         if not self.fractions or any(v < 0 for v in self.fractions.values()):
             raise ValueError(f"split.fractions must be non-negative, got {self.fractions}")
         if not math.isclose(sum(self.fractions.values()), 1.0, abs_tol=1e-6):
-            raise ValueError(f"split.fractions must sum to 1, got {self.fractions} (sum {sum(self.fractions.values())})")
+            raise ValueError(
+                f"split.fractions must sum to 1, got {self.fractions} (sum {sum(self.fractions.values())})"
+            )
 
 
 @dataclass(frozen=True)

@@ -180,7 +180,9 @@ def plan_unit(root: str, unit: str, files: Iterable[str], labels: LabelConfig) -
             )
         for stem, label in yolo_labels.items():
             if stem not in yolo_images:
-                rejects.append(Reject(label, ANNOTATION, "missing_image", f"{label}: no image named {stem}.* in {unit}/images"))
+                rejects.append(
+                    Reject(label, ANNOTATION, "missing_image", f"{label}: no image named {stem}.* in {unit}/images")
+                )
     return UnitPlan(tuple(images), tuple(annotations), tuple(rejects), tuple(ignored))
 
 
@@ -188,7 +190,9 @@ def plan_unit(root: str, unit: str, files: Iterable[str], labels: LabelConfig) -
 
 
 def parse_annotation(
-    task: AnnotationTask, read: Callable[[str], bytes] = io_utils.read_bytes, exists: Callable[[str], bool] = io_utils.exists
+    task: AnnotationTask,
+    read: Callable[[str], bytes] = io_utils.read_bytes,
+    exists: Callable[[str], bool] = io_utils.exists,
 ) -> tuple[str | None, ParsedAnnotation]:
     """(image path it claims, parsed or refused annotation); the path is None when no image can be named."""
     try:
@@ -197,14 +201,19 @@ def parse_annotation(
     except AnnotationError as exc:
         return task.default_image, ParsedAnnotation(task.path, error=exc.to_reject())
     except OSError as exc:
-        return task.default_image, ParsedAnnotation(task.path, error=Reject(task.path, ANNOTATION, "read_error", f"{task.path}: {exc}"))
+        return task.default_image, ParsedAnnotation(
+            task.path, error=Reject(task.path, ANNOTATION, "read_error", f"{task.path}: {exc}")
+        )
     if exists(image):
         return image, ParsedAnnotation(task.path, annotation)
     if task.default_image is not None:
-        note = f"<filename> {annotation.filename!r} does not exist; used {paths.name(task.default_image)} beside the XML"
+        note = (
+            f"<filename> {annotation.filename!r} does not exist; used {paths.name(task.default_image)} beside the XML"
+        )
         return task.default_image, ParsedAnnotation(task.path, annotation, note=note)
     return None, ParsedAnnotation(
-        task.path, error=Reject(task.path, ANNOTATION, "missing_image", f"{task.path}: its image {image} does not exist")
+        task.path,
+        error=Reject(task.path, ANNOTATION, "missing_image", f"{task.path}: its image {image} does not exist"),
     )
 
 
@@ -235,14 +244,21 @@ def label_image(
     if good:
         chosen, others = good[0], good[1:]
         extra += [
-            Reject(o.annotation_path, ANNOTATION, "duplicate_annotation", f"{task.path} is already annotated by {chosen.annotation_path}")
+            Reject(
+                o.annotation_path,
+                ANNOTATION,
+                "duplicate_annotation",
+                f"{task.path} is already annotated by {chosen.annotation_path}",
+            )
             for o in others
         ]
         try:
             labelled = voc.to_labelled(chosen.annotation, task.path, labels, task.source, task.source_split)
         except AnnotationError as exc:
             row = exc.to_reject()
-            return Labelling(None, _image_reject(task, exc.reason, f"its annotation was refused: {exc}"), tuple(extra + [row]))
+            return Labelling(
+                None, _image_reject(task, exc.reason, f"its annotation was refused: {exc}"), tuple(extra + [row])
+            )
         notes = (chosen.note,) if chosen.note else ()
         return _with_hint(task, _replace_notes(labelled, notes), tuple(extra))
     if bad:
@@ -251,11 +267,18 @@ def label_image(
     if task.label_path is not None:
         return _label_yolo(task, labels, data, read)
     if task.layout == "yolo" and task.yolo_error is None and not missing_annotation_is_negative:
-        return Labelling(None, _image_reject(task, "missing_label_file", f"{task.path}: no label file {yolo.label_path_for(task.path)}"))
+        return Labelling(
+            None,
+            _image_reject(task, "missing_label_file", f"{task.path}: no label file {yolo.label_path_for(task.path)}"),
+        )
     if task.class_hint is not None:
         return Labelling(LabelledImage(task.path, task.class_hint, None, None, task.source, task.source_split))
     if missing_annotation_is_negative and task.layout in ("voc", "yolo"):
-        return Labelling(LabelledImage(task.path, NO_RUST, (), None, task.source, task.source_split, notes=("no_annotation_negative",)))
+        return Labelling(
+            LabelledImage(
+                task.path, NO_RUST, (), None, task.source, task.source_split, notes=("no_annotation_negative",)
+            )
+        )
     if task.yolo_error is not None:
         reason, _, detail = task.yolo_error
         return Labelling(None, _image_reject(task, reason, detail))
@@ -294,11 +317,15 @@ def _label_yolo(task: ImageTask, labels: LabelConfig, data: bytes | None, read: 
 
     if task.yolo_error is not None:
         reason, path, detail = task.yolo_error
-        return Labelling(None, _image_reject(task, reason, detail), (Reject(task.label_path, ANNOTATION, reason, detail),))
+        return Labelling(
+            None, _image_reject(task, reason, detail), (Reject(task.label_path, ANNOTATION, reason, detail),)
+        )
     try:
         boxes = yolo.parse_labels(read(task.label_path).decode("utf-8"), task.label_path, task.yolo_names)
     except AnnotationError as exc:
-        return Labelling(None, _image_reject(task, exc.reason, f"its label file was refused: {exc}"), (exc.to_reject(),))
+        return Labelling(
+            None, _image_reject(task, exc.reason, f"its label file was refused: {exc}"), (exc.to_reject(),)
+        )
     except (OSError, UnicodeDecodeError) as exc:
         row = Reject(task.label_path, ANNOTATION, "read_error", f"{task.label_path}: {exc}")
         return Labelling(None, _image_reject(task, "read_error", row.detail), (row,))
@@ -310,7 +337,9 @@ def _label_yolo(task: ImageTask, labels: LabelConfig, data: bytes | None, read: 
     try:
         labelled = yolo.to_labelled(task.path, task.label_path, boxes, raw, labels, task.source, task.source_split)
     except AnnotationError as exc:
-        return Labelling(None, _image_reject(task, exc.reason, f"its label file was refused: {exc}"), (exc.to_reject(),))
+        return Labelling(
+            None, _image_reject(task, exc.reason, f"its label file was refused: {exc}"), (exc.to_reject(),)
+        )
     return _with_hint(task, labelled, ())
 
 
@@ -346,7 +375,9 @@ def scan(root: str, labels: LabelConfig, missing_annotation_is_negative: bool = 
         if image not in known:  # an XML naming an image file the listing does not hold as an image
             for p in parsed:
                 if p.error is None:
-                    result.rejects.append(Reject(p.annotation_path, ANNOTATION, "missing_image", f"{image} is not an image file"))
+                    result.rejects.append(
+                        Reject(p.annotation_path, ANNOTATION, "missing_image", f"{image} is not an image file")
+                    )
     for task in tasks:
         labelling = label_image(task, claims.get(task.path, ()), labels, missing_annotation_is_negative)
         result.rejects += labelling.rejects
@@ -354,7 +385,13 @@ def scan(root: str, labels: LabelConfig, missing_annotation_is_negative: bool = 
             result.images.append(labelling.labelled)
         else:
             result.rejects.append(labelling.image_reject)
-    log.info("scanned %s: %d labelled images, %d rejects, %d other files ignored", root, len(result.images), len(result.rejects), len(result.ignored))
+    log.info(
+        "scanned %s: %d labelled images, %d rejects, %d other files ignored",
+        root,
+        len(result.images),
+        len(result.rejects),
+        len(result.ignored),
+    )
     return result
 
 

@@ -79,16 +79,22 @@ def validate(
     dropped: list[Reject] = []
     boxes: tuple[Box, ...] = ()
     if labelled.boxes:
-        raw_boxes, already_oriented = _fit_declared_size(labelled, raw_w, raw_h, width, height, info.orientation, cfg, fixes)
+        raw_boxes, already_oriented = _fit_declared_size(
+            labelled, raw_w, raw_h, width, height, info.orientation, cfg, fixes
+        )
         oriented = raw_boxes if already_oriented else images.orient_boxes(raw_boxes, info.orientation, raw_w, raw_h)
         boxes = _clean_boxes(labelled, raw_boxes, oriented, width, height, labels, cfg, fixes, dropped)
     image_class = labelled.image_class or (RUST if labelled.boxes else NO_RUST)
     try:
         image_label = labels.image_label_id(image_class)
     except ValueError as exc:
-        raise ValidationError("unknown_label", path, f"{path}: image class {image_class!r} is not one of {labels.image_classes}") from exc
+        raise ValidationError(
+            "unknown_label", path, f"{path}: image class {image_class!r} is not one of {labels.image_classes}"
+        ) from exc
     if image_class == NO_RUST and boxes:
-        raise ValidationError("label_conflict", path, f"{path}: labelled {NO_RUST} but carries {len(boxes)} rust box(es)")
+        raise ValidationError(
+            "label_conflict", path, f"{path}: labelled {NO_RUST} but carries {len(boxes)} rust box(es)"
+        )
     encoded, fmt = data, KEPT_FORMATS.get(info.format)
     if info.orientation != 1:
         fixes.append(FIX_ORIENTATION)
@@ -101,7 +107,8 @@ def validate(
         width=width,
         height=height,
         filename=paths.name(path),
-        source_id=source_id or (f"{labelled.source}/{paths.relative(path, _root_hint(labelled))}" if labelled.source else path),
+        source_id=source_id
+        or (f"{labelled.source}/{paths.relative(path, _root_hint(labelled))}" if labelled.source else path),
         sha256=sha256 or hashlib.sha256(data).hexdigest(),
         image_class=image_class,
         image_label=image_label,
@@ -170,7 +177,7 @@ def _clean_boxes(
 ) -> tuple[Box, ...]:
     where = labelled.annotation_path or labelled.image_path
     kept = []
-    for i, (raw, box) in enumerate(zip(raw_boxes, oriented)):
+    for i, (raw, box) in enumerate(zip(raw_boxes, oriented, strict=True)):
         name = f"{where}: box #{i + 1} ({raw.xmin:g}, {raw.ymin:g}, {raw.xmax:g}, {raw.ymax:g})"
         try:
             box = replace(box, label=labels.box_class(box.label))

@@ -42,7 +42,9 @@ def parse_voc(data: bytes | str, annotation_path: str) -> VocAnnotation:
             "xml_entity_expansion", annotation_path, f"declares entity {exc.name!r} (entity expansion); refused"
         ) from exc
     except defusedxml.DefusedXmlException as exc:
-        raise AnnotationError("xml_external_entity", annotation_path, f"refers to external content ({exc}); refused") from exc
+        raise AnnotationError(
+            "xml_external_entity", annotation_path, f"refers to external content ({exc}); refused"
+        ) from exc
     except (StdET.ParseError, UnicodeDecodeError, ValueError) as exc:
         raise AnnotationError("malformed_xml", annotation_path, f"not well-formed XML ({exc})") from exc
     if root.tag != "annotation":

@@ -53,7 +53,9 @@ def read_data_yaml(yaml_path: str) -> YoloDataset:
         raise AnnotationError("malformed_data_yaml", yaml_path, f"'names' must be a list of strings, got {names!r}")
     yaml_dir = paths.parent(yaml_path)
     split_dirs = {
-        key: resolve_split_dir(str(data[key]), yaml_dir) for key in ("train", "val", "test") if isinstance(data.get(key), str)
+        key: resolve_split_dir(str(data[key]), yaml_dir)
+        for key in ("train", "val", "test")
+        if isinstance(data.get(key), str)
     }
     return YoloDataset(yaml_path, tuple(names), split_dirs)
 
@@ -95,13 +97,17 @@ def parse_labels(text: str, label_path: str, names: tuple[str, ...]) -> tuple[Yo
             raise AnnotationError("malformed_yolo", label_path, f"line {number} is not numeric: {line!r}") from exc
         if not 0 <= class_id < len(names):
             raise AnnotationError(
-                "unknown_label", label_path, f"line {number}: class id {class_id} is not in data.yaml names {list(names)}"
+                "unknown_label",
+                label_path,
+                f"line {number}: class id {class_id} is not in data.yaml names {list(names)}",
             )
         boxes.append(YoloBox(names[class_id], cx, cy, w, h))
     return tuple(boxes)
 
 
-def to_pixel_boxes(boxes: tuple[YoloBox, ...], width: int, height: int, labels: LabelConfig, label_path: str) -> tuple[Box, ...]:
+def to_pixel_boxes(
+    boxes: tuple[YoloBox, ...], width: int, height: int, labels: LabelConfig, label_path: str
+) -> tuple[Box, ...]:
     """Normalised centre boxes -> pixel corner boxes with project box classes."""
     out = []
     for b in boxes:
@@ -110,7 +116,13 @@ def to_pixel_boxes(boxes: tuple[YoloBox, ...], width: int, height: int, labels: 
         except UnknownLabelError as exc:
             raise AnnotationError("unknown_label", label_path, str(exc)) from exc
         out.append(
-            Box((b.cx - b.w / 2) * width, (b.cy - b.h / 2) * height, (b.cx + b.w / 2) * width, (b.cy + b.h / 2) * height, cls)
+            Box(
+                (b.cx - b.w / 2) * width,
+                (b.cy - b.h / 2) * height,
+                (b.cx + b.w / 2) * width,
+                (b.cy + b.h / 2) * height,
+                cls,
+            )
         )
     return tuple(out)
 
