@@ -1,0 +1,102 @@
+"""PNG plots for classifier runs and evaluations (matplotlib, Agg backend: no display needed).
+
+Each function returns PNG bytes, so the caller writes them locally or to ``gs://`` alike.
+"""
+
+from __future__ import annotations
+
+import io
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from training import classification_metrics as cm  # noqa: E402
+
+
+def _png(fig) -> bytes:
+    out = io.BytesIO()
+    fig.savefig(out, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return out.getvalue()
+
+
+def training_curves(phases: list[tuple[str, dict[str, list[float]]]]) -> bytes:
+    """Loss and ROC-AUC per epoch, train and validation, phases side by side on one epoch axis."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    start = 0
+    for name, history in phases:
+        n = len(history.get("loss", []))
+        if n == 0:
+            continue
+        epochs = np.arange(start + 1, start + n + 1)
+        for ax, key in zip(axes, ("loss", "auc")):
+            if key in history:
+                ax.plot(epochs, history[key], marker=".", label=f"{name} train")
+            if f"val_{key}" in history:
+                ax.plot(epochs, history[f"val_{key}"], marker=".", linestyle="--", label=f"{name} validation")
+        if start:
+            for ax in axes:
+                ax.axvline(start + 0.5, color="grey", linewidth=0.8)
+        start += n
+    for ax, title in zip(axes, ("binary cross-entropy", "ROC-AUC")):
+        ax.set_xlabel("epoch")
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    return _png(fig)
+
+
+def roc(curves_by_name: dict[str, tuple[np.ndarray, np.ndarray]]) -> bytes:
+    """ROC curves; values are (labels, scores)."""
+    fig, ax = plt.subplots(figsize=(5, 5))
+    for name, (labels, scores) in curves_by_name.items():
+        auc = cm.roc_auc(labels, scores)
+        if auc is None:
+            continue
+        c = cm.curves(labels, scores)
+        ax.plot(np.r_[0.0, c.fpr], np.r_[0.0, c.tpr], label=f"{name} (AUC {auc:.3f})")
+    ax.plot([0, 1], [0, 1], color="grey", linewidth=0.8, linestyle=":")
+    ax.set(xlabel="false positive rate", ylabel="true positive rate (recall)", title="ROC", xlim=(0, 1), ylim=(0, 1.01))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    return _png(fig)
+
+
+def precision_recall(curves_by_name: dict[str, tuple[np.ndarray, np.ndarray]], threshold: float | None = None) -> bytes:
+    """Precision-recall curves; the operating point at ``threshold`` marked on each."""
+    fig, ax = plt.subplots(figsize=(5, 5))
+    for name, (labels, scores) in curves_by_name.items():
+        ap = cm.average_precision(labels, scores)
+        if ap is None:
+            continue
+        c = cm.curves(labels, scores)
+        (line,) = ax.step(np.r_[0.0, c.tpr], np.r_[1.0, c.precision], where="pre", label=f"{name} (AP {ap:.3f})")
+        if threshold is not None:
+            s = cm.summarise(labels, scores, threshold)
+            if s["precision"] is not None and s["recall"] is not None:
+                ax.plot(s["recall"], s["precision"], "o", color=line.get_color())
+    ax.set(xlabel="recall", ylabel="precision", title="Precision-recall" + (f" (dot: threshold {threshold:.3f})" if threshold is not None else ""))
+    ax.set(xlim=(0, 1.01), ylim=(0, 1.01))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower left")
+    return _png(fig)
+
+
+def confusion_matrix(summary: dict, title: str) -> bytes:
+    """The 2x2 matrix of ``classification_metrics.summarise`` output, counts and row fractions."""
+    matrix = np.asarray(summary["confusion_matrix"]["rows_true_cols_predicted"], dtype=float)
+    names = summary["confusion_matrix"]["labels"]
+    fig, ax = plt.subplots(figsize=(4.2, 3.8))
+    rows = matrix.sum(axis=1, keepdims=True)
+    fraction = np.divide(matrix, rows, out=np.zeros_like(matrix), where=rows > 0)
+    ax.imshow(fraction, cmap="Blues", vmin=0, vmax=1)
+    for i in range(2):
+        for j in range(2):
+            ax.text(j, i, f"{int(matrix[i, j])}\n({fraction[i, j]:.0%})", ha="center", va="center", color="black" if fraction[i, j] < 0.6 else "white")
+    ax.set_xticks([0, 1], [f"pred {n}" for n in names])
+    ax.set_yticks([0, 1], [f"true {n}" for n in names])
+    ax.set_title(f"{title}\nthreshold {summary['threshold']:.3f}", fontsize=10)
+    return _png(fig)
