@@ -1,0 +1,652 @@
+"""Nightly batch inference: a survey archive -> per-image rust scores, boxes and rusted area.
+
+    python -m pipelines.batch_inference --input 'gs://bucket/survey/*.jpg' \\
+        --classifier gs://bucket/models/classifier --detector gs://bucket/models/detector \\
+        --output gs://bucket/results --survey_id hull-2026-11 --report gs://bucket/report.html
+
+Match files (Beam fileio) -> read bytes -> reduced-scale decode -> RunInference (classifier,
+batched) -> RunInference (detector: full-resolution tiles, cross-tile merge) -> result rows in
+CSV (and BigQuery), errors in their own CSV, previews and an HTML report for the inspector.
+
+Every matched file ends in exactly one place: a result row, an error row (image_uri, stage,
+reason, message) or, with ``--skip_processed``, the skipped count: results + errors + skipped =
+matched files (+ listed files that do not exist, which are error rows).
+
+Outputs go to ``OUTPUT/date=YYYY-MM-DD/<survey>-results-*.csv`` (and ``-errors-*.csv``,
+``-summary.json``); re-running a night rewrites that night's files for that survey (stale
+shards are removed) and, in BigQuery, replaces that night's rows for that survey, so a re-run
+never duplicates rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import hashlib
+import json
+import logging
+import posixpath
+import re
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import apache_beam as beam
+from apache_beam.io import fileio
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics import Metrics
+from apache_beam.metrics.metric import MetricsFilter
+from apache_beam.ml.inference.base import RunInference
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from corrosion import grading, images, io_utils, previews, report, results, serving
+from corrosion.config import config_path, load_config
+from pipelines.inference_config import InferenceConfig
+from pipelines.inference_handlers import (
+    ClassifierHandler,
+    Detections,
+    DetectorHandler,
+    ImageRecord,
+    classifier_pixels,
+)
+
+log = logging.getLogger("pipelines.batch_inference")
+
+NAMESPACE = "corrosion_inference"
+ERRORS = "errors"
+SKIPPED = "skipped"
+FLAGGED = "flagged"
+COUNTERS = (
+    "files_matched",
+    "files_missing",
+    "images_read",
+    "images_scored",
+    "images_failed",
+    "images_skipped",
+    "rust_images",
+    "classified_rust",
+    "boxes",
+    "detector_views",
+    "previews_written",
+)
+_GLOB_CHARS = re.compile(r"[*?\[]")
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What every row of one run shares, fixed when the pipeline is built."""
+
+    survey_id: str
+    run_date: dt.date
+    processed_at: str
+    classifier: serving.ModelMetadata
+    detector: serving.ModelMetadata | None
+    partition_dir: str  # OUTPUT/date=YYYY-MM-DD
+    file_stem: str  # survey id made safe for file names
+
+
+@dataclass(frozen=True)
+class ScoredImage:
+    record: ImageRecord
+    rust_probability: float
+
+
+def error_row(image_uri: str, stage: str, reason: str, message: str) -> dict[str, str]:
+    Metrics.counter(NAMESPACE, "images_failed").inc()
+    Metrics.counter(NAMESPACE, f"error_{reason}").inc()
+    return {"image_uri": image_uri, "stage": stage, "reason": reason, "message": message}
+
+
+# ---------------------------------------------------------------- reading
+
+
+class MatchListed(beam.DoFn):
+    """``--input_list`` entries (paths or globs) -> file metadata; a listed file that does not
+    exist is an error row, where fileio.MatchAll would either drop it or fail the whole run."""
+
+    def process(self, line: str):
+        try:
+            found = FileSystems.match([line])[0].metadata_list
+        except Exception as exc:  # permissions, malformed URI
+            yield beam.pvalue.TaggedOutput(ERRORS, error_row(line, "match", "match_failed", f"{line}: {exc}"))
+            return
+        if not found:
+            if _GLOB_CHARS.search(line):
+                log.warning("input list pattern %s matches no file", line)
+                return
+            Metrics.counter(NAMESPACE, "files_missing").inc()
+            yield beam.pvalue.TaggedOutput(
+                ERRORS, error_row(line, "match", "missing_file", f"{line}: listed in --input_list but does not exist")
+            )
+            return
+        yield from found
+
+
+class ReadImage(beam.DoFn):
+    """ReadableFile -> (uri, bytes); refuses oversized files before reading them."""
+
+    def __init__(self, max_file_bytes: int, progress_every: int) -> None:
+        self._max = max_file_bytes
+        self._every = progress_every
+
+    def setup(self) -> None:
+        self._count = 0
+        self._start = time.monotonic()
+
+    def process(self, readable: fileio.ReadableFile):
+        uri = readable.metadata.path
+        Metrics.counter(NAMESPACE, "files_matched").inc()
+        too_big = f"{uri}: file is larger than max_file_bytes={self._max} in the inference config"
+        if readable.metadata.size_in_bytes > self._max:
+            yield beam.pvalue.TaggedOutput(ERRORS, error_row(uri, "read", "file_too_large", too_big))
+            return
+        try:
+            data = readable.read()
+        except FileNotFoundError as exc:
+            yield beam.pvalue.TaggedOutput(ERRORS, error_row(uri, "read", "missing_file", f"{uri}: {exc}"))
+            return
+        except Exception as exc:  # network, permissions
+            yield beam.pvalue.TaggedOutput(ERRORS, error_row(uri, "read", "read_failed", f"{uri}: {exc}"))
+            return
+        if len(data) > self._max:
+            yield beam.pvalue.TaggedOutput(ERRORS, error_row(uri, "read", "file_too_large", too_big))
+            return
+        Metrics.counter(NAMESPACE, "images_read").inc()
+        self._count += 1
+        if self._every and self._count % self._every == 0:
+            rate = self._count / max(1e-9, time.monotonic() - self._start)
+            log.info("read %d images in this worker (%.1f images/s)", self._count, rate)
+        yield uri, data
+
+
+class PrepareForClassifier(beam.DoFn):
+    """(uri, bytes) -> (ImageRecord, classifier pixels), or an error row, or skipped.
+
+    Decoding here (not in the model handler) makes every unreadable file an error row of its
+    own instead of failing a batch.
+    """
+
+    def __init__(self, input_size: int, max_pixels: int, keep_data: bool) -> None:
+        self._size = input_size
+        self._max_pixels = max_pixels
+        self._keep = keep_data
+
+    def process(self, element: tuple[str, bytes], processed: dict | None = None):
+        uri, data = element
+        sha = hashlib.sha256(data).hexdigest()
+        if processed and sha in processed:
+            Metrics.counter(NAMESPACE, "images_skipped").inc()
+            yield beam.pvalue.TaggedOutput(SKIPPED, uri)
+            return
+        try:
+            info = images.probe(data, uri, self._max_pixels)
+            pixels = classifier_pixels(data, uri, self._size, self._max_pixels)
+        except images.ImageError as exc:
+            yield beam.pvalue.TaggedOutput(ERRORS, error_row(uri, "decode", exc.reason, str(exc)))
+            return
+        yield ImageRecord(uri, sha, info.width, info.height, data if self._keep else b""), pixels
+
+
+# ---------------------------------------------------------------- rows
+
+
+class AssembleRow(beam.DoFn):
+    """(ScoredImage, Detections | None) -> result row; images to preview also go to FLAGGED."""
+
+    def __init__(self, info: RunInfo, want_previews: bool) -> None:
+        self._info = info
+        self._previews = want_previews
+
+    def process(self, element: tuple[ScoredImage, Detections | None]):
+        scored, det = element
+        rec, info = scored.record, self._info
+        if det is not None and det.error_reason:
+            yield beam.pvalue.TaggedOutput(
+                ERRORS, error_row(rec.uri, "detect", det.error_reason, det.error_message or "")
+            )
+            return
+        row: dict[str, Any] = {
+            "image_uri": rec.uri,
+            "image_sha256": rec.sha256,
+            "width": rec.width,
+            "height": rec.height,
+            "rust_probability": round(scored.rust_probability, 6),
+            "is_rust": scored.rust_probability >= info.classifier.threshold,
+            "num_boxes": None,
+            "boxes": None,
+            "rust_area_fraction": None,
+            "rust_grade": None,
+            "classifier_version": info.classifier.version,
+            "detector_version": info.detector.version if info.detector else None,
+            "survey_id": info.survey_id,
+            "processed_at": info.processed_at,
+        }
+        if det is not None:
+            fraction = grading.rust_area_fraction([b[:4] for b in det.boxes], rec.width, rec.height)
+            row.update(
+                num_boxes=len(det.boxes),
+                boxes=json.dumps([list(b) for b in det.boxes]),
+                rust_area_fraction=round(fraction, 6),
+                rust_grade=grading.astm_d610_grade(fraction),
+            )
+            Metrics.counter(NAMESPACE, "boxes").inc(len(det.boxes))
+            Metrics.counter(NAMESPACE, "detector_views").inc(det.views)
+        Metrics.counter(NAMESPACE, "images_scored").inc()
+        if row["is_rust"]:
+            Metrics.counter(NAMESPACE, "classified_rust").inc()
+        if row["is_rust"] or (row["num_boxes"] or 0) > 0:
+            Metrics.counter(NAMESPACE, "rust_images").inc()
+            if self._previews:
+                yield beam.pvalue.TaggedOutput(FLAGGED, (row, rec.data))
+        yield row
+
+
+class WritePreview(beam.DoFn):
+    """(row, bytes) of a rust image -> preview JPEG written; a ReportEntry with its thumbnail."""
+
+    def __init__(self, previews_dir: str, config: InferenceConfig) -> None:
+        self._dir = previews_dir
+        self._cfg = config.outputs
+        self._max_pixels = config.max_pixels
+
+    def process(self, element: tuple[dict, bytes]):
+        row, data = element
+        boxes = json.loads(row["boxes"]) if row["boxes"] else []
+        img = previews.render_preview(
+            data, row["width"], row["height"], boxes, row["rust_probability"], row["rust_grade"],
+            self._cfg.preview_max_side, row["image_uri"], self._max_pixels,
+        )  # fmt: skip
+        uri = report.preview_uri(self._dir, previews.preview_name(row["image_uri"], row["image_sha256"]))
+        io_utils.write_bytes(uri, previews.encode_jpeg(img, self._cfg.preview_quality))
+        Metrics.counter(NAMESPACE, "previews_written").inc()
+        yield report.ReportEntry(
+            image_uri=row["image_uri"],
+            rust_probability=row["rust_probability"],
+            is_rust=row["is_rust"],
+            num_boxes=row["num_boxes"],
+            rust_grade=row["rust_grade"],
+            rust_area_fraction=row["rust_area_fraction"],
+            thumbnail=previews.thumbnail_data_uri(img, self._cfg.thumbnail_side),
+            preview_uri=uri,
+        )
+
+
+class SurveyStatsFn(beam.CombineFn):
+    """("result" | "error", row) -> report.SurveyStats."""
+
+    def create_accumulator(self) -> report.SurveyStats:
+        return report.SurveyStats()
+
+    def add_input(self, acc: report.SurveyStats, item: tuple[str, dict]) -> report.SurveyStats:
+        kind, row = item
+        if kind == "error":
+            acc.errors += 1
+            acc.errors_by_reason[row["reason"]] = acc.errors_by_reason.get(row["reason"], 0) + 1
+            return acc
+        acc.images += 1
+        acc.classified_rust += int(row["is_rust"])
+        acc.rust_images += int(row["is_rust"] or (row["num_boxes"] or 0) > 0)
+        acc.boxes += row["num_boxes"] or 0
+        if row["rust_grade"] is not None:
+            acc.grades[row["rust_grade"]] = acc.grades.get(row["rust_grade"], 0) + 1
+        return acc
+
+    def merge_accumulators(self, accs: Iterable[report.SurveyStats]) -> report.SurveyStats:
+        out = report.SurveyStats()
+        for acc in accs:
+            out.merge(acc)
+        return out
+
+    def extract_output(self, acc: report.SurveyStats) -> report.SurveyStats:
+        return acc
+
+
+def _write_report(_, path: str, info: RunInfo, stats: report.SurveyStats, top: list) -> str:
+    models = {
+        "classifier": info.classifier.version,
+        "detector": info.detector.version if info.detector else "",
+    }
+    text = report.render_report(info.survey_id, stats, top, path, models, info.processed_at)
+    report.write_report(path, text)
+    return path
+
+
+def _remove_stale(_, pattern: str, written: list[str]) -> int:
+    """Delete shards of an earlier run of the same night and survey that this run did not write."""
+    keep = {io_utils.normalise(p) for p in written}
+    matched = FileSystems.match([pattern])[0].metadata_list
+    stale = [m.path for m in matched if io_utils.normalise(m.path) not in keep]
+    if stale:
+        log.info("removing %d stale shard(s) of an earlier run: %s", len(stale), stale)
+        FileSystems.delete(stale)
+    return len(stale)
+
+
+# ---------------------------------------------------------------- history (--skip_processed)
+
+
+def history_files(prefix: str, info: RunInfo) -> list[str]:
+    """Result CSVs of earlier runs under ``prefix``, except this night's for this survey (which
+    this run rewrites, so a re-run of the same night scores the same images again)."""
+    pattern = io_utils.join(prefix, "date=*", "*-results-*.csv")
+    own = f"date={info.run_date.isoformat()}/{info.file_stem}-results-"
+    found = FileSystems.match([pattern])[0].metadata_list
+    return sorted(m.path for m in found if own not in m.path.replace("\\", "/"))
+
+
+def _processed_keys(line: str, columns: Sequence[str], classifier: str, detector: str) -> Iterable[tuple[str, bool]]:
+    import csv
+
+    values = next(csv.reader([line]), None)
+    if not values or len(values) != len(columns):
+        return
+    row = dict(zip(columns, values, strict=True))
+    if row["classifier_version"] == classifier and row["detector_version"] == detector:
+        yield row["image_sha256"], True
+
+
+# ---------------------------------------------------------------- pipeline
+
+
+def build_pipeline(p: beam.Pipeline, args: argparse.Namespace, cfg: InferenceConfig, info: RunInfo) -> None:
+    """Attach the whole job to ``p``."""
+    detector = info.detector
+    previews_dir = args.previews or (io_utils.join(io_utils.dirname(args.report), "previews") if args.report else None)
+    want_previews = previews_dir is not None
+
+    matched = []
+    errors = []
+    if args.input:
+        matched.append(p | "MatchInput" >> fileio.MatchFiles(args.input))
+    if args.input_list:
+        listed = (
+            p
+            | "ReadInputList" >> beam.io.ReadFromText(args.input_list)
+            | "CleanList" >> beam.Map(str.strip)
+            | "DropComments" >> beam.Filter(lambda line: bool(line) and not line.startswith("#"))
+            | "MatchListed" >> beam.ParDo(MatchListed()).with_outputs(ERRORS, main="files")
+        )
+        matched.append(listed.files)
+        errors.append(listed[ERRORS])
+    # Dedupe (a file both globbed and listed is one input); the shuffle also spreads the reads.
+    files = (
+        matched | "AllMatches" >> beam.Flatten()
+        | "KeyByPath" >> beam.Map(lambda m: (m.path, m))
+        | "Dedupe" >> beam.GroupByKey()
+        | "First" >> beam.Map(lambda kv: next(iter(kv[1])))
+    )  # fmt: skip
+    read = (
+        files
+        | "ReadMatches" >> fileio.ReadMatches(compression=CompressionTypes.UNCOMPRESSED)
+        | "ReadBytes"
+        >> beam.ParDo(ReadImage(cfg.max_file_bytes, cfg.progress_every)).with_outputs(ERRORS, main="images")
+    )
+    errors.append(read[ERRORS])
+
+    processed = None
+    if args.skip_processed:
+        past = history_files(args.skip_processed, info)
+        log.info("--skip_processed: %d result file(s) of earlier runs under %s", len(past), args.skip_processed)
+        columns = results.result_columns()
+        processed = beam.pvalue.AsDict(
+            p
+            | "HistoryFiles" >> beam.Create(past)
+            | "ReadHistory" >> beam.io.ReadAllFromText(skip_header_lines=1)
+            | "ProcessedKeys"
+            >> beam.FlatMap(_processed_keys, columns, info.classifier.version, detector.version if detector else "")
+            | "DistinctKeys" >> beam.Distinct()
+        )
+    prepared = read.images | "DecodeForClassifier" >> beam.ParDo(
+        PrepareForClassifier(
+            info.classifier.input_size, cfg.max_pixels, keep_data=detector is not None or want_previews
+        ),
+        processed=processed,
+    ).with_outputs(ERRORS, SKIPPED, main="prepared")
+    errors.append(prepared[ERRORS])
+
+    scored = (
+        prepared.prepared
+        | "Classify" >> RunInference(ClassifierHandler(args.classifier, info.classifier, cfg.classifier_batch_size))
+        | "Scored" >> beam.MapTuple(lambda rec, pred: ScoredImage(rec, float(pred.inference)))
+    )
+    if detector is None:
+        assembled_in = scored | "NoDetector" >> beam.Map(lambda s: (s, None))
+    else:
+        if cfg.detector_gate is None:
+            to_detect, gated = scored, None
+        else:
+            gate = cfg.detector_gate
+            to_detect, gated = scored | "DetectorGate" >> beam.Partition(
+                lambda s, _: 0 if s.rust_probability >= gate else 1, 2
+            )
+        detected = (
+            to_detect
+            | "KeyForDetector" >> beam.Map(lambda s: (s, s.record))
+            | "Detect" >> RunInference(DetectorHandler(args.detector, detector, cfg))
+            | "Detections" >> beam.MapTuple(lambda s, pred: (s, pred.inference))
+        )
+        parts = [detected]
+        if gated is not None:
+            parts.append(gated | "BelowGate" >> beam.Map(lambda s: (s, Detections())))
+        assembled_in = parts | "AllScored" >> beam.Flatten()
+
+    assembled = assembled_in | "AssembleRows" >> beam.ParDo(AssembleRow(info, want_previews)).with_outputs(
+        ERRORS, FLAGGED, main="rows"
+    )
+    errors.append(assembled[ERRORS])
+    rows = assembled.rows
+    all_errors = errors | "AllErrors" >> beam.Flatten()
+
+    # CSV sinks, one date partition per night, one file set per survey.
+    stem = io_utils.join(info.partition_dir, info.file_stem)
+    columns = results.result_columns()
+    results_written = (
+        rows
+        | "ResultCsvLines" >> beam.Map(results.csv_line, columns)
+        | "WriteResults"
+        >> beam.io.WriteToText(f"{stem}-results", file_name_suffix=".csv", header=results.csv_header(columns))
+    )
+    errors_written = (
+        all_errors
+        | "ErrorCsvLines" >> beam.Map(results.csv_line, results.ERROR_COLUMNS)
+        | "WriteErrors"
+        >> beam.io.WriteToText(
+            f"{stem}-errors", file_name_suffix=".csv", header=results.csv_header(results.ERROR_COLUMNS)
+        )
+    )
+    cleanup = p | "CleanupSeed" >> beam.Create([None])
+    cleanup | "RemoveStaleResults" >> beam.Map(
+        _remove_stale, f"{stem}-results-*.csv", beam.pvalue.AsList(results_written)
+    )
+    cleanup | "RemoveStaleErrors" >> beam.Map(_remove_stale, f"{stem}-errors-*.csv", beam.pvalue.AsList(errors_written))
+
+    if args.bigquery_table:
+        rows | "WriteBigQuery" >> beam.io.WriteToBigQuery(
+            table=args.bigquery_table,
+            schema=results.beam_table_schema(),
+            method=beam.io.WriteToBigQuery.Method.FILE_LOADS,
+            create_disposition=beam.io.BigQueryDisposition.CREATE_IF_NEEDED,
+            write_disposition=beam.io.BigQueryDisposition.WRITE_APPEND,
+            additional_bq_parameters=bigquery_table_parameters(cfg),
+        )
+
+    if want_previews:
+        entries = assembled[FLAGGED] | "WritePreviews" >> beam.ParDo(WritePreview(previews_dir, cfg))
+        if args.report:
+            tagged = [
+                rows | "TagResults" >> beam.Map(lambda r: ("result", r)),
+                all_errors | "TagErrors" >> beam.Map(lambda r: ("error", r)),
+            ]
+            stats = (
+                tagged | "FlattenForStats" >> beam.Flatten() | "SurveyStats" >> beam.CombineGlobally(SurveyStatsFn())
+            )
+            top = entries | "TopRust" >> beam.combiners.Top.Of(
+                cfg.outputs.report_max_images, key=lambda e: (e.rust_probability, e.image_uri)
+            )
+            (
+                p
+                | "ReportSeed" >> beam.Create([None])
+                | "WriteReport" >> beam.Map(
+                    _write_report, args.report, info, beam.pvalue.AsSingleton(stats), beam.pvalue.AsSingleton(top)
+                )
+            )  # fmt: skip
+
+
+def bigquery_table_parameters(cfg: InferenceConfig) -> dict[str, Any]:
+    """Partitioning and clustering for CREATE_IF_NEEDED (load-job ``additional_bq_parameters``)."""
+    return {
+        "timePartitioning": {"type": "DAY", "field": cfg.bigquery.partition_field},
+        "clustering": {"fields": list(cfg.bigquery.clustering_fields)},
+    }
+
+
+def clear_statement(table: str, cfg: InferenceConfig, info: RunInfo) -> tuple[str, dict[str, Any]]:
+    """DML that removes this night's rows for this survey, so a re-run replaces instead of duplicating."""
+    project, _, rest = table.partition(":") if ":" in table else ("", "", table)
+    full = f"{project}.{rest}" if project else rest
+    sql = f"DELETE FROM `{full}` WHERE DATE({cfg.bigquery.partition_field}) = @run_date AND survey_id = @survey_id"
+    return sql, {"run_date": info.run_date.isoformat(), "survey_id": info.survey_id}
+
+
+def clear_bigquery_night(table: str, cfg: InferenceConfig, info: RunInfo) -> None:
+    from google.api_core.exceptions import NotFound
+    from google.cloud import bigquery
+
+    sql, params = clear_statement(table, cfg, info)
+    project = table.split(":")[0] if ":" in table else None
+    client = bigquery.Client(project=project)
+    job_config = bigquery.QueryJobConfig(
+        query_parameters=[
+            bigquery.ScalarQueryParameter("run_date", "DATE", params["run_date"]),
+            bigquery.ScalarQueryParameter("survey_id", "STRING", params["survey_id"]),
+        ]
+    )
+    try:
+        job = client.query(sql, job_config=job_config)
+        job.result()
+        log.info(
+            "removed %s earlier row(s) of %s for this night from %s", job.num_dml_affected_rows, info.survey_id, table
+        )
+    except NotFound:
+        log.info("BigQuery table %s does not exist yet; it will be created", table)
+
+
+# ---------------------------------------------------------------- command line
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m pipelines.batch_inference",
+        description="Score a survey archive for rust: CSV/BigQuery rows, error rows, previews and an HTML report.",
+    )
+    parser.add_argument("--input", help="glob of images, local or gs:// (e.g. 'gs://b/survey/**.jpg')")
+    parser.add_argument("--input_list", help="text file of image paths or globs, one per line")
+    parser.add_argument("--classifier", required=True, help="exported classifier model directory")
+    parser.add_argument("--detector", help="exported detector model directory (no boxes without it)")
+    parser.add_argument("--output", required=True, help="output prefix; rows go to OUTPUT/date=YYYY-MM-DD/")
+    parser.add_argument("--bigquery_table", help="PROJECT:DATASET.TABLE to load result rows into")
+    parser.add_argument("--survey_id", help="survey name for every row (default: the input's folder name)")
+    parser.add_argument(
+        "--skip_processed", help="prefix of earlier outputs: skip images already scored by these models"
+    )
+    parser.add_argument("--previews", help="directory for JPEG previews of rust images")
+    parser.add_argument("--report", help="HTML report file (previews go beside it unless --previews is given)")
+    parser.add_argument("--config", default=None, help="inference YAML (default configs/inference.yaml)")
+    parser.add_argument(
+        "--run_date", type=dt.date.fromisoformat, help="night to (re)process, YYYY-MM-DD (default today, UTC)"
+    )
+    return parser
+
+
+def default_survey_id(args: argparse.Namespace) -> str:
+    source = args.input or args.input_list
+    head = _GLOB_CHARS.split(source)[0] if args.input else source
+    parts = [p for p in head.replace("\\", "/").rstrip("/").split("/") if p]
+    if args.input and not _GLOB_CHARS.search(source):
+        parts = parts[:-1]  # a single file: its folder
+    if not args.input:
+        return posixpath.splitext(parts[-1])[0] if parts else "survey"
+    return parts[-1] if parts else "survey"
+
+
+def make_run_info(args: argparse.Namespace, now: dt.datetime | None = None) -> RunInfo:
+    now = now or dt.datetime.now(dt.UTC)
+    run_date = args.run_date or now.date()
+    processed_at = now if run_date == now.date() else dt.datetime.combine(run_date, dt.time(0), dt.UTC)
+    survey_id = args.survey_id or default_survey_id(args)
+    classifier = serving.read_metadata(args.classifier)
+    if classifier.kind != "classifier":
+        raise SystemExit(f"--classifier {args.classifier} holds a {classifier.kind} model, not a classifier")
+    detector = serving.read_metadata(args.detector) if args.detector else None
+    if detector is not None and detector.kind != "detector":
+        raise SystemExit(f"--detector {args.detector} holds a {detector.kind} model, not a detector")
+    return RunInfo(
+        survey_id=survey_id,
+        run_date=run_date,
+        processed_at=results.format_timestamp(processed_at),
+        classifier=classifier,
+        detector=detector,
+        partition_dir=io_utils.join(args.output, f"date={run_date.isoformat()}"),
+        file_stem=re.sub(r"[^A-Za-z0-9._-]+", "_", survey_id) or "survey",
+    )
+
+
+def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """Build and run the job; returns the run summary (counters, output locations)."""
+    args, beam_args = build_parser().parse_known_args(argv)
+    if not args.input and not args.input_list:
+        raise SystemExit("give --input GLOB and/or --input_list FILE")
+    cfg = load_config(InferenceConfig, args.config or config_path("inference.yaml"))
+    info = make_run_info(args)
+    log.info(
+        "survey %s, night %s: classifier %s, detector %s (%s)",
+        info.survey_id, info.run_date, info.classifier.version, info.detector.version if info.detector else "none",
+        "every image" if cfg.detector_gate is None else f"where rust_probability >= {cfg.detector_gate}",
+    )  # fmt: skip
+    if args.bigquery_table and cfg.bigquery.clear_before_load:
+        clear_bigquery_night(args.bigquery_table, cfg, info)
+    options = PipelineOptions(beam_args)
+    p = beam.Pipeline(options=options)
+    build_pipeline(p, args, cfg, info)
+    started = time.monotonic()
+    result = p.run()
+    result.wait_until_finish()
+    elapsed = time.monotonic() - started
+    counters = {name: 0 for name in COUNTERS}
+    for c in result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))["counters"]:
+        counters[c.key.metric.name] = counters.get(c.key.metric.name, 0) + int(c.committed or c.attempted or 0)
+    inputs = counters["files_matched"] + counters["files_missing"]
+    accounted = counters["images_scored"] + counters["images_failed"] + counters["images_skipped"]
+    summary = {
+        "survey_id": info.survey_id,
+        "run_date": info.run_date.isoformat(),
+        "processed_at": info.processed_at,
+        "classifier_version": info.classifier.version,
+        "detector_version": info.detector.version if info.detector else None,
+        "seconds": round(elapsed, 2),
+        "counters": counters,
+        "all_inputs_accounted_for": inputs == accounted,
+        "results": io_utils.join(info.partition_dir, f"{info.file_stem}-results-*.csv"),
+        "errors": io_utils.join(info.partition_dir, f"{info.file_stem}-errors-*.csv"),
+        "report": args.report,
+    }
+    io_utils.write_text(
+        io_utils.join(info.partition_dir, f"{info.file_stem}-summary.json"), json.dumps(summary, indent=2) + "\n"
+    )
+    log.info("done in %.1f s: %s", elapsed, ", ".join(f"{k}={v}" for k, v in counters.items()))
+    if inputs != accounted:
+        log.error("%d input files but %d results + errors + skipped: some input is unaccounted for", inputs, accounted)
+    return summary
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    summary = run(argv)
+    print(json.dumps(summary, indent=2))
+    return 0 if summary["all_inputs_accounted_for"] else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,51 @@
+"""Typed settings of the batch inference pipeline (``configs/inference.yaml``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class TilingConfig:
+    enabled: bool = True
+    tile_size: int = 1024  # tile side in original pixels; each tile is resized to the detector's input
+    overlap: int = 192  # pixels shared by neighbouring tiles: at least the largest spot that must be seen whole
+    global_pass: bool = True  # also run the whole image once, for patches larger than a tile
+    decode_at_tile_scale: bool = True  # JPEG DCT-scaled decode down to (not below) the tiles' model scale
+
+
+@dataclass(frozen=True)
+class MergeConfig:
+    iou_threshold: float = 0.5
+    containment_threshold: float = 0.8
+    max_boxes: int = 100
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    preview_max_side: int = 1600
+    preview_quality: int = 85
+    thumbnail_side: int = 192
+    report_max_images: int = 500
+
+
+@dataclass(frozen=True)
+class BigQueryConfig:
+    partition_field: str = "processed_at"
+    clustering_fields: tuple[str, ...] = ("survey_id",)
+    clear_before_load: bool = True  # delete this night's rows of this survey first, so re-runs never duplicate
+
+
+@dataclass(frozen=True)
+class InferenceConfig:
+    classifier_batch_size: int = 32
+    detector_images_per_batch: int = 2
+    tile_batch_size: int = 32
+    detector_gate: float | None = None  # None: detector on every image; else only where rust_probability >= gate
+    max_pixels: int = 100_000_000
+    max_file_bytes: int = 200_000_000
+    progress_every: int = 200
+    tiling: TilingConfig = field(default_factory=TilingConfig)
+    merge: MergeConfig = field(default_factory=MergeConfig)
+    outputs: OutputConfig = field(default_factory=OutputConfig)
+    bigquery: BigQueryConfig = field(default_factory=BigQueryConfig)

@@ -1,0 +1,212 @@
+"""RunInference model handlers for the exported classifier and detector (``corrosion.serving``).
+
+Both are keyed: elements are ``(ImageRecord, example)`` and predictions ``(ImageRecord,
+PredictionResult)``, so each result stays attached to its image without a join. Each worker
+process loads a SavedModel once (RunInference's per-process shared model, used by all threads)
+and calls its ``serving_pixels`` signature on batches.
+
+- Classifier: examples are reduced-scale decodes already resized to the model input.
+- Detector: examples are the encoded bytes; the handler decodes at the tiles' model scale,
+  tiles with overlap, runs all tiles in batches, maps boxes back to the original (EXIF-oriented)
+  pixel grid and merges them across tiles. A file that fails this full decode becomes an error
+  in the result, never an exception that would fail the whole batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from apache_beam.ml.inference.base import ModelHandler, PredictionResult
+
+from corrosion import images, serving, tiling
+from pipelines.inference_config import InferenceConfig
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    """One readable image on its way through the pipeline."""
+
+    uri: str
+    sha256: str
+    width: int  # after EXIF orientation
+    height: int
+    data: bytes = b""  # the encoded file, kept only while a later stage (detector, preview) needs it
+
+
+@dataclass(frozen=True)
+class Detections:
+    boxes: tuple[tuple[float, float, float, float, float], ...] = ()  # pixel xmin, ymin, xmax, ymax, score
+    views: int = 0  # model inputs used: tiles plus the whole-image pass
+    error_reason: str | None = None
+    error_message: str | None = None
+
+
+class _Loaded:
+    """A loaded SavedModel and its pixels signature (the signature needs the object alive)."""
+
+    def __init__(self, model_dir: str) -> None:
+        import tensorflow as tf
+
+        self.saved = tf.saved_model.load(model_dir)
+        self.fn = self.saved.signatures[serving.PIXELS_SIGNATURE]
+
+
+class ClassifierHandler(ModelHandler[tuple[ImageRecord, np.ndarray], tuple[ImageRecord, PredictionResult], _Loaded]):
+    def __init__(self, model_dir: str, metadata: serving.ModelMetadata, batch_size: int) -> None:
+        super().__init__(min_batch_size=1, max_batch_size=batch_size)
+        self._model_dir = model_dir
+        self._metadata = metadata
+
+    def load_model(self) -> _Loaded:
+        log.info("loading classifier %s from %s", self._metadata.version, self._model_dir)
+        return _Loaded(self._model_dir)
+
+    def run_inference(
+        self, batch: Sequence[tuple[ImageRecord, np.ndarray]], model: _Loaded, inference_args: dict | None = None
+    ) -> Iterable[tuple[ImageRecord, PredictionResult]]:
+        import tensorflow as tf
+
+        records = [r for r, _ in batch]
+        pixels = np.stack([p for _, p in batch]).astype(np.float32, copy=False)
+        probs = model.fn(**{serving.PIXELS_INPUT: tf.constant(pixels)})[serving.CLASSIFIER_OUTPUT].numpy().reshape(-1)
+        return [
+            (r, PredictionResult(None, float(p), self._metadata.version)) for r, p in zip(records, probs, strict=True)
+        ]
+
+    def get_num_bytes(self, batch: Sequence[tuple[ImageRecord, np.ndarray]]) -> int:
+        return sum(p.nbytes for _, p in batch)
+
+    def get_metrics_namespace(self) -> str:
+        return "corrosion_classifier"
+
+
+class DetectorHandler(ModelHandler[tuple[Any, ImageRecord], tuple[Any, PredictionResult], _Loaded]):
+    """Elements are (any key, ImageRecord with its bytes); the key comes back with the Detections."""
+
+    def __init__(self, model_dir: str, metadata: serving.ModelMetadata, config: InferenceConfig) -> None:
+        super().__init__(min_batch_size=1, max_batch_size=config.detector_images_per_batch)
+        self._model_dir = model_dir
+        self._metadata = metadata
+        self._config = config
+
+    def load_model(self) -> _Loaded:
+        log.info("loading detector %s from %s", self._metadata.version, self._model_dir)
+        return _Loaded(self._model_dir)
+
+    def run_inference(
+        self, batch: Sequence[tuple[Any, ImageRecord]], model: _Loaded, inference_args: dict | None = None
+    ) -> Iterable[tuple[Any, PredictionResult]]:
+        out = []
+        for key, record in batch:
+            try:
+                result = detect_image(model.fn, record, self._metadata, self._config)
+            except images.ImageError as exc:
+                result = Detections(error_reason=exc.reason, error_message=str(exc))
+            out.append((key, PredictionResult(None, result, self._metadata.version)))
+        return out
+
+    def get_num_bytes(self, batch: Sequence[tuple[Any, ImageRecord]]) -> int:
+        return sum(len(r.data) for _, r in batch)
+
+    def get_metrics_namespace(self) -> str:
+        return "corrosion_detector"
+
+
+def detector_views(
+    record: ImageRecord, input_size: int, config: InferenceConfig
+) -> tuple[list[tiling.Tile], np.ndarray, float, float]:
+    """Decode ``record`` and cut it into model inputs.
+
+    Returns the views (tiles, then the whole image when ``global_pass``) in decoded-pixel
+    coordinates, their pixels (V, S, S, 3) float32 resized with ``resize_pixels``, and the
+    decoded -> original scale factors (x, y).
+    """
+    from corrosion import preprocess
+
+    tcfg = config.tiling
+    w, h = record.width, record.height
+    factor = (tcfg.tile_size if tcfg.enabled else max(w, h)) / input_size
+    reduce_to = None
+    if tcfg.decode_at_tile_scale and factor > 1:
+        reduce_to = (max(1, math.ceil(w / factor)), max(1, math.ceil(h / factor)))
+    img = images.decode(record.data, record.uri, config.max_pixels, reduce_to=reduce_to)
+    arr = np.asarray(img)
+    dh, dw = arr.shape[:2]
+    sx, sy = w / dw, h / dh
+    views: list[tiling.Tile] = []
+    chunks: list[np.ndarray] = []
+    if tcfg.enabled:
+        tile = max(1, round(tcfg.tile_size / sx))
+        overlap = min(tile - 1, round(tcfg.overlap / sx))
+        grid = tiling.tile_grid(dw, dh, tile, overlap)
+        stacked = np.stack([arr[t.y0 : t.y1, t.x0 : t.x1] for t in grid])
+        chunks.append(preprocess.resize_pixels(stacked, input_size).numpy())
+        views += grid
+    if not tcfg.enabled or (tcfg.global_pass and len(views) > 1):
+        # Box-filter down to about twice the input first, so the TF resize works on a small array.
+        k = max(1, min(dw, dh) // (2 * input_size))
+        small = np.asarray(img.reduce(k) if k > 1 else img)
+        chunks.append(preprocess.resize_pixels(small[None], input_size).numpy())
+        views.append(tiling.Tile(0, 0, dw, dh))
+    return views, np.concatenate(chunks), sx, sy
+
+
+def detect_image(fn, record: ImageRecord, metadata: serving.ModelMetadata, config: InferenceConfig) -> Detections:
+    """Tile, detect, map to original pixels, merge. ``fn`` is the detector's pixels signature."""
+    import tensorflow as tf
+
+    views, pixels, sx, sy = detector_views(record, metadata.input_size, config)
+    dw, dh = max(v.x1 for v in views), max(v.y1 for v in views)  # the decoded image's size
+    all_boxes, all_scores = [], []
+    step = max(1, config.tile_batch_size)
+    for start in range(0, len(views), step):
+        out = fn(**{serving.PIXELS_INPUT: tf.constant(pixels[start : start + step])})
+        boxes = out["detection_boxes"].numpy()
+        scores = out["detection_scores"].numpy()
+        classes = out["detection_classes"].numpy()
+        counts = out["num_detections"].numpy().astype(int).reshape(-1)
+        for i, view in enumerate(views[start : start + step]):
+            n = counts[i]
+            keep = (scores[i, :n] >= metadata.threshold) & (np.round(classes[i, :n]) == 1)
+            if not keep.any():
+                continue
+            px = tiling.tile_boxes_to_image(boxes[i, :n][keep], view, dw, dh)
+            px[:, [0, 2]] *= sx
+            px[:, [1, 3]] *= sy
+            all_boxes.append(px)
+            all_scores.append(scores[i, :n][keep])
+    if not all_boxes:
+        return Detections(views=len(views))
+    merged, merged_scores = tiling.merge_boxes(
+        np.concatenate(all_boxes),
+        np.concatenate(all_scores),
+        config.merge.iou_threshold,
+        config.merge.containment_threshold,
+        config.merge.max_boxes,
+    )
+    boxes_out = tuple(
+        (
+            round(float(min(max(b[0], 0), record.width)), 1),
+            round(float(min(max(b[1], 0), record.height)), 1),
+            round(float(min(max(b[2], 0), record.width)), 1),
+            round(float(min(max(b[3], 0), record.height)), 1),
+            round(float(s), 4),
+        )
+        for b, s in zip(merged, merged_scores, strict=True)
+    )
+    return Detections(boxes=boxes_out, views=len(views))
+
+
+def classifier_pixels(record_data: bytes, name: str, input_size: int, max_pixels: int) -> np.ndarray:
+    """Reduced-scale decode (JPEG DCT scaling to no less than the input) -> (S, S, 3) float32."""
+    from corrosion import preprocess
+
+    img = images.decode(record_data, name, max_pixels, reduce_to=(input_size, input_size))
+    return preprocess.resize_pixels(np.asarray(img), input_size).numpy()
