@@ -30,7 +30,7 @@ class ValidationConfig:
 @dataclass(frozen=True)
 class DedupConfig:
     hash_size: int = 8
-    max_hamming: int = 6
+    max_hamming: int = 10
     thumb_size: int = 16
     min_correlation: float = 0.90
     max_mean_abs_diff: float = 16.0

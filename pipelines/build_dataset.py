@@ -1,0 +1,197 @@
+"""Labelled photos -> validated, de-duplicated, leak-free, sharded TFRecords (Apache Beam).
+
+    python -m pipelines.build_dataset --input DIR [--input DIR2 ...] --output_dir OUT \
+        [--config configs/dataset.yaml] [--previous_manifest OLD/manifest.csv] [Beam flags]
+
+Inputs and output may be local folders or gs:// prefixes. Writes to OUT:
+``{split}-NNNNN-of-MMMMM.tfrecord`` shards, ``label_map.pbtxt``, ``manifest.csv`` (one row per
+input image file), ``rejects.jsonl`` (every unusable input and dropped box, with its reason) and
+``stats.json``. Per-image work runs in Beam transforms; only the near-duplicate group/split join
+sees all (tiny) image signatures at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import logging
+import sys
+
+import apache_beam as beam
+from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions
+
+from corrosion import io_utils, paths
+from corrosion.dataset_config import DatasetConfig, load_dataset_config
+from pipelines import dataset_transforms as T
+
+log = logging.getLogger("pipelines.build_dataset")
+
+
+def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--input", action="append", required=True, help="input folder (local or gs://); repeatable")
+    parser.add_argument("--output_dir", required=True, help="output folder (local or gs://)")
+    parser.add_argument("--config", default=None, help="dataset config YAML (default configs/dataset.yaml)")
+    parser.add_argument(
+        "--previous_manifest", default=None, help="manifest.csv of an earlier build: groups seen there keep their split"
+    )
+    return parser.parse_known_args(argv)
+
+
+def read_previous_manifest(path: str | None) -> dict[str, str]:
+    """sha256 -> split of the kept and duplicate rows of an earlier manifest."""
+    if not path:
+        return {}
+    rows = csv.DictReader(io.StringIO(io_utils.read_text(path)))
+    return {r["sha256"]: r["split"] for r in rows if r.get("status") in (T.KEPT, T.DUPLICATE) and r.get("split")}
+
+
+def build(p: beam.Pipeline, inputs: list[str], output_dir: str, config: DatasetConfig, previous: dict[str, str]) -> None:
+    """The pipeline graph (separate from running it, so tests can run it on any runner)."""
+    labels = config.load_labels()
+    split_names = list(config.split.fractions)
+
+    files = p | "Inputs" >> beam.Create(inputs) | "ListFiles" >> beam.FlatMap(T.list_root)
+    planned = (
+        files
+        | "KeyByUnit" >> beam.Map(T.key_by_unit)
+        | "GroupUnits" >> beam.GroupByKey()
+        | "PlanUnits" >> beam.ParDo(T.PlanUnit(labels)).with_outputs(T.ANNOTATIONS, T.REJECTS, T.IGNORED, main="images")
+    )
+    parsed = planned[T.ANNOTATIONS] | "ParseXml" >> beam.ParDo(T.ParseAnnotation()).with_outputs(T.REJECTS, main="claims")
+    processed = (
+        {"task": planned.images | "KeyByPath" >> beam.Map(lambda t: (t.path, t)), "ann": parsed.claims}
+        | "JoinAnnotations" >> beam.CoGroupByKey()
+        | "Validate" >> beam.ParDo(T.ProcessImage(labels, config)).with_outputs(T.REJECTS, T.MANIFEST, T.EVENTS, main="valid")
+    )
+    collapsed = (
+        processed.valid
+        | "KeyByPixels" >> beam.Map(lambda c: (c.pixel_hash, c))
+        | "GroupIdentical" >> beam.GroupByKey()
+        | "CollapseIdentical" >> beam.ParDo(T.CollapseIdentical()).with_outputs(T.REJECTS, T.MANIFEST, T.EVENTS, main="unique")
+    )
+    assignments = (
+        collapsed.unique
+        | "Signatures" >> beam.Map(lambda u: u.signature())
+        | "AllSignatures" >> beam.combiners.ToList()
+        | "GroupAndSplit" >> beam.Map(T.assign_groups, config, previous)
+    )
+    placed = collapsed.unique | "Place" >> beam.ParDo(T.Place(), beam.pvalue.AsSingleton(assignments)).with_outputs(
+        T.REJECTS, T.MANIFEST, T.EVENTS, main="records"
+    )
+
+    # shards, sized by the target
+    counts = (
+        placed.records
+        | "RecordBytes" >> beam.Map(lambda r: (r[0], len(r[2])))
+        | "BytesPerSplit" >> beam.CombinePerKey(sum)
+        | "ShardCounts" >> beam.Map(T.shard_counts, config.shard_target_mb)
+    )
+    counts_side = beam.pvalue.AsDict(counts)
+    written = (
+        placed.records
+        | "ShardKey" >> beam.Map(T.shard_key, counts_side)
+        | "GroupShards" >> beam.GroupByKey()
+        | "WriteShards" >> beam.FlatMap(T.write_shard, output_dir, counts_side)
+    )
+    _ = (
+        written
+        | "ShardsPerSplit" >> beam.GroupByKey()
+        | "EmptyShards" >> beam.FlatMap(T.write_missing_shards, output_dir, counts_side)
+    )
+
+    # manifest, rejects, stats
+    rejects = (
+        planned[T.REJECTS],
+        parsed[T.REJECTS],
+        processed[T.REJECTS],
+        collapsed[T.REJECTS],
+        placed[T.REJECTS],
+    ) | "AllRejects" >> beam.Flatten()
+    manifest = (processed[T.MANIFEST], collapsed[T.MANIFEST], placed[T.MANIFEST]) | "AllManifest" >> beam.Flatten()
+    _ = (
+        manifest
+        | "ManifestCsv" >> beam.Map(lambda r: r.to_csv())
+        | "WriteManifest" >> beam.io.WriteToText(
+            paths.join(output_dir, "manifest"), ".csv", num_shards=1, shard_name_template="", header=T.manifest_header()
+        )
+    )
+    _ = (
+        rejects
+        | "RejectJson" >> beam.Map(lambda r: r.to_json())
+        | "WriteRejects" >> beam.io.WriteToText(paths.join(output_dir, "rejects"), ".jsonl", num_shards=1, shard_name_template="")
+    )
+    events = (
+        manifest | "ManifestEvents" >> beam.FlatMap(T.weighted_manifest_events),
+        rejects | "RejectEvents" >> beam.FlatMap(T.reject_events),
+        (processed[T.EVENTS], collapsed[T.EVENTS], placed[T.EVENTS]) | "FlattenEvents" >> beam.Flatten()
+        | "CountEvents" >> beam.Map(lambda e: (e, 1)),
+        planned[T.IGNORED] | "IgnoredEvents" >> beam.Map(lambda f: (("ignored_files",), 1)),
+    ) | "AllEvents" >> beam.Flatten()
+    _ = (
+        events
+        | "SumEvents" >> beam.CombinePerKey(sum)
+        | "EventList" >> beam.combiners.ToList()
+        | "WriteStats" >> beam.Map(
+            T.write_stats,
+            output_dir,
+            split_names,
+            beam.pvalue.AsSingleton(assignments | "GroupStats" >> beam.Map(T.group_stats)),
+            counts_side,
+        )
+    )
+    _ = planned[T.IGNORED] | "LogIgnored" >> beam.Map(lambda f: log.info("ignored (not an image or annotation): %s", f))
+
+
+def run(argv: list[str] | None = None) -> dict:
+    """Build the data set; returns the stats it wrote."""
+    args, beam_args = parse_args(argv)
+    config = load_dataset_config(args.config)
+    inputs = [paths.normalise(i) for i in args.input]
+    for i in inputs:
+        if not io_utils.is_remote(i) and not io_utils.exists(i):
+            raise SystemExit(f"input folder {i} does not exist")
+    output_dir = paths.normalise(args.output_dir)
+    io_utils.make_dirs(output_dir)
+    labels = config.load_labels()
+    io_utils.write_text(paths.join(output_dir, "label_map.pbtxt"), labels.label_map_pbtxt())
+    _remove_old_shards(output_dir)
+    previous = read_previous_manifest(args.previous_manifest)
+    options = PipelineOptions(beam_args)
+    options.view_as(SetupOptions).save_main_session = False
+    log.info("building data set from %s into %s", ", ".join(inputs), output_dir)
+    with beam.Pipeline(options=options) as p:
+        build(p, inputs, output_dir, config, previous)
+    stats = json.loads(io_utils.read_text(paths.join(output_dir, "stats.json")))
+    log.info(
+        "done: %d records %s, %d duplicates collapsed, %d near-duplicate groups, rejects %s",
+        stats["records_total"],
+        {s: sum(v.values()) for s, v in stats["records"].items()},
+        stats["duplicates_collapsed"],
+        stats["near_duplicate_groups"],
+        stats["rejects_by_reason"],
+    )
+    return stats
+
+
+def _remove_old_shards(output_dir: str) -> None:
+    """Shards of an earlier build would mix with the new ones (their -of-N may differ)."""
+    from apache_beam.io.filesystems import FileSystems
+
+    old = [m.path for m in FileSystems.match([paths.join(output_dir, "*.tfrecord")])[0].metadata_list]
+    if old:
+        log.info("removing %d shards of an earlier build in %s", len(old), output_dir)
+        FileSystems.delete(old)
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    stats = run(argv)
+    print(json.dumps({k: stats[k] for k in ("records", "records_total", "duplicates_collapsed", "near_duplicate_groups", "rejects_by_reason", "boxes")}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,453 @@
+"""Beam steps of the dataset pipeline; each wraps a plain function from ``corrosion/``.
+
+Element types are small frozen dataclasses so every step pickles for DirectRunner
+multi-processing and Dataflow alike.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import logging
+import math
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+
+from corrosion import dedup, discovery, io_utils, paths, schema, splits
+from corrosion.dataset_config import DatasetConfig
+from corrosion.labels import LabelConfig
+from corrosion.rejects import DUPLICATES, IMAGE, Reject
+from corrosion.validate import ValidationError, validate
+
+log = logging.getLogger("pipelines.build_dataset")
+
+REJECTS = "rejects"
+MANIFEST = "manifest"
+EVENTS = "events"
+ANNOTATIONS = "annotations"
+IGNORED = "ignored"
+
+KEPT, DUPLICATE, REJECTED = "kept", "duplicate", "rejected"
+MANIFEST_COLUMNS = (
+    "path",
+    "sha256",
+    "status",
+    "reason",
+    "group",
+    "split",
+    "label",
+    "boxes",
+    "width",
+    "height",
+    "duplicate_of",
+    "annotation",
+    "source",
+)
+
+
+@dataclass(frozen=True)
+class ManifestRow:
+    path: str
+    sha256: str = ""
+    status: str = REJECTED
+    reason: str = ""
+    group: str = ""
+    split: str = ""
+    label: str = ""
+    boxes: int | str = ""
+    width: int | str = ""
+    height: int | str = ""
+    duplicate_of: str = ""
+    annotation: str = ""
+    source: str = ""
+
+    def to_csv(self) -> str:
+        out = io.StringIO()
+        csv.writer(out, lineterminator="").writerow([getattr(self, c) for c in MANIFEST_COLUMNS])
+        return out.getvalue()
+
+
+def manifest_header() -> str:
+    return ",".join(MANIFEST_COLUMNS)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A validated image file: its record and what duplicate detection needs."""
+
+    path: str
+    sha256: str
+    pixel_hash: str
+    dhash: int
+    thumb: bytes
+    record: schema.Record
+    boxes_known: bool
+    annotation: str
+    source: str
+    source_split: str | None
+
+
+@dataclass(frozen=True)
+class Unique:
+    """One distinct image (identical copies collapsed) and the copies that collapsed into it."""
+
+    rep: Candidate
+    copies: tuple[Candidate, ...]  # the other files, records dropped
+
+    def signature(self) -> dedup.Signature:
+        members = (self.rep, *self.copies)
+        return dedup.Signature(
+            key=self.rep.pixel_hash,
+            shas=tuple(sorted({m.sha256 for m in members})),
+            dhash=self.rep.dhash,
+            thumb=self.rep.thumb,
+            image_class=self.rep.record.image_class,
+            source_splits=tuple(sorted({m.source_split for m in members if m.source_split})),
+        )
+
+
+def _reject_row(reject: Reject, sha: str = "", annotation: str = "", source: str = "") -> ManifestRow:
+    return ManifestRow(reject.path, sha, REJECTED, reject.reason, annotation=annotation, source=source)
+
+
+# ---------------------------------------------------------------- discovery
+
+
+def list_root(root: str) -> Iterable[tuple[str, str]]:
+    """(root, file) for every file under an input root; the listing is logged."""
+    files = discovery.list_files(root)
+    log.info("found %d files under %s", len(files), root)
+    Metrics.counter("dataset", "files_listed").inc(len(files))
+    for f in files:
+        yield root, f
+
+
+def key_by_unit(root_file: tuple[str, str]) -> tuple[tuple[str, str], str]:
+    root, f = root_file
+    return (root, discovery.unit_of(f)), f
+
+
+class PlanUnit(beam.DoFn):
+    """A folder's listing -> image tasks, annotation tasks, listing rejects, ignored files."""
+
+    def __init__(self, labels: LabelConfig) -> None:
+        self.labels = labels
+
+    def process(self, element):
+        (root, unit), files = element
+        plan = discovery.plan_unit(root, unit, list(files), self.labels)
+        for task in plan.images:
+            yield task
+        for task in plan.annotations:
+            yield beam.pvalue.TaggedOutput(ANNOTATIONS, task)
+        for r in plan.rejects:
+            yield beam.pvalue.TaggedOutput(REJECTS, r)
+        for f in plan.ignored:
+            yield beam.pvalue.TaggedOutput(IGNORED, f)
+
+
+class ParseAnnotation(beam.DoFn):
+    """XML -> (image path it claims, ParsedAnnotation); refused XML also gives a reject row."""
+
+    def process(self, task: discovery.AnnotationTask):
+        image, parsed = discovery.parse_annotation(task)
+        Metrics.counter("dataset", "annotations_parsed").inc()
+        if parsed.error is not None:
+            Metrics.counter("dataset", "annotations_rejected").inc()
+            yield beam.pvalue.TaggedOutput(REJECTS, parsed.error)
+        if image is not None:
+            yield image, parsed
+
+
+# ---------------------------------------------------------------- per image
+
+
+class ProcessImage(beam.DoFn):
+    """Read, hash, label, decode and validate one image; compute its duplicate signatures."""
+
+    def __init__(self, labels: LabelConfig, config: DatasetConfig) -> None:
+        self.labels = labels
+        self.config = config
+        self.read = Metrics.counter("dataset", "images_read")
+        self.valid = Metrics.counter("dataset", "images_valid")
+        self.rejected = Metrics.counter("dataset", "images_rejected")
+        self.bytes_read = Metrics.counter("dataset", "bytes_read")
+
+    def setup(self) -> None:
+        self.count = 0
+        self.started = time.monotonic()
+
+    def process(self, element):
+        image_path, grouped = element
+        tasks, claims = list(grouped["task"]), list(grouped["ann"])
+        if not tasks:  # an XML naming a file that is not an image we listed
+            for c in claims:
+                if c.error is None:
+                    yield beam.pvalue.TaggedOutput(
+                        REJECTS, Reject(c.annotation_path, "annotation", "missing_image", f"{image_path} is not an image file")
+                    )
+            return
+        task = tasks[0]
+        yield from self._process(task, claims)
+        self.count += 1
+        if self.count % self.config.progress_every == 0:
+            rate = self.count / max(time.monotonic() - self.started, 1e-9)
+            log.info("validated %d images on this worker (%.1f images/s)", self.count, rate)
+
+    def _process(self, task: discovery.ImageTask, claims):
+        self.read.inc()
+        try:
+            data = io_utils.read_bytes(task.path)
+        except OSError as exc:
+            yield from self._reject(Reject(task.path, IMAGE, "read_error", f"{task.path}: cannot read ({exc})"), task)
+            return
+        self.bytes_read.inc(len(data))
+        sha = hashlib.sha256(data).hexdigest()
+        labelling = discovery.label_image(task, claims, self.labels, self.config.missing_annotation_is_negative, data=data)
+        for r in labelling.rejects:
+            yield beam.pvalue.TaggedOutput(REJECTS, r)
+        annotation = labelling.labelled.annotation_path if labelling.labelled else (task.label_path or "")
+        if labelling.labelled is None:
+            # a broken image is reported as broken even when it also lacks a label
+            reject = labelling.image_reject
+            try:
+                from corrosion import images
+
+                images.decode(data, task.path, self.config.validation.max_pixels)
+            except images.ImageError as exc:
+                reject = Reject(task.path, IMAGE, exc.reason, str(exc))
+            yield from self._reject(reject, task, sha, claims)
+            return
+        source_id = f"{task.source}/{paths.relative(task.path, task.root)}"
+        try:
+            result = validate(labelling.labelled, data, self.labels, self.config, sha256=sha, source_id=source_id)
+        except ValidationError as exc:
+            yield from self._reject(exc.to_reject(), task, sha, claims)
+            return
+        for fix in result.fixes:
+            yield beam.pvalue.TaggedOutput(EVENTS, ("fixes", fix))
+        for note in labelling.labelled.notes:
+            yield beam.pvalue.TaggedOutput(EVENTS, ("notes", note.split(";")[0][:60]))
+        for dropped in result.dropped_boxes:
+            yield beam.pvalue.TaggedOutput(REJECTS, dropped)
+        cfg = self.config.dedup
+        self.valid.inc()
+        yield Candidate(
+            path=task.path,
+            sha256=sha,
+            pixel_hash=dedup.pixel_hash(result.image),
+            dhash=dedup.dhash(result.image, cfg.hash_size),
+            thumb=dedup.thumbnail(result.image, cfg.thumb_size),
+            record=result.record,
+            boxes_known=labelling.labelled.boxes is not None,
+            annotation=annotation or "",
+            source=task.source,
+            source_split=task.source_split,
+        )
+
+    def _reject(self, reject: Reject, task, sha: str = "", claims=()):
+        self.rejected.inc()
+        annotation = next((c.annotation_path for c in claims), task.label_path or "")
+        yield beam.pvalue.TaggedOutput(REJECTS, reject)
+        yield beam.pvalue.TaggedOutput(MANIFEST, _reject_row(reject, sha, annotation, task.source))
+
+
+# ---------------------------------------------------------------- duplicates and splits
+
+
+class CollapseIdentical(beam.DoFn):
+    """Identical pixels -> one Unique (boxes win); copies labelled rust and no_rust are all rejected."""
+
+    def process(self, element):
+        _, candidates = element
+        candidates = sorted(candidates, key=lambda c: c.path)
+        copies = [
+            dedup.Copy(c.path, c.record.image_class, len(c.record.boxes), c.boxes_known) for c in candidates
+        ]
+        rep_copy, conflict = dedup.pick_representative(copies)
+        if conflict:
+            Metrics.counter("dataset", "identical_conflicts").inc()
+            for c in candidates:
+                reject = Reject(c.path, DUPLICATES, "label_conflict", conflict)
+                yield beam.pvalue.TaggedOutput(REJECTS, reject)
+                yield beam.pvalue.TaggedOutput(MANIFEST, _reject_row(reject, c.sha256, c.annotation, c.source))
+            return
+        rep = next(c for c in candidates if c.path == rep_copy.path)
+        others = tuple(
+            Candidate(c.path, c.sha256, c.pixel_hash, 0, b"", _stub(c.record), c.boxes_known, c.annotation, c.source, c.source_split)
+            for c in candidates
+            if c.path != rep.path
+        )
+        rep_boxes = rep.record.boxes
+        if any(len(o.record.boxes) and o.record.boxes != rep_boxes for o in others):
+            yield beam.pvalue.TaggedOutput(EVENTS, ("notes", "identical_copies_with_different_boxes"))
+        yield Unique(rep, others)
+
+
+def _stub(record: schema.Record) -> schema.Record:
+    """The record without its pixels: duplicates only need their label facts in the manifest."""
+    return schema.Record(b"", record.format, record.width, record.height, record.filename, record.source_id,
+                         record.sha256, record.image_class, record.image_label, record.boxes, record.box_labels)
+
+
+def assign_groups(signatures: list[dedup.Signature], config: DatasetConfig, previous: dict[str, str]) -> dict[str, splits.Assignment]:
+    """The small global join: near-duplicate groups and their splits, keyed by unique-image key."""
+    started = time.monotonic()
+    groups = dedup.near_duplicate_groups(signatures, config.dedup)
+    result = splits.assign(groups, config.split, config.dedup.reject_near_duplicate_conflicts, previous)
+    multi = sum(1 for g in groups if len(g) > 1)
+    log.info(
+        "grouped %d unique images into %d groups (%d near-duplicate groups) in %.1f s",
+        len(signatures), len(groups), multi, time.monotonic() - started,
+    )
+    return result
+
+
+class Place(beam.DoFn):
+    """Give each unique image its group and split: (split, sha256, serialized record) + manifest rows."""
+
+    def process(self, unique: Unique, assignments: dict[str, splits.Assignment]):
+        a = assignments[unique.rep.pixel_hash]
+        group = a.group[:16]
+        members = (unique.rep, *unique.copies)
+        if a.rejected:
+            Metrics.counter("dataset", "near_duplicate_conflicts").inc()
+            for c in members:
+                reject = Reject(c.path, DUPLICATES, "near_duplicate_label_conflict", f"{c.path}: {a.rejected}")
+                yield beam.pvalue.TaggedOutput(REJECTS, reject)
+                yield beam.pvalue.TaggedOutput(MANIFEST, _reject_row(reject, c.sha256, c.annotation, c.source))
+            return
+        rec = unique.rep.record
+        if a.size > 1:
+            yield beam.pvalue.TaggedOutput(EVENTS, ("images_in_near_duplicate_groups", a.split))
+        for c in members:
+            dup = c is not unique.rep
+            yield beam.pvalue.TaggedOutput(
+                MANIFEST,
+                ManifestRow(
+                    c.path, c.sha256, DUPLICATE if dup else KEPT, "", group, a.split, rec.image_class,
+                    len(rec.boxes), rec.width, rec.height, unique.rep.path if dup else "", c.annotation, c.source,
+                ),
+            )
+        Metrics.counter("dataset", "records_kept").inc()
+        # deterministic proto serialisation: reruns and runners give byte-identical shards
+        yield a.split, rec.sha256, schema.to_example(rec).SerializeToString(deterministic=True)
+
+
+# ---------------------------------------------------------------- shards
+
+
+def shard_counts(split_bytes: tuple[str, int], target_mb: float) -> tuple[str, int]:
+    split, total = split_bytes
+    return split, max(1, math.ceil(total / (target_mb * 1e6)))
+
+
+def shard_key(element: tuple[str, str, bytes], counts: dict[str, int]):
+    split, sha, data = element
+    return (split, int(sha[:12], 16) % counts[split]), (sha, data)
+
+
+def shard_path(output_dir: str, split: str, index: int, count: int) -> str:
+    return paths.join(output_dir, f"{split}-{index:05d}-of-{count:05d}.tfrecord")
+
+
+def write_shard(element, output_dir: str, counts: dict[str, int]):
+    """Write one shard (records sorted by sha256, so reruns give identical files)."""
+    import tensorflow as tf
+
+    (split, index), records = element
+    records = sorted(records)
+    path = shard_path(output_dir, split, index, counts[split])
+    with tf.io.TFRecordWriter(path) as writer:
+        for _, data in records:
+            writer.write(data)
+    log.info("wrote %s (%d records)", path, len(records))
+    Metrics.counter("dataset", "shards_written").inc()
+    yield split, index
+
+
+def write_missing_shards(element, output_dir: str, counts: dict[str, int]):
+    """Empty shards for indices no record hashed to, so ``-of-N`` always means N files."""
+    import tensorflow as tf
+
+    split, written = element
+    for index in sorted(set(range(counts[split])) - set(written)):
+        with tf.io.TFRecordWriter(shard_path(output_dir, split, index, counts[split])):
+            pass
+    yield split
+
+
+# ---------------------------------------------------------------- stats
+
+
+def manifest_events(row: ManifestRow):
+    yield ("images", row.status)
+    if row.status == REJECTED:
+        yield ("images_rejected_by_reason", row.reason)
+    if row.status == KEPT:
+        yield ("records", row.split, row.label)
+        yield ("boxes", row.split)  # weighted below
+    if row.status == DUPLICATE:
+        yield ("duplicates_collapsed", row.split)
+
+
+def weighted_manifest_events(row: ManifestRow):
+    for event in manifest_events(row):
+        yield event, (int(row.boxes) if event[0] == "boxes" else 1)
+
+
+def reject_events(reject: Reject):
+    yield ("rejects_by_reason", reject.reason), 1
+    yield ("rejects_by_stage", reject.stage), 1
+
+
+def build_stats(counts: list[tuple[tuple[str, ...], int]], splits_order: list[str], extra: dict) -> dict:
+    stats: dict = {
+        "images": {},
+        "records": {s: {} for s in splits_order},
+        "records_total": 0,
+        "boxes": {s: 0 for s in splits_order},
+        "duplicates_collapsed": 0,
+        "images_rejected_by_reason": {},
+        "rejects_by_reason": {},
+        "rejects_by_stage": {},
+        "fixes": {},
+        "notes": {},
+        "images_in_near_duplicate_groups": 0,
+        **extra,
+    }
+    for key, n in sorted(counts):
+        kind = key[0]
+        if kind == "records":
+            stats["records"].setdefault(key[1], {})[key[2]] = n
+            stats["records_total"] += n
+        elif kind == "boxes":
+            stats["boxes"][key[1]] = stats["boxes"].get(key[1], 0) + n
+        elif kind in ("duplicates_collapsed", "images_in_near_duplicate_groups"):
+            stats[kind] += n
+        elif kind == "ignored_files":
+            stats["ignored_files"] = n
+        else:
+            stats.setdefault(kind, {})[key[1]] = n
+    stats["boxes_total"] = sum(stats["boxes"].values())
+    return stats
+
+
+def write_stats(counts, output_dir: str, splits_order: list[str], group_stats: dict, shard_counts_: dict) -> None:
+    stats = build_stats(list(counts), splits_order, {"near_duplicate_groups": group_stats.get("near_duplicate_groups", 0),
+                                                      "groups": group_stats.get("groups", 0),
+                                                      "shards": dict(shard_counts_)})
+    io_utils.write_text(paths.join(output_dir, "stats.json"), json.dumps(stats, indent=2, sort_keys=True) + "\n")
+
+
+def group_stats(assignments: dict[str, splits.Assignment]) -> dict:
+    groups = {}
+    for a in assignments.values():
+        groups[a.group] = a.size
+    return {"groups": len(groups), "near_duplicate_groups": sum(1 for s in groups.values() if s > 1)}
