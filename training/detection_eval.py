@@ -1,0 +1,199 @@
+"""Evaluate a rust detector: COCO AP/AR on TFRecord splits or a raw VOC / YOLO folder, plus a picture.
+
+``evaluate_detector`` works on an exported model directory (what inference will run, through its
+bytes-in serving signature); ``evaluate_split`` takes any detect function, so training evaluates
+its in-memory model with exactly the same code.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import tensorflow as tf
+
+from corrosion import io_utils, schema, serving
+from corrosion.labels import NO_RUST, load_labels
+from training.detection_metrics import ImageResult, coco_metrics
+
+log = logging.getLogger(__name__)
+
+METRICS_FILE = "metrics.json"
+GRID_FILE = "detections_grid.png"
+RAW_SPLIT = "all"
+
+Detect = Callable[[tf.Tensor], dict[str, tf.Tensor]]  # (N,) encoded image bytes -> detector outputs
+
+
+@dataclass(frozen=True)
+class Example:
+    """One evaluable image: encoded bytes, its size and true boxes in pixels (xmin, ymin, xmax, ymax)."""
+
+    name: str
+    encoded: bytes
+    width: int
+    height: int
+    true_boxes: np.ndarray
+
+
+def to_pixels(boxes: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Normalised (ymin, xmin, ymax, xmax) -> pixel (xmin, ymin, xmax, ymax) of a width x height image.
+
+    The model sees the image squashed to S x S, so normalised coordinates scale back by each side
+    separately; that is what keeps boxes right on non-square photos.
+    """
+    b = np.asarray(boxes, np.float64).reshape(-1, 4)
+    return np.stack([b[:, 1] * width, b[:, 0] * height, b[:, 3] * width, b[:, 2] * height], axis=-1)
+
+
+def record_examples(data_dir: str, split: str) -> tuple[list[Example], int]:
+    """Evaluable images of a TFRecord split and the number left out (rust images without boxes)."""
+    from training.data import parsed_dataset
+
+    negative = load_labels().image_label_id(NO_RUST)
+    examples, skipped = [], 0
+    for ex in parsed_dataset(data_dir, split).as_numpy_iterator():
+        boxes, label = ex["boxes"], int(ex["label"])
+        if len(boxes) == 0 and label != negative:
+            skipped += 1
+            continue
+        w, h = int(ex["width"]), int(ex["height"])
+        examples.append(Example(ex["filename"].decode() or ex["sha256"].decode(), ex["encoded"], w, h, to_pixels(boxes, w, h)))
+    return examples, skipped
+
+
+def raw_examples(root: str) -> tuple[list[Example], int]:
+    """Evaluable images of a raw labelled folder (VOC XML, YOLO txt), read and validated as the dataset pipeline does.
+
+    Files the readers or validation refuse are logged with their reason and counted as left out,
+    as are rust images without boxes (nothing to score boxes against).
+    """
+    from corrosion import discovery, validate
+
+    labels = load_labels()
+    scanned = discovery.scan(root, labels)
+    for reject in scanned.rejects:
+        log.warning("left out %s", reject)
+    examples, skipped = [], len(scanned.rejects)
+    for labelled in scanned.images:
+        if not labelled.boxes and labelled.image_class != NO_RUST:
+            log.info("left out %s: rust without boxes", labelled.image_path)
+            skipped += 1
+            continue
+        try:
+            record = validate.to_record(labelled, io_utils.read_bytes(labelled.image_path), labels)
+        except validate.ValidationError as exc:
+            log.warning("left out %s: %s", labelled.image_path, exc)
+            skipped += 1
+            continue
+        boxes = np.array([[b.xmin, b.ymin, b.xmax, b.ymax] for b in record.boxes], np.float64).reshape(-1, 4)
+        examples.append(Example(record.source_id or record.filename, record.encoded, record.width, record.height, boxes))
+    return examples, skipped
+
+
+def detect_examples(detect: Detect, examples: list[Example], batch_size: int = 16) -> list[ImageResult]:
+    """Run ``detect`` over the examples in batches; predicted boxes back in each image's pixels."""
+    results = []
+    for start in range(0, len(examples), batch_size):
+        batch = examples[start : start + batch_size]
+        out = detect(tf.constant([e.encoded for e in batch]))
+        boxes = out["detection_boxes"].numpy()
+        scores = out["detection_scores"].numpy()
+        counts = out["num_detections"].numpy().astype(int)
+        for e, b, s, n in zip(batch, boxes, scores, counts):
+            results.append(ImageResult(e.name, e.width, e.height, e.true_boxes, to_pixels(b[:n], e.width, e.height), s[:n]))
+    return results
+
+
+def evaluate_split(detect: Detect, examples: list[Example], skipped: int = 0, batch_size: int = 16) -> tuple[dict, list[ImageResult]]:
+    results = detect_examples(detect, examples, batch_size)
+    metrics = coco_metrics(results) | {"left_out": skipped}
+    return metrics, results
+
+
+def exported_detect(model_dir: str) -> tuple[Detect, serving.ModelMetadata]:
+    metadata = serving.read_metadata(model_dir)
+    if metadata.kind != "detector":
+        raise ValueError(f"{model_dir} holds a {metadata.kind}, not a detector")
+    signature = tf.saved_model.load(model_dir).signatures[serving.BYTES_SIGNATURE]
+    return (lambda encoded: signature(**{serving.BYTES_INPUT: encoded})), metadata
+
+
+def _record_splits(data: str) -> list[str]:
+    return [s for s in schema.SPLITS if tf.io.gfile.glob(schema.shard_pattern(data, s))]
+
+
+def evaluate_detector(model_dir: str, data: str, output_dir: str, splits: tuple[str, ...] | None = None) -> dict:
+    """COCO metrics of an exported detector on the splits (default: all) of a TFRecord data set, or on a raw folder.
+
+    Writes ``metrics.json`` and a PNG grid of images with predicted (score >= the model's threshold)
+    and true boxes to ``output_dir``, and returns the metrics.
+    """
+    detect, metadata = exported_detect(model_dir)
+    splits = [s for s in _record_splits(data) if splits is None or s in splits]
+    sets = {s: record_examples(data, s) for s in splits} if splits else {RAW_SPLIT: raw_examples(data)}
+    report: dict = {"kind": "detector", "model_version": metadata.version, "data": data,
+                    "score_threshold": metadata.threshold, "splits": {}}
+    shown: list[ImageResult] = []
+    encoded: list[bytes] = []
+    for name, (examples, skipped) in sets.items():
+        if not examples:
+            log.warning("%s: no evaluable images (%d left out)", name, skipped)
+            report["splits"][name] = {"images": 0, "left_out": skipped}
+            continue
+        metrics, results = evaluate_split(detect, examples, skipped)
+        log.info("%s: AP50 %s, AP %s on %d images", name, metrics["AP50"], metrics["AP"], metrics["images"])
+        report["splits"][name] = metrics
+        shown, encoded = results, [e.encoded for e in examples]  # the last split (test) is drawn
+    io_utils.make_dirs(output_dir)
+    io_utils.write_text(io_utils.join(output_dir, METRICS_FILE), json.dumps(report, indent=2) + "\n")
+    if shown:
+        draw_grid(shown, encoded, io_utils.join(output_dir, GRID_FILE), metadata.threshold)
+    return report
+
+
+def _pick(results: list[ImageResult], n: int) -> list[int]:
+    """Box images first, then negatives that drew the strongest false alarms: the informative ones."""
+    ranked = sorted(
+        range(len(results)),
+        key=lambda i: (-(len(results[i].true_boxes) > 0), -float(np.max(results[i].scores, initial=0.0)), i),
+    )
+    return ranked[:n]
+
+
+def draw_grid(results: list[ImageResult], encoded: list[bytes], path: str, threshold: float, n: int = 16) -> None:
+    """PNG grid: true boxes green, predicted boxes (score >= threshold) red with their scores."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    chosen = _pick(results, n)
+    cols = min(4, len(chosen))
+    rows = int(np.ceil(len(chosen) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 4 * rows), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, i in zip(axes.ravel(), chosen):
+        r = results[i]
+        ax.imshow(Image.open(io.BytesIO(encoded[i])).convert("RGB"))
+        for x0, y0, x1, y1 in r.true_boxes:
+            ax.add_patch(plt.Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, color="lime", linewidth=2))
+        for (x0, y0, x1, y1), s in zip(r.boxes, r.scores):
+            if s >= threshold:
+                ax.add_patch(plt.Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, color="red", linewidth=1.5))
+                ax.text(x0, y0, f"{s:.2f}", color="white", fontsize=7, backgroundcolor="red")
+        ax.set_title(r.name[-32:], fontsize=8)
+    fig.suptitle(f"green: true rust boxes, red: predicted (score >= {threshold:.2f})")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=80)
+    plt.close(fig)
+    io_utils.write_bytes(path, buf.getvalue())
+

@@ -1,0 +1,174 @@
+"""tf.data input for the detector: shards -> (images, per-anchor targets), with box-aware augmentation.
+
+Which images a detector can learn from: those with rust boxes, and ``no_rust`` images (no rust
+anywhere, so every anchor is background). A ``rust`` image without boxes (class-folder sources)
+says nothing about where the rust is, so it is left out and counted.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+
+import tensorflow as tf
+
+from corrosion import preprocess
+from corrosion.labels import NO_RUST, load_labels
+from training.data import DatasetError, parsed_dataset
+from training.detector_targets import AssignmentConfig, assign
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    flip: str = "horizontal_and_vertical"  # or "horizontal", or "none"
+    zoom: tuple[float, float] = (-0.3, 0.2)  # keras RandomZoom: negative zooms in, positive out
+    translate: float = 0.1
+    brightness: float = 0.2
+    contrast: float = 0.2
+    saturation: tuple[float, float] = (0.4, 0.6)  # keras RandomColorJitter: 0.5 = unchanged
+    hue: float = 0.02
+
+
+@dataclass(frozen=True)
+class SplitCounts:
+    images: int  # all records in the split
+    box_images: int  # images with at least one rust box
+    boxes: int
+    negatives: int  # no_rust images (no boxes)
+    skipped: int  # rust images without boxes: unusable for detection
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
+def count_split(data_dir: str, split: str) -> SplitCounts:
+    """One cheap pass (no image decoding) to count what the split offers a detector."""
+    negative = load_labels().image_label_id(NO_RUST)
+    images = box_images = boxes = negatives = 0
+    for ex in parsed_dataset(data_dir, split).map(lambda e: (tf.shape(e["boxes"])[0], e["label"])).as_numpy_iterator():
+        n, label = int(ex[0]), int(ex[1])
+        images += 1
+        box_images += n > 0
+        boxes += n
+        negatives += n == 0 and label == negative
+    return SplitCounts(images, box_images, boxes, negatives, images - box_images - negatives)
+
+
+def _decoded(data_dir: str, split: str, size: int, max_boxes: int, positives: bool) -> tf.data.Dataset:
+    """Decoded, resized, uint8-cached images with their (<= max_boxes) boxes padded to label -1."""
+    negative = load_labels().image_label_id(NO_RUST)
+
+    def keep(ex):
+        has_boxes = tf.shape(ex["boxes"])[0] > 0
+        return has_boxes if positives else (~has_boxes & (ex["label"] == negative))
+
+    def load(ex):
+        image = tf.cast(tf.round(preprocess.decode_and_resize(ex["encoded"], size)), tf.uint8)
+        boxes = tf.clip_by_value(ex["boxes"][:max_boxes], 0.0, 1.0)
+        n = tf.shape(boxes)[0]
+        pad = max_boxes - n
+        return {
+            "images": image,
+            "bounding_boxes": {
+                "boxes": tf.pad(boxes, [[0, pad], [0, 0]], constant_values=-1.0),
+                "labels": tf.pad(tf.ones([n], tf.float32), [[0, pad]], constant_values=-1.0),
+            },
+        }
+
+    return parsed_dataset(data_dir, split).filter(keep).map(load, num_parallel_calls=tf.data.AUTOTUNE).cache()
+
+
+def augmenter(config: AugmentConfig, seed: int):
+    """Keras box-aware preprocessing layers, applied to a batch dict {"images", "bounding_boxes"}."""
+    import keras
+
+    fmt = "rel_yxyx"
+    layers = []
+    if config.flip != "none":
+        layers.append(keras.layers.RandomFlip(config.flip, bounding_box_format=fmt, seed=seed))
+    if config.zoom != (0.0, 0.0):
+        layers.append(keras.layers.RandomZoom(config.zoom, bounding_box_format=fmt, fill_mode="constant", seed=seed + 1))
+    if config.translate:
+        layers.append(
+            keras.layers.RandomTranslation(
+                config.translate, config.translate, bounding_box_format=fmt, fill_mode="constant", seed=seed + 2
+            )
+        )
+    layers.append(
+        keras.layers.RandomColorJitter(
+            value_range=(0, 255),
+            brightness_factor=config.brightness,
+            contrast_factor=config.contrast,
+            saturation_factor=config.saturation,
+            hue_factor=config.hue,
+            bounding_box_format=fmt,
+            seed=seed + 3,
+        )
+    )
+
+    def apply(batch):
+        for layer in layers:
+            batch = layer(batch, training=True)
+        return batch
+
+    return apply
+
+
+def _to_targets(anchors, assignment: AssignmentConfig, variance):
+    anchors = tf.constant(anchors, tf.float32)
+
+    def fn(batch):
+        images = tf.clip_by_value(tf.cast(batch["images"], tf.float32), 0.0, 255.0)
+        cls, deltas = assign(anchors, batch["bounding_boxes"]["boxes"], batch["bounding_boxes"]["labels"], assignment, variance)
+        return images, {"box": tf.concat([deltas, cls[..., None]], axis=-1), "cls": cls}
+
+    return fn
+
+
+def training_dataset(
+    data_dir: str,
+    counts: SplitCounts,
+    *,
+    size: int,
+    batch_size: int,
+    max_boxes: int,
+    negatives_per_positive: float,
+    anchors,
+    assignment: AssignmentConfig,
+    variance,
+    augment: AugmentConfig,
+    seed: int,
+) -> tuple[tf.data.Dataset, int]:
+    """Endless augmented batches and the steps per epoch: every box image once, plus sampled negatives."""
+    if counts.box_images == 0:
+        raise DatasetError(
+            f"the training split has no image with rust boxes ({counts.images} images: {counts.negatives} negatives, "
+            f"{counts.skipped} rust images without boxes); build the data set from a source with boxes (VOC XML or YOLO txt)"
+        )
+    pos = _decoded(data_dir, "train", size, max_boxes, positives=True).repeat().shuffle(256, seed=seed)
+    n_neg = min(counts.negatives, int(round(counts.box_images * negatives_per_positive)))
+    if n_neg > 0:
+        neg = _decoded(data_dir, "train", size, max_boxes, positives=False).repeat().shuffle(1024, seed=seed + 1)
+        weight = n_neg / (n_neg + counts.box_images)
+        ds = tf.data.Dataset.sample_from_datasets([pos, neg], [1.0 - weight, weight], seed=seed + 2)
+    else:
+        ds = pos
+    steps = max(1, math.ceil((counts.box_images + n_neg) / batch_size))
+    log.info(
+        "training on %d box images (%d boxes) + %d of %d negatives per epoch, %d steps of %d",
+        counts.box_images, counts.boxes, n_neg, counts.negatives, steps, batch_size,
+    )
+    ds = ds.batch(batch_size, drop_remainder=True).map(augmenter(augment, seed), num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.map(_to_targets(anchors, assignment, variance), num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE), steps
+
+
+def loss_dataset(data_dir: str, split: str, *, size: int, batch_size: int, max_boxes: int, anchors, assignment, variance) -> tf.data.Dataset:
+    """Un-augmented validation batches for the validation loss: box images and negatives."""
+    pos = _decoded(data_dir, split, size, max_boxes, positives=True)
+    neg = _decoded(data_dir, split, size, max_boxes, positives=False)
+    ds = pos.concatenate(neg).batch(batch_size)
+    return ds.map(_to_targets(anchors, assignment, variance)).prefetch(tf.data.AUTOTUNE)

@@ -1,0 +1,177 @@
+"""The rust detector: MobileNetV2 multi-scale features, a light FPN and a shared SSD-lite head.
+
+The network maps 0..255 RGB (N, S, S, 3) to per-anchor box deltas and rust logits; anchors are
+laid out level by level, row by row, anchor by anchor, in the same order as the head's reshaped
+outputs, so ``anchor_boxes`` and the model always agree.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from corrosion import preprocess
+from corrosion.weights import WeightSource, build_backbone
+
+BOX_OUTPUT = "box"
+CLS_OUTPUT = "cls"
+
+
+@dataclass(frozen=True)
+class DetectorModelConfig:
+    """Architecture and anchors; the training job's YAML holds one of these under ``model``."""
+
+    backbone: str = "MobileNetV2"
+    alpha: float = 1.0
+    input_size: int = 320
+    # MobileNetV2 activations at strides 8, 16 and 32; extra_levels adds strides 64, 128, ...
+    feature_layers: tuple[str, ...] = ("block_6_expand_relu", "block_13_expand_relu", "out_relu")
+    extra_levels: int = 1
+    fpn_channels: int = 96
+    head_depth: int = 2
+    # Anchor side at each level as a fraction of the input side (one per level, smallest first).
+    anchor_sizes: tuple[float, ...] = (0.1, 0.2, 0.4, 0.8)
+    anchor_scales: tuple[float, ...] = (1.0, 1.4142)
+    aspect_ratios: tuple[float, ...] = (0.5, 1.0, 2.0)  # height / width
+    box_variance: tuple[float, ...] = (0.1, 0.1, 0.2, 0.2)
+    prior_probability: float = 0.01
+    bn_momentum: float = 0.9  # new FPN/head layers (and a from-scratch backbone): stats settle in tens of steps
+
+    def __post_init__(self) -> None:
+        if self.input_size % 32 or self.input_size < 64:
+            raise ValueError(f"input_size must be a multiple of 32 and at least 64, got {self.input_size}")
+        if len(self.anchor_sizes) != self.num_levels:
+            raise ValueError(
+                f"anchor_sizes has {len(self.anchor_sizes)} entries but the model has {self.num_levels} levels "
+                f"({len(self.feature_layers)} feature_layers + {self.extra_levels} extra_levels)"
+            )
+        if len(self.box_variance) != 4:
+            raise ValueError(f"box_variance needs 4 values, got {self.box_variance}")
+
+    @property
+    def num_levels(self) -> int:
+        return len(self.feature_layers) + self.extra_levels
+
+    @property
+    def anchors_per_location(self) -> int:
+        return len(self.anchor_scales) * len(self.aspect_ratios)
+
+
+def level_shapes(config: DetectorModelConfig) -> list[int]:
+    """Feature-map side per level, as the backbone's stride-2 'same' convolutions produce it."""
+    return [math.ceil(config.input_size / 2**stride_log) for stride_log in range(3, 3 + config.num_levels)]
+
+
+def anchor_boxes(config: DetectorModelConfig) -> np.ndarray:
+    """All anchors, (A, 4) float32 normalised (ymin, xmin, ymax, xmax), in the head's output order."""
+    out = []
+    for side, size in zip(level_shapes(config), config.anchor_sizes):
+        centres = (np.arange(side, dtype=np.float32) + 0.5) / side
+        cy, cx = np.meshgrid(centres, centres, indexing="ij")
+        shapes = [
+            (size * scale * math.sqrt(ratio), size * scale / math.sqrt(ratio))
+            for scale in config.anchor_scales
+            for ratio in config.aspect_ratios
+        ]
+        hw = np.array(shapes, np.float32)  # (a, 2) heights, widths
+        cy, cx = cy.reshape(-1, 1), cx.reshape(-1, 1)
+        level = np.stack(
+            [cy - hw[:, 0] / 2, cx - hw[:, 1] / 2, cy + hw[:, 0] / 2, cx + hw[:, 1] / 2], axis=-1
+        )  # (side*side, a, 4)
+        out.append(level.reshape(-1, 4))
+    return np.concatenate(out).astype(np.float32)
+
+
+def _conv_bn(keras, x, channels: int, stride: int, momentum: float, name: str):
+    x = keras.layers.SeparableConv2D(channels, 3, strides=stride, padding="same", use_bias=False, name=f"{name}_conv")(x)
+    x = keras.layers.BatchNormalization(momentum=momentum, name=f"{name}_bn")(x)
+    return keras.layers.ReLU(6.0, name=f"{name}_relu")(x)
+
+
+def build_detector(config: DetectorModelConfig, weights: WeightSource):
+    """Keras model: 0..255 RGB -> {"box": (N, A, 4) deltas, "cls": (N, A) logits}; also returns the backbone."""
+    import keras
+
+    backbone = build_backbone(config.backbone, config.input_size, weights, alpha=config.alpha)
+    for layer in backbone.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            if weights.kind == "none":  # from scratch, batch norm must learn its statistics
+                layer.momentum = config.bn_momentum
+            else:  # batch statistics of a few images per step would wreck ImageNet's
+                layer.trainable = False
+    features = keras.Model(
+        backbone.input, [backbone.get_layer(name).output for name in config.feature_layers], name="backbone"
+    )
+
+    images = keras.Input((config.input_size, config.input_size, 3), name="images")
+    x = preprocess.normalisation_layer(config.backbone)(images)
+    c_levels = features(x)
+    ch = config.fpn_channels
+    laterals = [
+        keras.layers.Conv2D(ch, 1, padding="same", name=f"fpn_lateral{i}")(c) for i, c in enumerate(c_levels)
+    ]
+    merged = [laterals[-1]]
+    for i in range(len(laterals) - 2, -1, -1):  # top-down: coarse context into finer levels
+        up = keras.layers.UpSampling2D(2, interpolation="nearest", name=f"fpn_up{i}")(merged[0])
+        merged.insert(0, keras.layers.Add(name=f"fpn_add{i}")([laterals[i], up]))
+    mom = config.bn_momentum
+    pyramid = [_conv_bn(keras, m, ch, 1, mom, f"fpn_out{i}") for i, m in enumerate(merged)]
+    for j in range(config.extra_levels):
+        pyramid.append(_conv_bn(keras, pyramid[-1], ch, 2, mom, f"fpn_extra{j}"))
+
+    a = config.anchors_per_location
+    prior = -math.log((1 - config.prior_probability) / config.prior_probability)
+    cls_tower = [
+        (keras.layers.SeparableConv2D(ch, 3, padding="same", use_bias=False, name=f"cls_tower{d}"),
+         keras.layers.BatchNormalization(momentum=mom, name=f"cls_tower{d}_bn"))
+        for d in range(config.head_depth)
+    ]
+    box_tower = [
+        (keras.layers.SeparableConv2D(ch, 3, padding="same", use_bias=False, name=f"box_tower{d}"),
+         keras.layers.BatchNormalization(momentum=mom, name=f"box_tower{d}_bn"))
+        for d in range(config.head_depth)
+    ]
+    cls_pred = keras.layers.SeparableConv2D(
+        a, 3, padding="same", bias_initializer=keras.initializers.Constant(prior), name="cls_pred"
+    )
+    box_pred = keras.layers.SeparableConv2D(4 * a, 3, padding="same", name="box_pred")
+
+    def tower(x, layers):
+        for conv, bn in layers:
+            x = keras.ops.relu6(bn(conv(x)))
+        return x
+
+    sides = level_shapes(config)
+    cls_out, box_out = [], []
+    for i, (p, side) in enumerate(zip(pyramid, sides)):
+        if p.shape[1] != side:
+            raise ValueError(f"level {i} has side {p.shape[1]}, anchors expect {side}: check feature_layers")
+        cls_out.append(keras.layers.Reshape((side * side * a,), name=f"cls_level{i}")(cls_pred(tower(p, cls_tower))))
+        box_out.append(keras.layers.Reshape((side * side * a, 4), name=f"box_level{i}")(box_pred(tower(p, box_tower))))
+    outputs = {
+        BOX_OUTPUT: keras.layers.Concatenate(axis=1, name=BOX_OUTPUT)(box_out),
+        CLS_OUTPUT: keras.layers.Concatenate(axis=1, name=CLS_OUTPUT)(cls_out),
+    }
+    return keras.Model(images, outputs, name="rust_detector"), features
+
+
+def set_backbone_trainable(features, trainable_from: str | None, train_batch_norm: bool = False) -> int:
+    """Freeze the backbone, or unfreeze it from layer ``trainable_from`` on; returns #trainable layers.
+
+    Batch norm stays frozen (inference mode) unless ``train_batch_norm`` (a from-scratch backbone).
+    """
+    import keras
+
+    names = [layer.name for layer in features.layers]
+    if trainable_from is not None and trainable_from not in names:
+        raise ValueError(f"fine_tune_from layer {trainable_from!r} is not in the backbone; e.g. {names[-20::4]}")
+    start = names.index(trainable_from) if trainable_from is not None else len(names)
+    features.trainable = True
+    count = 0
+    for i, layer in enumerate(features.layers):
+        is_bn = isinstance(layer, keras.layers.BatchNormalization)
+        layer.trainable = i >= start and (train_batch_norm or not is_bn)
+        count += int(layer.trainable and bool(layer.weights))
+    return count
