@@ -55,7 +55,10 @@ def group_split(group: list[Signature], cfg: SplitConfig, previous: dict[str, st
 
 
 def assign(
-    groups: list[list[Signature]], cfg: SplitConfig, reject_conflicts: bool = True, previous: dict[str, str] | None = None
+    groups: list[list[Signature]],
+    cfg: SplitConfig,
+    reject_conflicts: bool = True,
+    previous: dict[str, str] | None = None,
 ) -> dict[str, Assignment]:
     """Unique-image key -> its group's assignment; groups labelled both rust and no_rust are rejected."""
     out = {}

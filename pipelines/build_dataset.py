@@ -48,7 +48,9 @@ def read_previous_manifest(path: str | None) -> dict[str, str]:
     return {r["sha256"]: r["split"] for r in rows if r.get("status") in (T.KEPT, T.DUPLICATE) and r.get("split")}
 
 
-def build(p: beam.Pipeline, inputs: list[str], output_dir: str, config: DatasetConfig, previous: dict[str, str]) -> None:
+def build(
+    p: beam.Pipeline, inputs: list[str], output_dir: str, config: DatasetConfig, previous: dict[str, str]
+) -> None:
     """The pipeline graph (separate from running it, so tests can run it on any runner)."""
     labels = config.load_labels()
     split_names = list(config.split.fractions)
@@ -60,17 +62,21 @@ def build(p: beam.Pipeline, inputs: list[str], output_dir: str, config: DatasetC
         | "GroupUnits" >> beam.GroupByKey()
         | "PlanUnits" >> beam.ParDo(T.PlanUnit(labels)).with_outputs(T.ANNOTATIONS, T.REJECTS, T.IGNORED, main="images")
     )
-    parsed = planned[T.ANNOTATIONS] | "ParseXml" >> beam.ParDo(T.ParseAnnotation()).with_outputs(T.REJECTS, main="claims")
+    parsed = planned[T.ANNOTATIONS] | "ParseXml" >> beam.ParDo(T.ParseAnnotation()).with_outputs(
+        T.REJECTS, main="claims"
+    )
     processed = (
         {"task": planned.images | "KeyByPath" >> beam.Map(lambda t: (t.path, t)), "ann": parsed.claims}
         | "JoinAnnotations" >> beam.CoGroupByKey()
-        | "Validate" >> beam.ParDo(T.ProcessImage(labels, config)).with_outputs(T.REJECTS, T.MANIFEST, T.EVENTS, main="valid")
+        | "Validate"
+        >> beam.ParDo(T.ProcessImage(labels, config)).with_outputs(T.REJECTS, T.MANIFEST, T.EVENTS, main="valid")
     )
     collapsed = (
         processed.valid
         | "KeyByPixels" >> beam.Map(lambda c: (c.pixel_hash, c))
         | "GroupIdentical" >> beam.GroupByKey()
-        | "CollapseIdentical" >> beam.ParDo(T.CollapseIdentical()).with_outputs(T.REJECTS, T.MANIFEST, T.EVENTS, main="unique")
+        | "CollapseIdentical"
+        >> beam.ParDo(T.CollapseIdentical()).with_outputs(T.REJECTS, T.MANIFEST, T.EVENTS, main="unique")
     )
     assignments = (
         collapsed.unique
@@ -114,19 +120,22 @@ def build(p: beam.Pipeline, inputs: list[str], output_dir: str, config: DatasetC
     _ = (
         manifest
         | "ManifestCsv" >> beam.Map(lambda r: r.to_csv())
-        | "WriteManifest" >> beam.io.WriteToText(
+        | "WriteManifest"
+        >> beam.io.WriteToText(
             paths.join(output_dir, "manifest"), ".csv", num_shards=1, shard_name_template="", header=T.manifest_header()
         )
     )
     _ = (
         rejects
         | "RejectJson" >> beam.Map(lambda r: r.to_json())
-        | "WriteRejects" >> beam.io.WriteToText(paths.join(output_dir, "rejects"), ".jsonl", num_shards=1, shard_name_template="")
+        | "WriteRejects"
+        >> beam.io.WriteToText(paths.join(output_dir, "rejects"), ".jsonl", num_shards=1, shard_name_template="")
     )
     events = (
         manifest | "ManifestEvents" >> beam.FlatMap(T.weighted_manifest_events),
         rejects | "RejectEvents" >> beam.FlatMap(T.reject_events),
-        (processed[T.EVENTS], collapsed[T.EVENTS], placed[T.EVENTS]) | "FlattenEvents" >> beam.Flatten()
+        (processed[T.EVENTS], collapsed[T.EVENTS], placed[T.EVENTS])
+        | "FlattenEvents" >> beam.Flatten()
         | "CountEvents" >> beam.Map(lambda e: (e, 1)),
         planned[T.IGNORED] | "IgnoredEvents" >> beam.Map(lambda f: (("ignored_files",), 1)),
     ) | "AllEvents" >> beam.Flatten()
@@ -134,7 +143,8 @@ def build(p: beam.Pipeline, inputs: list[str], output_dir: str, config: DatasetC
         events
         | "SumEvents" >> beam.CombinePerKey(sum)
         | "EventList" >> beam.combiners.ToList()
-        | "WriteStats" >> beam.Map(
+        | "WriteStats"
+        >> beam.Map(
             T.write_stats,
             output_dir,
             split_names,
@@ -189,7 +199,22 @@ def _remove_old_shards(output_dir: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     stats = run(argv)
-    print(json.dumps({k: stats[k] for k in ("records", "records_total", "duplicates_collapsed", "near_duplicate_groups", "rejects_by_reason", "boxes")}, indent=1))
+    print(
+        json.dumps(
+            {
+                k: stats[k]
+                for k in (
+                    "records",
+                    "records_total",
+                    "duplicates_collapsed",
+                    "near_duplicate_groups",
+                    "rejects_by_reason",
+                    "boxes",
+                )
+            },
+            indent=1,
+        )
+    )
     return 0
 
 

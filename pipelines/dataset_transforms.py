@@ -190,7 +190,8 @@ class ProcessImage(beam.DoFn):
             for c in claims:
                 if c.error is None:
                     yield beam.pvalue.TaggedOutput(
-                        REJECTS, Reject(c.annotation_path, "annotation", "missing_image", f"{image_path} is not an image file")
+                        REJECTS,
+                        Reject(c.annotation_path, "annotation", "missing_image", f"{image_path} is not an image file"),
                     )
             return
         task = tasks[0]
@@ -209,7 +210,9 @@ class ProcessImage(beam.DoFn):
             return
         self.bytes_read.inc(len(data))
         sha = hashlib.sha256(data).hexdigest()
-        labelling = discovery.label_image(task, claims, self.labels, self.config.missing_annotation_is_negative, data=data)
+        labelling = discovery.label_image(
+            task, claims, self.labels, self.config.missing_annotation_is_negative, data=data
+        )
         for r in labelling.rejects:
             yield beam.pvalue.TaggedOutput(REJECTS, r)
         annotation = labelling.labelled.annotation_path if labelling.labelled else (task.label_path or "")
@@ -267,9 +270,7 @@ class CollapseIdentical(beam.DoFn):
     def process(self, element):
         _, candidates = element
         candidates = sorted(candidates, key=lambda c: c.path)
-        copies = [
-            dedup.Copy(c.path, c.record.image_class, len(c.record.boxes), c.boxes_known) for c in candidates
-        ]
+        copies = [dedup.Copy(c.path, c.record.image_class, len(c.record.boxes), c.boxes_known) for c in candidates]
         rep_copy, conflict = dedup.pick_representative(copies)
         if conflict:
             Metrics.counter("dataset", "identical_conflicts").inc()
@@ -280,7 +281,18 @@ class CollapseIdentical(beam.DoFn):
             return
         rep = next(c for c in candidates if c.path == rep_copy.path)
         others = tuple(
-            Candidate(c.path, c.sha256, c.pixel_hash, 0, b"", _stub(c.record), c.boxes_known, c.annotation, c.source, c.source_split)
+            Candidate(
+                c.path,
+                c.sha256,
+                c.pixel_hash,
+                0,
+                b"",
+                _stub(c.record),
+                c.boxes_known,
+                c.annotation,
+                c.source,
+                c.source_split,
+            )
             for c in candidates
             if c.path != rep.path
         )
@@ -292,11 +304,24 @@ class CollapseIdentical(beam.DoFn):
 
 def _stub(record: schema.Record) -> schema.Record:
     """The record without its pixels: duplicates only need their label facts in the manifest."""
-    return schema.Record(b"", record.format, record.width, record.height, record.filename, record.source_id,
-                         record.sha256, record.image_class, record.image_label, record.boxes, record.box_labels)
+    return schema.Record(
+        b"",
+        record.format,
+        record.width,
+        record.height,
+        record.filename,
+        record.source_id,
+        record.sha256,
+        record.image_class,
+        record.image_label,
+        record.boxes,
+        record.box_labels,
+    )
 
 
-def assign_groups(signatures: list[dedup.Signature], config: DatasetConfig, previous: dict[str, str]) -> dict[str, splits.Assignment]:
+def assign_groups(
+    signatures: list[dedup.Signature], config: DatasetConfig, previous: dict[str, str]
+) -> dict[str, splits.Assignment]:
     """The small global join: near-duplicate groups and their splits, keyed by unique-image key."""
     started = time.monotonic()
     groups = dedup.near_duplicate_groups(signatures, config.dedup)
@@ -304,7 +329,10 @@ def assign_groups(signatures: list[dedup.Signature], config: DatasetConfig, prev
     multi = sum(1 for g in groups if len(g) > 1)
     log.info(
         "grouped %d unique images into %d groups (%d near-duplicate groups) in %.1f s",
-        len(signatures), len(groups), multi, time.monotonic() - started,
+        len(signatures),
+        len(groups),
+        multi,
+        time.monotonic() - started,
     )
     return result
 
@@ -331,8 +359,19 @@ class Place(beam.DoFn):
             yield beam.pvalue.TaggedOutput(
                 MANIFEST,
                 ManifestRow(
-                    c.path, c.sha256, DUPLICATE if dup else KEPT, "", group, a.split, rec.image_class,
-                    len(rec.boxes), rec.width, rec.height, unique.rep.path if dup else "", c.annotation, c.source,
+                    c.path,
+                    c.sha256,
+                    DUPLICATE if dup else KEPT,
+                    "",
+                    group,
+                    a.split,
+                    rec.image_class,
+                    len(rec.boxes),
+                    rec.width,
+                    rec.height,
+                    unique.rep.path if dup else "",
+                    c.annotation,
+                    c.source,
                 ),
             )
         Metrics.counter("dataset", "records_kept").inc()
@@ -440,9 +479,15 @@ def build_stats(counts: list[tuple[tuple[str, ...], int]], splits_order: list[st
 
 
 def write_stats(counts, output_dir: str, splits_order: list[str], group_stats: dict, shard_counts_: dict) -> None:
-    stats = build_stats(list(counts), splits_order, {"near_duplicate_groups": group_stats.get("near_duplicate_groups", 0),
-                                                      "groups": group_stats.get("groups", 0),
-                                                      "shards": dict(shard_counts_)})
+    stats = build_stats(
+        list(counts),
+        splits_order,
+        {
+            "near_duplicate_groups": group_stats.get("near_duplicate_groups", 0),
+            "groups": group_stats.get("groups", 0),
+            "shards": dict(shard_counts_),
+        },
+    )
     io_utils.write_text(paths.join(output_dir, "stats.json"), json.dumps(stats, indent=2, sort_keys=True) + "\n")
 
 
