@@ -35,8 +35,19 @@ class DedupConfig:
     min_correlation: float = 0.90
     max_mean_abs_diff: float = 16.0
     reject_near_duplicate_conflicts: bool = True
+    # Regexes on a file's stem whose group(1) names the photo it was derived from (Roboflow's
+    # augmented copies are rotated/sheared, beyond any perceptual hash); same source + origin = one group.
+    origin_patterns: tuple[str, ...] = (r"^(.+)_(?:jpg|jpeg|png|bmp|webp)\.rf\.[0-9a-f]{16,}$",)
 
     def __post_init__(self) -> None:
+        import re
+
+        for pattern in self.origin_patterns:
+            try:
+                if re.compile(pattern).groups < 1:
+                    raise ValueError(f"dedup.origin_patterns {pattern!r} needs a capturing group naming the origin")
+            except re.error as exc:
+                raise ValueError(f"dedup.origin_patterns {pattern!r} is not a valid regex: {exc}") from exc
         if not 0 <= self.max_hamming < self.hash_size * self.hash_size:
             raise ValueError(f"dedup.max_hamming must be in [0, {self.hash_size**2}), got {self.max_hamming}")
 

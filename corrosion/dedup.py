@@ -8,11 +8,14 @@
   exactly on at least one of *t + 1* bands, so only same-bucket pairs are compared), and a second,
   independent measure confirms each pair: the Pearson correlation and mean absolute difference of
   small grey thumbnails. Confirmed pairs are joined with union-find; a group never straddles splits.
+* **Derived copies**: files whose names say which photo they were made from (Roboflow's rotated
+  and sheared augmentations, ``<origin>_jpg.rf.<hash>.jpg``) join that photo's group.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -33,6 +36,16 @@ class Signature:
     thumb: bytes
     image_class: str
     source_splits: tuple[str, ...] = ()
+    origins: tuple[str, ...] = ()  # "source:origin name" of derived copies (see origin_of)
+
+
+def origin_of(stem: str, source: str, patterns: Iterable[str]) -> str | None:
+    """``source:origin`` when a file's stem says which photo it was derived from (e.g. Roboflow augmentations)."""
+    for pattern in patterns:
+        match = re.match(pattern, stem)
+        if match:
+            return f"{source}:{match.group(1)}"
+    return None
 
 
 def pixel_hash(img: Image.Image) -> str:
@@ -124,6 +137,10 @@ def near_duplicate_groups(signatures: Sequence[Signature], cfg: DedupConfig) -> 
     uf = UnionFind(len(signatures))
     for a, b in near_duplicate_pairs(signatures, cfg):
         uf.union(a, b)
+    first_with_origin: dict[str, int] = {}
+    for i, s in enumerate(signatures):
+        for origin in s.origins:
+            uf.union(first_with_origin.setdefault(origin, i), i)
     groups: dict[int, list[Signature]] = defaultdict(list)
     for i, s in enumerate(signatures):
         groups[uf.find(i)].append(s)

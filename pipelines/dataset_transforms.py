@@ -14,7 +14,7 @@ import logging
 import math
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
@@ -91,6 +91,7 @@ class Candidate:
     annotation: str
     source: str
     source_split: str | None
+    origin: str | None = None
 
 
 @dataclass(frozen=True)
@@ -109,6 +110,7 @@ class Unique:
             thumb=self.rep.thumb,
             image_class=self.rep.record.image_class,
             source_splits=tuple(sorted({m.source_split for m in members if m.source_split})),
+            origins=tuple(sorted({m.origin for m in members if m.origin})),
         )
 
 
@@ -252,6 +254,7 @@ class ProcessImage(beam.DoFn):
             annotation=annotation or "",
             source=task.source,
             source_split=task.source_split,
+            origin=dedup.origin_of(paths.stem(task.path), task.source, cfg.origin_patterns),
         )
 
     def _reject(self, reject: Reject, task, sha: str = "", claims=()):
@@ -280,22 +283,7 @@ class CollapseIdentical(beam.DoFn):
                 yield beam.pvalue.TaggedOutput(MANIFEST, _reject_row(reject, c.sha256, c.annotation, c.source))
             return
         rep = next(c for c in candidates if c.path == rep_copy.path)
-        others = tuple(
-            Candidate(
-                c.path,
-                c.sha256,
-                c.pixel_hash,
-                0,
-                b"",
-                _stub(c.record),
-                c.boxes_known,
-                c.annotation,
-                c.source,
-                c.source_split,
-            )
-            for c in candidates
-            if c.path != rep.path
-        )
+        others = tuple(replace(c, thumb=b"", record=_stub(c.record)) for c in candidates if c.path != rep.path)
         rep_boxes = rep.record.boxes
         if any(len(o.record.boxes) and o.record.boxes != rep_boxes for o in others):
             yield beam.pvalue.TaggedOutput(EVENTS, ("notes", "identical_copies_with_different_boxes"))
