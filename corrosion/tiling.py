@@ -85,33 +85,47 @@ def merge_boxes(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Greedy cross-tile NMS on pixel (xmin, ymin, xmax, ymax) boxes.
 
-    Besides the usual IoU test, a box is dropped when ``containment_threshold`` of its area lies
-    inside a higher-scoring box: that is the truncated view of a patch cut by a tile edge, which
-    plain IoU keeps because the two boxes differ in size. Returns kept boxes and scores, best first.
+    Besides the usual IoU test, a box counts as the same patch when ``containment_threshold`` of
+    its area lies inside the other: that is the truncated view of a patch cut by a tile edge, which
+    plain IoU keeps because the two boxes differ in size. The kept box then grows to cover both
+    (keeping the higher score), so a confident fragment never replaces the whole patch.
+    Returns kept boxes and scores, best first.
     """
     boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
     scores = np.asarray(scores, np.float64).reshape(-1)
     valid = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
     boxes, scores = boxes[valid], scores[valid]
     order = np.argsort(-scores, kind="stable")
-    boxes, scores = boxes[order], scores[order]
+    boxes, scores = boxes[order].copy(), scores[order]
     areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    suppressed = np.zeros(len(boxes), bool)
+    alive = np.ones(len(boxes), bool)
     keep: list[int] = []
     for i in range(len(boxes)):
-        if suppressed[i]:
+        if not alive[i]:
             continue
+        alive[i] = False
         keep.append(i)
+        changed = True
+        while changed:  # a grown box may now cover more fragments
+            changed = False
+            rest = np.nonzero(alive)[0]
+            if not len(rest):
+                break
+            b = boxes[i]
+            area_i = (b[2] - b[0]) * (b[3] - b[1])
+            iw = np.clip(np.minimum(b[2], boxes[rest, 2]) - np.maximum(b[0], boxes[rest, 0]), 0, None)
+            ih = np.clip(np.minimum(b[3], boxes[rest, 3]) - np.maximum(b[1], boxes[rest, 1]), 0, None)
+            inter = iw * ih
+            iou = inter / (area_i + areas[rest] - inter)
+            rest_inside = inter / areas[rest] >= containment_threshold
+            kept_inside = inter / area_i >= containment_threshold
+            same = (iou >= iou_threshold) | rest_inside | kept_inside
+            alive[rest[same]] = False
+            grow = rest[kept_inside & ~rest_inside]
+            if len(grow):
+                boxes[i, :2] = np.minimum(boxes[i, :2], boxes[grow, :2].min(axis=0))
+                boxes[i, 2:] = np.maximum(boxes[i, 2:], boxes[grow, 2:].max(axis=0))
+                changed = True
         if len(keep) >= max_boxes:
             break
-        rest = np.arange(i + 1, len(boxes))
-        rest = rest[~suppressed[rest]]
-        if not len(rest):
-            continue
-        iw = np.clip(np.minimum(boxes[i, 2], boxes[rest, 2]) - np.maximum(boxes[i, 0], boxes[rest, 0]), 0, None)
-        ih = np.clip(np.minimum(boxes[i, 3], boxes[rest, 3]) - np.maximum(boxes[i, 1], boxes[rest, 1]), 0, None)
-        inter = iw * ih
-        iou = inter / (areas[i] + areas[rest] - inter)
-        contained = inter / areas[rest]
-        suppressed[rest[(iou >= iou_threshold) | (contained >= containment_threshold)]] = True
     return boxes[keep], scores[keep]

@@ -197,7 +197,7 @@ def detect_image(fn, record: ImageRecord, metadata: serving.ModelMetadata, confi
             round(float(min(max(b[1], 0), record.height)), 1),
             round(float(min(max(b[2], 0), record.width)), 1),
             round(float(min(max(b[3], 0), record.height)), 1),
-            round(float(s), 4),
+            round(float(s), 6),
         )
         for b, s in zip(merged, merged_scores, strict=True)
     )

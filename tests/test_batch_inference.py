@@ -1,0 +1,354 @@
+"""Batch inference end to end on DirectRunner: generated surveys, tiny models that obey the contract.
+
+The classifier is trained by ``training.train_classifier`` on a tiny generated data set (random
+weights, one epoch: a real exported model, meaningless scores). Most tests use the colour-rule
+detector test double (``pipelines.inference_test_models``): deterministic boxes, so geometry,
+tiling and counts can be asserted exactly. One test runs a tiny trained detector end to end.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from corrosion import grading, results, serving, synthetic
+from pipelines import batch_inference as bi
+from pipelines import inference_test_models as doubles
+
+# DirectRunner's in-process engine (what DirectRunner falls back to when it cannot use Prism).
+RUNNER = "--runner=apache_beam.runners.portability.fn_api_runner.FnApiRunner"
+BAD_REASONS = {"truncated": "corrupt_image", "empty": "empty_file", "not_image": "not_an_image", "huge": "too_large"}
+
+
+# ---------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("inference")
+
+
+@pytest.fixture(scope="module")
+def classifier(work) -> str:
+    """A classifier exported by the classifier training job (tiny: random weights, one epoch)."""
+    from datasets import write_dataset
+
+    from training import train_classifier
+
+    data = write_dataset(work / "clf_data", {"train": (4, 4), "validation": (2, 2), "test": (2, 2)}, size=(96, 72))
+    config = work / "classifier.yaml"
+    config.write_text(
+        "backbone: MobileNetV2\nbackbone_kwargs: {alpha: 0.35}\ninput_size: 32\nweights: none\nhead_epochs: 1\n"
+        "fine_tune_epochs: 0\nbaseline: false\nfeature_augmented_copies: 0\nbatch_size: 8\n"
+    )
+    model_dir = work / "classifier"
+    assert train_classifier.main(["--data", str(data), "--model_dir", str(model_dir), "--config", str(config)]) == 0
+    return str(model_dir)
+
+
+@pytest.fixture(scope="module")
+def detector(work) -> str:
+    return doubles.export_colour_rule_detector(str(work / "detector"), input_size=64)
+
+
+@pytest.fixture(scope="module")
+def survey(work) -> synthetic.Survey:
+    # No hard negatives: the colour-rule double would call copper paint rust.
+    return synthetic.generate_survey(
+        work / "survey",
+        "flat",
+        n_rust=4,
+        n_clean=3,
+        size=(320, 240),
+        hard_negative_fraction=0.0,
+        orientations=(1, 6),
+        bad_files=tuple(BAD_REASONS),
+    )
+
+
+def run_pipeline(*args: str) -> dict:
+    return bi.run([*args, RUNNER])
+
+
+def csv_rows(pattern: str) -> list[dict]:
+    paths = sorted(str(p) for p in Path("/").glob(pattern.lstrip("/")))
+    assert paths, f"no file matches {pattern}"
+    return results.read_csv_rows(paths)
+
+
+def error_rows(pattern: str) -> list[dict]:
+    import csv
+
+    out = []
+    for p in sorted(Path("/").glob(pattern.lstrip("/"))):
+        with open(p, newline="") as handle:
+            reader = csv.DictReader(handle)
+            assert tuple(reader.fieldnames) == results.ERROR_COLUMNS
+            out += list(reader)
+    return out
+
+
+@pytest.fixture(scope="module")
+def night(work, survey, classifier, detector) -> dict:
+    """One full run: classifier + detector, previews and report."""
+    summary = run_pipeline(
+        "--input", str(survey.root / "*"),
+        "--classifier", classifier,
+        "--detector", detector,
+        "--output", str(work / "out"),
+        "--survey_id", "hull-7",
+        "--report", str(work / "report" / "survey.html"),
+    )  # fmt: skip
+    return {
+        "summary": summary,
+        "rows": csv_rows(summary["results"]),
+        "errors": error_rows(summary["errors"]),
+        "report": work / "report" / "survey.html",
+        "previews": work / "report" / "previews",
+    }
+
+
+def overlaps(box, truth) -> bool:
+    return min(box[2], truth.xmax) > max(box[0], truth.xmin) and min(box[3], truth.ymax) > max(box[1], truth.ymin)
+
+
+# ---------------------------------------------------------------- tests
+
+
+def test_every_file_is_a_result_or_an_error_row(night, survey):
+    rows, errors, counters = night["rows"], night["errors"], night["summary"]["counters"]
+    files = [p for p in survey.root.iterdir() if p.is_file()]
+    assert len(rows) == len(survey.images) == 7
+    assert len(errors) == len(survey.bad_files) == 4
+    assert len(rows) + len(errors) == len(files)
+    assert sorted(Path(r["image_uri"]).name for r in rows) == sorted(Path(i.path).name for i in survey.images)
+    by_name = {Path(e["image_uri"]).name: e for e in errors}
+    for bad in survey.bad_files:
+        error = by_name[Path(bad.path).name]
+        assert error["stage"] == "decode" and error["reason"] == BAD_REASONS[bad.kind]
+        assert Path(bad.path).name in error["message"]
+    assert counters["files_matched"] == len(files)
+    assert counters["images_scored"] == 7 and counters["images_failed"] == 4 and counters["images_skipped"] == 0
+    assert night["summary"]["all_inputs_accounted_for"]
+
+
+def test_result_rows_columns_types_and_geometry(night, survey, classifier, detector):
+    rows = night["rows"]
+    header = Path(next(iter(Path("/").glob(night["summary"]["results"].lstrip("/"))))).read_text().splitlines()[0]
+    assert header.split(",") == list(results.result_columns())
+    clf, det = serving.read_metadata(classifier), serving.read_metadata(detector)
+    truth = {Path(i.path).name: i for i in survey.images}
+    for row in rows:
+        t = truth[Path(row["image_uri"]).name]
+        assert (row["width"], row["height"]) == (t.width, t.height)  # EXIF orientation honoured
+        assert row["image_sha256"] == hashlib.sha256(Path(row["image_uri"]).read_bytes()).hexdigest()
+        assert 0.0 <= row["rust_probability"] <= 1.0
+        assert row["is_rust"] == (row["rust_probability"] >= clf.threshold)
+        assert (row["classifier_version"], row["detector_version"]) == (clf.version, det.version)
+        assert row["survey_id"] == "hull-7"
+        boxes = json.loads(row["boxes"])
+        assert row["num_boxes"] == len(boxes)
+        for b in boxes:
+            assert len(b) == 5 and 0 <= b[0] < b[2] <= t.width and 0 <= b[1] < b[3] <= t.height and 0 < b[4] <= 1
+        fraction = grading.rust_area_fraction([b[:4] for b in boxes], t.width, t.height)
+        assert row["rust_area_fraction"] == pytest.approx(fraction, abs=1e-6)
+        assert row["rust_grade"] == grading.astm_d610_grade(row["rust_area_fraction"])
+        if t.image_class == "rust":  # the colour double finds every patch region, in oriented pixels
+            assert boxes and all(any(overlaps(b, tb) for b in boxes) for tb in t.boxes)
+        else:
+            assert boxes == [] and row["rust_grade"] == 10
+
+
+def test_bigquery_rows_and_table_settings_without_network(work, survey, classifier, monkeypatch):
+    """The rows handed to WriteToBigQuery validate against configs/bigquery_schema.json."""
+    import apache_beam as beam
+
+    captured: dict = {}
+    real = beam.io.WriteToBigQuery
+
+    class FakeWriteToBigQuery(beam.PTransform):
+        Method = real.Method
+
+        def __init__(self, **kwargs):
+            super().__init__()
+            captured.update(kwargs)
+
+        def expand(self, rows):
+            return rows | beam.Map(json.dumps, sort_keys=True) | beam.io.WriteToText(str(work / "bq" / "rows"))
+
+    monkeypatch.setattr(beam.io, "WriteToBigQuery", FakeWriteToBigQuery)
+    monkeypatch.setattr(bi, "clear_bigquery_night", lambda *a: captured.setdefault("cleared", True))
+    run_pipeline(
+        "--input", str(survey.root / "*.jpg"), "--classifier", classifier, "--output", str(work / "bq_out"),
+        "--bigquery_table", "proj:surveys.rust", "--survey_id", "hull-7",
+    )  # fmt: skip
+    rows = [json.loads(line) for p in (work / "bq").glob("rows*") for line in p.read_text().splitlines()]
+    schema = results.load_schema()
+    assert len(rows) == len(survey.images)
+    for row in rows:
+        assert results.validate_row(row, schema) == []
+        assert row["num_boxes"] is None and row["detector_version"] is None and row["rust_grade"] is None
+    assert captured["cleared"] and captured["table"] == "proj:surveys.rust"
+    assert captured["method"] == real.Method.FILE_LOADS
+    assert captured["additional_bq_parameters"] == {
+        "timePartitioning": {"type": "DAY", "field": "processed_at"},
+        "clustering": {"fields": ["survey_id"]},
+    }
+    assert [f.name for f in captured["schema"].fields] == list(results.result_columns())
+    sql, params = bi.clear_statement(
+        "proj:surveys.rust", bi.InferenceConfig(), _info_for("hull-7", dt.date(2026, 11, 24))
+    )
+    assert "`proj.surveys.rust`" in sql and params == {"run_date": "2026-11-24", "survey_id": "hull-7"}
+
+
+def _info_for(survey_id: str, day: dt.date) -> bi.RunInfo:
+    meta = serving.ModelMetadata("classifier", "v", 32, 0.5, ("no_rust", "rust"), "x", "none")
+    return bi.RunInfo(survey_id, day, "", meta, None, "", survey_id)
+
+
+def test_skip_processed_scores_only_new_images_and_reruns_do_not_duplicate(work, classifier, detector):
+    root = work / "nightly"
+    first = synthetic.generate_survey(root / "archive", "flat", n_rust=2, n_clean=2, size=(160, 120), seed=5)
+    out = str(root / "out")
+    common = ["--input", str(root / "archive" / "*.jpg"), "--classifier", classifier, "--output", out]
+    common += ["--skip_processed", out, "--survey_id", "tank-3"]
+
+    s1 = run_pipeline(*common, "--run_date", "2026-11-20")
+    assert s1["counters"]["images_scored"] == 4 and s1["counters"]["images_skipped"] == 0
+    s2 = run_pipeline(*common, "--run_date", "2026-11-21")
+    assert s2["counters"]["images_scored"] == 0 and s2["counters"]["images_skipped"] == 4
+    assert csv_rows(s2["results"]) == []  # header-only file for the night
+
+    # The archive grows: only the new photos are scored.
+    new = synthetic.generate_survey(root / "new", "flat", n_rust=1, n_clean=1, size=(160, 120), seed=9)
+    for image in new.images:
+        shutil.copy(root / "new" / image.path, root / "archive" / f"new_{Path(image.path).name}")
+    s3 = run_pipeline(*common, "--run_date", "2026-11-22")
+    rows3 = csv_rows(s3["results"])
+    assert sorted(Path(r["image_uri"]).name for r in rows3) == sorted(f"new_{Path(i.path).name}" for i in new.images)
+    assert s3["counters"]["images_skipped"] == 4
+
+    # Re-running the same night gives the same rows, not duplicates.
+    s3_again = run_pipeline(*common, "--run_date", "2026-11-22")
+    assert csv_rows(s3_again["results"]) == rows3
+    assert len(list((root / "out" / "date=2026-11-22").glob("tank-3-results-*.csv"))) == 1
+
+    # Other model versions have not scored anything yet: everything is scored again.
+    s4 = run_pipeline(*common, "--detector", detector, "--run_date", "2026-11-23")
+    assert s4["counters"]["images_scored"] == 6 and s4["counters"]["images_skipped"] == 0
+    all_rows = [r for d in ("20", "21", "22") for r in csv_rows(f"{out}/date=2026-11-{d}/tank-3-results-*.csv")]
+    assert len(all_rows) == len({r["image_sha256"] for r in all_rows}) == len(first.images) + len(new.images)
+
+
+def test_input_list_dedupes_and_reports_missing_and_oversized_files(work, survey, classifier):
+    listed = work / "list.txt"
+    images = sorted(p for p in survey.root.glob("*.jpg") if not p.name.startswith("bad_"))
+    listed.write_text(f"# tonight\n{images[0]}\n{images[1]}\n{work / 'gone.jpg'}\n")
+    big = work / "extra" / "big.jpg"
+    big.parent.mkdir()
+    big.write_bytes(np.random.default_rng(0).bytes(300_000))
+    config = work / "small_files.yaml"
+    config.write_text("max_file_bytes: 200000\n")
+    summary = run_pipeline(
+        "--input", str(work / "extra" / "*"), "--input_list", str(listed), "--classifier", classifier,
+        "--output", str(work / "list_out"), "--config", str(config),
+    )  # fmt: skip
+    rows, errors = csv_rows(summary["results"]), error_rows(summary["errors"])
+    assert sorted(r["image_uri"] for r in rows) == [str(images[0]), str(images[1])]
+    assert {(Path(e["image_uri"]).name, e["stage"], e["reason"]) for e in errors} == {
+        ("gone.jpg", "match", "missing_file"),
+        ("big.jpg", "read", "file_too_large"),
+    }
+    assert summary["all_inputs_accounted_for"] and summary["survey_id"] == "extra"  # the --input folder
+
+
+def test_previews_and_report_name_every_rust_image(night, survey):
+    rows = night["rows"]
+    html = night["report"].read_text()
+    flagged = [r for r in rows if r["is_rust"] or r["num_boxes"]]
+    assert {Path(i.path).name for i in survey.rust_images} <= {Path(r["image_uri"]).name for r in flagged}
+    positions = []
+    for row in flagged:
+        assert row["image_uri"] in html
+        positions.append(html.index(f'<span class="uri">{row["image_uri"]}</span>'))
+    by_probability = [r["image_uri"] for r in sorted(flagged, key=lambda r: (-r["rust_probability"], r["image_uri"]))]
+    assert [r["image_uri"] for _, r in sorted(zip(positions, flagged, strict=True))] == by_probability
+    links = re.findall(r'<a href="([^"]+)"><img src="data:image/jpeg;base64,', html)
+    assert len(links) == len(flagged)
+    for link in links:
+        preview = night["report"].parent / link
+        with Image.open(preview) as img:
+            assert img.format == "JPEG" and max(img.size) <= 1600
+    assert len(list(night["previews"].glob("*.jpg"))) == len(flagged)
+    assert f"<tr><td>Unreadable files (errors)</td><td>{len(survey.bad_files)}</td></tr>" in html
+
+
+def test_tiling_finds_a_small_spot_in_a_12_mp_photo_that_one_downscaled_pass_misses(work, classifier, detector):
+    rng = np.random.default_rng(11)
+    pixels, boxes = synthetic.render(rng, 4000, 3000, 1, "steel", patch_scale=(0.009, 0.011))
+    assert max(boxes[0].xmax - boxes[0].xmin, boxes[0].ymax - boxes[0].ymin) < 60  # a spot: < 0.01 % of the photo
+    folder = work / "big_photo"
+    folder.mkdir()
+    (folder / "hull.jpg").write_bytes(synthetic.encode_image(pixels, "JPEG", orientation=6))  # stored as 3000 x 4000
+    found = {}
+    for name, tiling in (("tiled", "true"), ("single", "false")):
+        config = work / f"{name}.yaml"
+        config.write_text(f"tiling: {{enabled: {tiling}, tile_size: 512, overlap: 96}}\n")
+        summary = run_pipeline(
+            "--input", str(folder / "*.jpg"), "--classifier", classifier, "--detector", detector,
+            "--output", str(work / f"big_{name}"), "--config", str(config),
+        )  # fmt: skip
+        (row,) = csv_rows(summary["results"])
+        assert (row["width"], row["height"]) == (4000, 3000)
+        found[name] = json.loads(row["boxes"])
+    assert found["single"] == []
+    assert len(found["tiled"]) == 1
+    box, truth = found["tiled"][0], boxes[0]
+    assert overlaps(box, truth)
+    centre = ((box[0] + box[2]) / 2, (box[1] + box[3]) / 2)
+    assert abs(centre[0] - (truth.xmin + truth.xmax) / 2) < 25 and abs(centre[1] - (truth.ymin + truth.ymax) / 2) < 25
+
+
+def test_end_to_end_with_a_tiny_trained_detector(work, survey, classifier):
+    from datasets import write_dataset
+
+    from training import train_detector
+
+    data = write_dataset(work / "det_data", {"train": (2, 1), "validation": (1, 1), "test": (1, 1)}, size=(96, 72))
+    config = train_detector.load_detector_config(
+        None,
+        {
+            "model": {"input_size": 64, "alpha": 0.35, "fpn_channels": 16, "head_depth": 1},
+            "weights": "none",
+            "frozen_epochs": 1,
+            "finetune_epochs": 0,
+            "batch_size": 4,
+            "eval_every": 1,
+        },
+    )
+    train_detector.train(str(data), str(work / "trained_detector"), config)
+    meta = serving.read_metadata(str(work / "trained_detector"))
+    summary = run_pipeline(
+        "--input", str(survey.root / "*"), "--classifier", classifier, "--detector", str(work / "trained_detector"),
+        "--output", str(work / "trained_out"),
+    )  # fmt: skip
+    rows, errors = csv_rows(summary["results"]), error_rows(summary["errors"])
+    assert len(rows) == 7 and len(errors) == 4
+    schema = results.load_schema()
+    for row in rows:
+        assert results.validate_row(row, schema) == []
+        assert row["detector_version"] == meta.version
+        for b in json.loads(row["boxes"]):
+            assert (
+                0 <= b[0] <= b[2] <= row["width"]
+                and 0 <= b[1] <= b[3] <= row["height"]
+                and b[4] >= meta.threshold - 1e-6
+            )
