@@ -45,12 +45,15 @@ class ClassifierConfig:
     # phase 1: frozen backbone, head only
     head_epochs: int = 30
     head_learning_rate: float = 1e-3
-    cache_features: bool = True  # phase 1 on backbone features computed once (many times faster on CPU)
-    feature_augmented_copies: int = 2  # augmented views per training image added to the feature cache
+    # On CPU both phases run on backbone activations computed once (at fine_tune_from) for the
+    # training images plus ``feature_augmented_copies`` augmented views of each: the same model, trained
+    # on a fixed set of augmented views instead of fresh ones, many times faster. False: end to end.
+    cache_features: bool = True
+    feature_augmented_copies: int = 4
     # phase 2: fine-tune the top of the backbone
-    fine_tune_epochs: int = 8
-    fine_tune_learning_rate: float = 1e-5
-    fine_tune_layers: int = 30  # backbone layers, counted from the top, made trainable (batch norm excepted)
+    fine_tune_epochs: int = 10
+    fine_tune_learning_rate: float = 2e-5
+    fine_tune_from: str = "block_13_expand"  # first backbone layer fine-tuned (MobileNetV2: blocks 13-16 + Conv_1)
     early_stopping_patience: int = 4  # epochs without a better validation ROC-AUC
     # data
     cache_images: bool = True  # decoded, resized images kept in memory between epochs
@@ -71,19 +74,23 @@ class ClassifierConfig:
             raise ValueError(f"target_recall must be in (0, 1], got {self.target_recall}")
         if self.head_epochs < 1:
             raise ValueError("head_epochs must be at least 1: the new head starts random")
-        if self.fine_tune_epochs < 0 or self.fine_tune_layers < 0:
-            raise ValueError("fine_tune_epochs and fine_tune_layers must be >= 0")
+        if self.fine_tune_epochs < 0 or self.feature_augmented_copies < 0:
+            raise ValueError("fine_tune_epochs and feature_augmented_copies must be >= 0")
 
 
 @dataclass
 class ClassifierParts:
-    model: keras.Model  # images 0..255 -> rust probability (N, 1), with augmentation (for fit)
-    inference: keras.Model  # the same weights without the augmentation layers (for predict and export)
+    """Views of one set of weights; every model here shares its layers with the others."""
+
+    model: keras.Model  # images 0..255 -> rust probability (N, 1), with augmentation (end-to-end fit)
+    inference: keras.Model  # the same without the augmentation layers (predict and export)
     features: keras.Model  # images 0..255 -> pooled backbone features (N, C)
-    head: keras.Model  # features -> rust probability (N, 1)
+    head: keras.Model  # pooled features -> rust probability
+    bottom: keras.Model  # images 0..255 -> backbone activations where fine-tuning starts (always frozen)
+    top: keras.Model  # those activations -> rust probability (the fine-tuned blocks + head)
+    top_features: keras.Model  # those activations -> pooled features
     augment: keras.Sequential
     backbone: keras.Model
-
 
 def build_augmentation(cfg: AugmentationConfig, seed: int) -> keras.Sequential:
     """In-graph augmentation on 0..255 images; identity at inference."""
@@ -105,34 +112,70 @@ def build_augmentation(cfg: AugmentationConfig, seed: int) -> keras.Sequential:
     return keras.Sequential(layers, name="augment")
 
 
+def split_backbone(backbone: keras.Model, first_top_layer: str) -> tuple[keras.Model, keras.Model]:
+    """(bottom, top) sub-models sharing ``backbone``'s layers, cut at the input of ``first_top_layer``.
+
+    The cut must be a tensor that everything above depends on alone (a block boundary: in
+    MobileNetV2 the input of ``block_N_expand`` for a stride-2 block N, or of ``block_N_add``'s
+    branch start otherwise); Keras refuses any other cut.
+    """
+    try:
+        layer = backbone.get_layer(first_top_layer)
+    except ValueError as exc:
+        names = [l.name for l in backbone.layers]
+        raise ValueError(
+            f"fine_tune_from: {backbone.name} has no layer {first_top_layer!r}; its last layers are {names[-40:]}"
+        ) from exc
+    cut = layer.input
+    if isinstance(cut, (list, tuple)):
+        raise ValueError(f"fine_tune_from: layer {first_top_layer!r} has several inputs; name the first layer of a block instead")
+    try:
+        bottom = keras.Model(backbone.input, cut, name="backbone_bottom")
+        top = keras.Model(cut, backbone.output, name="backbone_top")
+    except Exception as exc:  # Keras: the graph above the cut needs tensors from below it
+        raise ValueError(
+            f"fine_tune_from: the backbone cannot be cut at {first_top_layer!r} ({exc}); name the first layer of a block "
+            "whose input is the only tensor the layers above it use"
+        ) from exc
+    return bottom, top
+
+
 def build_classifier(cfg: ClassifierConfig, weights: WeightSource) -> ClassifierParts:
     size = cfg.input_size
     backbone = build_backbone(cfg.backbone, size, weights, **cfg.backbone_kwargs)
     backbone.trainable = False
+    backbone_bottom, backbone_top = split_backbone(backbone, cfg.fine_tune_from)
+    normalise = preprocess.normalisation_layer(cfg.backbone)
+    pool = keras.layers.GlobalAveragePooling2D(name="pool")
 
+    # batch norm in inference mode everywhere (training=False), in both phases
     images = keras.Input((size, size, 3), name="images")
-    x = preprocess.normalisation_layer(cfg.backbone)(images)
-    x = backbone(x, training=False)  # batch norm in inference mode in both phases
-    pooled = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    pooled = pool(backbone(normalise(images), training=False))
     features = keras.Model(images, pooled, name="features")
+    bottom = keras.Model(images, backbone_bottom(normalise(images), training=False), name="bottom")
 
     feature_in = keras.Input((pooled.shape[-1],), name="features_in")
     y = keras.layers.Dropout(cfg.dropout, seed=cfg.seed, name="head_dropout")(feature_in)
     y = keras.layers.Dense(1, activation="sigmoid", kernel_regularizer=keras.regularizers.L2(cfg.l2), name="rust")(y)
     head = keras.Model(feature_in, y, name="head")
 
+    activations = keras.Input(tuple(backbone_bottom.output.shape[1:]), name="activations")
+    top_pooled = pool(backbone_top(activations, training=False))
+    top_features = keras.Model(activations, top_pooled, name="top_features")
+    top = keras.Model(activations, head(top_pooled), name="top")
+
     augment = build_augmentation(cfg.augmentation, cfg.seed)
-    inputs = keras.Input((size, size, 3), name="images")
-    outputs = head(features(augment(inputs)))
-    model = keras.Model(inputs, outputs, name=f"rust_classifier_{cfg.backbone}")
+    augmented_in = keras.Input((size, size, 3), name="images")
+    model = keras.Model(augmented_in, head(features(augment(augmented_in))), name=f"rust_classifier_{cfg.backbone}")
     inference = keras.Model(images, head(pooled), name="rust_classifier")
-    return ClassifierParts(model, inference, features, head, augment, backbone)
+    return ClassifierParts(model, inference, features, head, bottom, top, top_features, augment, backbone)
 
 
-def unfreeze_top(backbone: keras.Model, n_layers: int) -> int:
-    """Make the top ``n_layers`` layers trainable, batch norm excepted; returns how many weights train."""
+def unfreeze_from(backbone: keras.Model, first_layer: str) -> int:
+    """Make ``first_layer`` and every layer after it trainable, batch norm excepted; returns the weight count."""
     backbone.trainable = True
-    cutoff = max(0, len(backbone.layers) - n_layers)
+    names = [layer.name for layer in backbone.layers]
+    cutoff = names.index(first_layer)
     for index, layer in enumerate(backbone.layers):
         layer.trainable = index >= cutoff and not isinstance(layer, keras.layers.BatchNormalization)
     return sum(int(np.prod(w.shape)) for w in backbone.trainable_weights)

@@ -103,7 +103,10 @@ class ExportedClassifier:
 
     def __call__(self, encoded: list[bytes]) -> np.ndarray:
         out = self._signature(**{serving.BYTES_INPUT: tf.constant(encoded, tf.string)})
-        return out[serving.CLASSIFIER_OUTPUT].numpy().astype(np.float64).reshape(-1)
+        scores = out[serving.CLASSIFIER_OUTPUT].numpy().astype(np.float64).reshape(-1)
+        if scores.shape != (len(encoded),):
+            raise ValueError(f"the model returned {scores.size} {serving.CLASSIFIER_OUTPUT} values for {len(encoded)} images; expected one per image")
+        return scores
 
 
 def score_items(model: ExportedClassifier, items: Iterable[Item], batch_size: int = 32) -> Scored:

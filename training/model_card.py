@@ -70,8 +70,8 @@ def render(metrics: dict, config: dict) -> str:
         f"- Backbone: `{meta['backbone']}` at {meta['input_size']} px, weights: {meta['weights']}.",
         "- Head: global average pooling, dropout, one sigmoid unit (L2 on its kernel).",
         f"- Training: phase 1 trains the head on the frozen backbone ({metrics['training']['phase1_mode']}); "
-        f"phase 2 fine-tunes the top {config['fine_tune_layers']} backbone layers (batch norm excepted and kept in "
-        f"inference mode) at learning rate {config['fine_tune_learning_rate']}. Augmentation in the graph "
+        f"phase 2 fine-tunes the backbone from `{config['fine_tune_from']}` on (batch norm excepted and kept in "
+        f"inference mode), on the same cache when phase 1 used one, at learning rate {config['fine_tune_learning_rate']}. Augmentation in the graph "
         "(flips, rotation, zoom, brightness, contrast, hue), class weights "
         f"{_fmt_weights(metrics['training'].get('class_weight'))}, best epoch by validation ROC-AUC, early stopping.",
         f"- Selected: {metrics['training']['selected']}. Training took {metrics['training']['seconds'] / 60:.1f} min "

@@ -36,7 +36,7 @@ from corrosion.labels import RUST, LabelConfig, load_labels
 from corrosion.weights import WeightSource, resolve_weights
 from training import classification_metrics as cm
 from training import data, model_card, plots
-from training.classifier_model import ClassifierConfig, ClassifierParts, auc_metric, build_classifier, unfreeze_top
+from training.classifier_model import ClassifierConfig, ClassifierParts, auc_metric, build_classifier, unfreeze_from
 from training.export import export_model
 
 log = logging.getLogger("training.train_classifier")
@@ -177,57 +177,67 @@ class Trainer:
             TensorBoardScalars(io_utils.join(self.model_dir, "logs"), first_epoch=self.epochs_so_far()),
         ]
 
-    def phase1_on_features(self, parts: ClassifierParts, ds, feats: dict[str, np.ndarray], y: dict[str, np.ndarray], weights: dict, ckpt_dir: str) -> None:
+    def cache_activations(self, parts: ClassifierParts, ds) -> dict[str, np.ndarray]:
+        """Frozen-bottom activations: train, validation, test, and train plus its augmented views."""
         c = self.cfg
-        x_train, y_train = [feats["train"]], [y["train"]]
+        acts = {}
+        for split, key in (("train", "train_plain"), ("validation", "validation"), ("test", "test")):
+            log.info("backbone activations (up to %s) of the %s images", c.fine_tune_from, split)
+            acts[split] = parts.bottom.predict(ds[key].map(lambda x, _: x), verbose=0)
+        views = [acts["train"]]
         if c.feature_augmented_copies:
             images = keras.Input((c.input_size, c.input_size, 3))
-            augmented = keras.Model(images, parts.features(parts.augment(images, training=True)))
+            augmented = keras.Model(images, parts.bottom(parts.augment(images, training=True)))
             for copy in range(c.feature_augmented_copies):
-                log.info("phase 1: backbone features of augmented copy %d/%d of the training images", copy + 1, c.feature_augmented_copies)
-                x_train.append(augmented.predict(ds["train_plain"].map(lambda x, _: x), verbose=0))
-                y_train.append(y["train"])
-        x, t = np.concatenate(x_train), np.concatenate(y_train)
-        parts.head.compile(keras.optimizers.Adam(c.head_learning_rate), keras.losses.BinaryCrossentropy(), metrics=[auc_metric()])
-        checkpoint = str(Path(ckpt_dir) / "head.weights.h5")
-        log.info("phase 1: head on cached features of %d training views, %d epochs max", len(x), c.head_epochs)
-        history = parts.head.fit(
-            x, t, batch_size=c.batch_size, epochs=c.head_epochs, shuffle=True,
-            validation_data=(feats["validation"], y["validation"]), class_weight=weights,
-            callbacks=self.callbacks(checkpoint, None, c.early_stopping_patience), verbose=_verbose(),
-        )
-        parts.head.load_weights(checkpoint)
-        self._record("phase 1 (frozen)", history.history)
+                log.info("backbone activations of augmented copy %d/%d of the training images", copy + 1, c.feature_augmented_copies)
+                views.append(augmented.predict(ds["train_plain"].map(lambda x, _: x), verbose=0))
+        acts["train_views"] = np.concatenate(views)
+        log.info("cached %d training views, %.0f MB", len(acts["train_views"]), sum(a.nbytes for a in acts.values()) / 1e6)
+        return acts
 
-    def phase1_end_to_end(self, parts: ClassifierParts, ds, weights: dict, ckpt_dir: str) -> None:
+    def fit(self, model: keras.Model, phase: str, lr: float, epochs: int, train, validation, weights: dict | None, checkpoint: str, initial_best: float | None) -> None:
+        """One phase: compile, fit with best-by-validation-ROC-AUC checkpointing, restore the best."""
         c = self.cfg
-        parts.model.compile(keras.optimizers.Adam(c.head_learning_rate), keras.losses.BinaryCrossentropy(), metrics=[auc_metric()])
-        checkpoint = str(Path(ckpt_dir) / "phase1.weights.h5")
-        log.info("phase 1: head on the frozen backbone, %d epochs max", c.head_epochs)
-        history = parts.model.fit(
-            ds["train"], epochs=c.head_epochs, validation_data=ds["validation"], class_weight=weights,
-            callbacks=self.callbacks(checkpoint, None, c.early_stopping_patience), verbose=_verbose(),
+        model.compile(keras.optimizers.Adam(lr), keras.losses.BinaryCrossentropy(), metrics=[auc_metric()])
+        if isinstance(train, tuple):  # cached arrays
+            kwargs = {"x": train[0], "y": train[1], "batch_size": c.batch_size, "shuffle": True}
+        else:
+            kwargs = {"x": train}
+        history = model.fit(
+            **kwargs, epochs=epochs, validation_data=validation, class_weight=weights,
+            callbacks=self.callbacks(checkpoint, initial_best, c.early_stopping_patience), verbose=_verbose(),
         )
-        parts.model.load_weights(checkpoint)
-        self._record("phase 1 (frozen)", history.history)
+        model.load_weights(checkpoint)
+        self._record(phase, history.history, initial_best)
 
-    def phase2(self, parts: ClassifierParts, ds, weights: dict, ckpt_dir: str) -> None:
+    def phase1(self, parts: ClassifierParts, ds, acts: dict | None, y: dict, weights: dict | None, ckpt_dir: str) -> None:
         c = self.cfg
-        n_weights = unfreeze_top(parts.backbone, c.fine_tune_layers)
-        checkpoint = str(Path(ckpt_dir) / "best.weights.h5")
-        parts.model.save_weights(checkpoint)  # phase 1's best, kept unless fine-tuning beats it
-        parts.model.compile(keras.optimizers.Adam(c.fine_tune_learning_rate), keras.losses.BinaryCrossentropy(), metrics=[auc_metric()])
+        if acts is not None:
+            views = parts.top_features.predict(acts["train_views"], batch_size=c.batch_size, verbose=0)
+            val = parts.top_features.predict(acts["validation"], batch_size=c.batch_size, verbose=0)
+            log.info("phase 1: head on cached features of %d training views, %d epochs max", len(views), c.head_epochs)
+            train = (views, np.tile(y["train"], len(views) // len(y["train"])))
+            self.fit(parts.head, "phase 1 (frozen)", c.head_learning_rate, c.head_epochs, train, (val, y["validation"]), weights, f"{ckpt_dir}/head.weights.h5", None)
+        else:
+            log.info("phase 1: head on the frozen backbone, end to end, %d epochs max", c.head_epochs)
+            self.fit(parts.model, "phase 1 (frozen)", c.head_learning_rate, c.head_epochs, ds["train"], ds["validation"], weights, f"{ckpt_dir}/phase1.weights.h5", None)
+
+    def phase2(self, parts: ClassifierParts, ds, acts: dict | None, y: dict, weights: dict | None, ckpt_dir: str) -> None:
+        c = self.cfg
+        n_weights = unfreeze_from(parts.backbone, c.fine_tune_from)
         log.info(
-            "phase 2: fine-tuning the top %d backbone layers (%d weights) at lr %g, %d epochs max, to beat validation ROC-AUC %.4f",
-            c.fine_tune_layers, n_weights, c.fine_tune_learning_rate, c.fine_tune_epochs, self.best_val_auc,
+            "phase 2: fine-tuning the backbone from %s on (%d weights, batch norm frozen) at lr %g, %d epochs max, to beat validation ROC-AUC %.4f",
+            c.fine_tune_from, n_weights, c.fine_tune_learning_rate, c.fine_tune_epochs, self.best_val_auc,
         )
-        start_best = self.best_val_auc
-        history = parts.model.fit(
-            ds["train"], epochs=c.fine_tune_epochs, validation_data=ds["validation"], class_weight=weights,
-            callbacks=self.callbacks(checkpoint, start_best, c.early_stopping_patience), verbose=_verbose(),
-        )
-        parts.model.load_weights(checkpoint)
-        self._record("phase 2 (fine-tune)", history.history, start_best)
+        checkpoint = f"{ckpt_dir}/best.weights.h5"
+        model = parts.top if acts is not None else parts.model
+        model.save_weights(checkpoint)  # phase 1's best, kept unless fine-tuning beats it
+        if acts is not None:
+            train = (acts["train_views"], np.tile(y["train"], len(acts["train_views"]) // len(y["train"])))
+            validation = (acts["validation"], y["validation"])
+        else:
+            train, validation = ds["train"], ds["validation"]
+        self.fit(model, "phase 2 (fine-tune)", c.fine_tune_learning_rate, c.fine_tune_epochs, train, validation, weights, checkpoint, self.best_val_auc)
 
     def _record(self, phase: str, history: dict, start_best: float | None = None) -> None:
         history = {k: [float(v) for v in values] for k, values in history.items()}
@@ -275,20 +285,22 @@ class Trainer:
         weights = class_weights(counts["train"]) if c.class_weights else None
         ckpt_dir = _local_dir(self.model_dir, "checkpoints")
 
-        feats: dict[str, np.ndarray] = {}
-        if c.cache_features or c.baseline:
-            for split, key in (("train", "train_plain"), ("validation", "validation"), ("test", "test")):
-                log.info("backbone features of the %s images", split)
-                feats[split] = parts.features.predict(ds[key].map(lambda x, _: x), verbose=0)
-        if c.cache_features:
-            self.phase1_on_features(parts, ds, feats, y, weights, ckpt_dir)
-            phase1_mode = "on cached backbone features, with augmented copies" if c.feature_augmented_copies else "on cached backbone features"
-        else:
-            self.phase1_end_to_end(parts, ds, weights, ckpt_dir)
-            phase1_mode = "end to end with augmentation"
-        baseline = self.baseline(feats, y, weights) if c.baseline else None
-        if c.fine_tune_epochs and c.fine_tune_layers:
-            self.phase2(parts, ds, weights, ckpt_dir)
+        acts = self.cache_activations(parts, ds) if c.cache_features else None
+        self.phase1(parts, ds, acts, y, weights, ckpt_dir)
+        baseline = None
+        if c.baseline:
+            if acts is not None:
+                feats = {s: parts.top_features.predict(acts[s], batch_size=c.batch_size, verbose=0) for s in ("train", "validation", "test")}
+            else:
+                feats = {s: parts.features.predict(ds[k].map(lambda x, _: x), verbose=0) for s, k in (("train", "train_plain"), ("validation", "validation"), ("test", "test"))}
+            baseline = self.baseline(feats, y, weights)
+        if c.fine_tune_epochs:
+            self.phase2(parts, ds, acts, y, weights, ckpt_dir)
+        phase1_mode = (
+            f"on cached backbone activations of the training images and {c.feature_augmented_copies} augmented copies"
+            if acts is not None else "end to end with fresh augmentation every epoch"
+        )
+        del acts
 
         scores = {split: predict_scores(parts.inference, ds[split]) for split in ("validation", "test")}
         threshold = cm.threshold_for_recall(y["validation"], scores["validation"], c.target_recall)
