@@ -557,6 +557,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--run_date", type=dt.date.fromisoformat, help="night to (re)process, YYYY-MM-DD (default today, UTC)"
     )
+    parser.add_argument(
+        "--no_wait",
+        action="store_true",
+        help="submit and return (Dataflow/Flex Template launches); counters are then in the Dataflow console",
+    )
     return parser
 
 
@@ -612,6 +617,9 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     build_pipeline(p, args, cfg, info)
     started = time.monotonic()
     result = p.run()
+    if args.no_wait:
+        log.info("submitted %s; not waiting (--no_wait)", getattr(result, "job_id", lambda: "")())
+        return {"survey_id": info.survey_id, "run_date": info.run_date.isoformat(), "submitted": True}
     result.wait_until_finish()
     elapsed = time.monotonic() - started
     counters = {name: 0 for name in COUNTERS}
@@ -645,7 +653,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     summary = run(argv)
     print(json.dumps(summary, indent=2))
-    return 0 if summary["all_inputs_accounted_for"] else 1
+    return 0 if summary.get("all_inputs_accounted_for", True) else 1
 
 
 if __name__ == "__main__":

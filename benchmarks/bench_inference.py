@@ -1,0 +1,192 @@
+"""Batch inference throughput on 12 MP survey JPEGs: this pipeline vs the article's loop.
+
+(a) the article's way: PIL full decode, resize to the model input, ``model.predict`` on one image
+    at a time (Keras, the same exported classifier through ``keras.layers.TFSMLayer``);
+(b) this pipeline: ``python -m pipelines.batch_inference`` (DirectRunner, classifier only, CSV out)
+    on the same files and the same model: wall clock including start-up, and steady state (the
+    marginal rate between a small and a large run: what a night of thousands of photos sees);
+plus the ceilings: the pipeline's reduced-scale decode alone, and a full decode alone; and, for
+the record, the article's loop with its own model (VGG16 at 224, random weights: same speed).
+
+All in the same run; figures are ratios to (a). Writes ``bench_out/inference.json``.
+The model is ``out/models/classifier`` when it exists, else a MobileNetV2 classifier of the
+production shape (random weights: speed does not depend on them) exported to a temp folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from corrosion import images, serving, synthetic
+
+log = logging.getLogger("benchmarks.bench_inference")
+REPO = Path(__file__).resolve().parent.parent
+REAL_CLASSIFIER = REPO / "out" / "models" / "classifier"
+
+
+def make_photos(folder: Path, count: int, unique: int, size: tuple[int, int]) -> list[Path]:
+    """``count`` 12 MP JPEGs (``unique`` distinct renders, copied: rendering is the slow part)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    renders = []
+    for i in range(unique):
+        pixels, _ = synthetic.render(rng, size[0], size[1], i % 3, synthetic.BACKGROUNDS[i % 5], (0.01, 0.08))
+        renders.append(synthetic.encode_image(pixels, "JPEG", quality=90))
+    paths = []
+    for i in range(count):
+        path = folder / f"photo_{i:04d}.jpg"
+        path.write_bytes(renders[i % unique])
+        paths.append(path)
+    return paths
+
+
+def export_bench_classifier(model_dir: Path) -> str:
+    from pipelines import inference_test_models
+
+    model = inference_test_models.mobilenet_classifier(224, weights=None)
+    return inference_test_models.export_keras_classifier(str(model_dir), model, 224, version="bench-mobilenetv2")
+
+
+def article_way(paths: list[Path], model_dir: str | None, size: int) -> float:
+    """Images/s of the notebook loop: full decode, resize, predict one image at a time.
+
+    ``model_dir`` None: the article's VGG16 (ImageNet architecture + a dense head).
+    """
+    import keras
+
+    if model_dir is None:
+        base = keras.applications.VGG16(include_top=False, weights=None, input_shape=(size, size, 3))
+        head = keras.layers.Dense(1, activation="sigmoid")(keras.layers.Flatten()(base.output))
+        model = keras.Model(base.input, head)
+    else:
+        layer = keras.layers.TFSMLayer(model_dir, call_endpoint=serving.PIXELS_SIGNATURE)
+        model = keras.Sequential([keras.Input((size, size, 3)), layer])
+    first = np.asarray(Image.open(paths[0]).convert("RGB").resize((size, size)), np.float32)
+    model.predict(first[None], verbose=0)  # warm-up (tracing) not counted
+    start = time.perf_counter()
+    for path in paths:
+        img = Image.open(path).convert("RGB").resize((size, size))
+        model.predict(np.asarray(img, np.float32)[None], verbose=0)
+    return len(paths) / (time.perf_counter() - start)
+
+
+def decode_rate(paths: list[Path], reduce_to: tuple[int, int] | None) -> float:
+    start = time.perf_counter()
+    for path in paths:
+        images.decode(path.read_bytes(), str(path), reduce_to=reduce_to)
+    return len(paths) / (time.perf_counter() - start)
+
+
+def pipeline_rate(folder: Path, model_dir: str, out: Path, extra: list[str]) -> tuple[float, dict]:
+    from pipelines import batch_inference
+
+    if out.exists():
+        shutil.rmtree(out)
+    argv = ["--input", str(folder / "*.jpg"), "--classifier", model_dir, "--output", str(out), *extra]
+    start = time.perf_counter()
+    summary = batch_inference.run(argv)
+    elapsed = time.perf_counter() - start
+    return summary["counters"]["images_scored"] / elapsed, summary
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--images", type=int, default=240, help="photos the large pipeline run scores")
+    parser.add_argument("--small_images", type=int, default=40, help="photos the small run scores (steady state)")
+    parser.add_argument("--article_images", type=int, default=24, help="photos the article's loop scores")
+    parser.add_argument("--unique", type=int, default=6)
+    parser.add_argument("--width", type=int, default=4000)
+    parser.add_argument("--height", type=int, default=3000)
+    parser.add_argument("--classifier", help="exported classifier (default out/models/classifier, else MobileNetV2)")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 2, help="DirectRunner worker threads")
+    parser.add_argument("--out", default=str(REPO / "bench_out" / "inference.json"))
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    work = Path(tempfile.mkdtemp(prefix="bench_inference_"))
+    try:
+        model_dir = args.classifier or (
+            str(REAL_CLASSIFIER) if (REAL_CLASSIFIER / serving.METADATA_FILE).exists() else None
+        )
+        model_dir = model_dir or export_bench_classifier(work / "classifier")
+        meta = serving.read_metadata(model_dir)
+        log.info(
+            "model %s (%s, %d px); rendering %d distinct %dx%d photos",
+            model_dir,
+            meta.version,
+            meta.input_size,
+            args.unique,
+            args.width,
+            args.height,
+        )
+        paths = make_photos(work / "photos", args.images, args.unique, (args.width, args.height))
+        sample = paths[: args.article_images]
+        size = meta.input_size
+
+        full_decode = decode_rate(sample, None)
+        reduced_decode = decode_rate(sample, (size, size))
+        article = article_way(sample, model_dir, size)
+        runner = [
+            "--runner=apache_beam.runners.portability.fn_api_runner.FnApiRunner",
+            f"--direct_num_workers={args.workers}",
+            "--direct_running_mode=multi_threading",
+        ]
+        pipeline, summary = pipeline_rate(work / "photos", model_dir, work / "out", runner)
+        small = work / "small"
+        small.mkdir()
+        for path in paths[: args.small_images]:
+            os.link(path, small / path.name)
+        _, small_summary = pipeline_rate(small, model_dir, work / "out_small", runner)
+        steady = (args.images - args.small_images) / (summary["seconds"] - small_summary["seconds"])
+        article_vgg16 = article_way(sample[: max(4, len(sample) // 2)], None, 224)
+        figures = {
+            "images_pipeline": args.images,
+            "images_article": len(sample),
+            "image_size": [args.width, args.height],
+            "model": meta.version,
+            "model_input": size,
+            "cpu_count": os.cpu_count(),
+            "article_images_per_s": round(article, 3),
+            "pipeline_images_per_s": round(pipeline, 3),
+            "reduced_decode_images_per_s": round(reduced_decode, 3),
+            "full_decode_images_per_s": round(full_decode, 3),
+            "pipeline_steady_images_per_s": round(steady, 3),
+            "article_vgg16_images_per_s": round(article_vgg16, 3),
+            "pipeline_vs_article": round(pipeline / article, 2),
+            "pipeline_steady_vs_article": round(steady / article, 2),
+            "pipeline_steady_vs_article_vgg16": round(steady / article_vgg16, 2),
+            "reduced_decode_vs_article": round(reduced_decode / article, 2),
+            "full_decode_vs_article": round(full_decode / article, 2),
+            "target_pipeline_vs_article": 10.0,
+            "pipeline_seconds": summary["seconds"],
+        }
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print(
+        f"12 MP JPEGs, {meta.version} at {size} px, {os.cpu_count()} CPUs\n"
+        f"  (a) article loop (full decode, resize, predict x1): {article:7.2f} images/s  1.0x\n"
+        f"  (b) this pipeline (DirectRunner, incl. start-up):   {pipeline:7.2f} images/s  {pipeline / article:.1f}x\n"
+        f"  (b) this pipeline, steady state:                    {steady:7.2f} images/s  {steady / article:.1f}x  (target >= 10x)\n"
+        f"  reduced-scale decode alone (ceiling):               {reduced_decode:7.2f} images/s  {reduced_decode / article:.1f}x\n"
+        f"  full decode alone:                                  {full_decode:7.2f} images/s  {full_decode / article:.1f}x\n"
+        f"  article loop with its VGG16:                        {article_vgg16:7.2f} images/s  "
+        f"(steady pipeline = {steady / article_vgg16:.0f}x)"
+    )
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(figures, indent=2) + "\n")
+    return figures
+
+
+if __name__ == "__main__":
+    main()
