@@ -49,12 +49,18 @@ def origin_of(stem: str, source: str, patterns: Iterable[str]) -> str | None:
 
 
 def pixel_hash(img: Image.Image) -> str:
-    rgb = img.convert("RGB")
+    rgb = img if img.mode == "RGB" else img.convert("RGB")
     return hashlib.sha256(f"{rgb.width}x{rgb.height}:".encode() + rgb.tobytes()).hexdigest()
 
 
+def fingerprints(img: Image.Image, hash_size: int = 8, thumb_size: int = 16) -> tuple[str, int, bytes]:
+    """(pixel_hash, dhash, thumbnail) of one decoded image, converting it to grey only once."""
+    grey = img.convert("L")
+    return pixel_hash(img), dhash(grey, hash_size), thumbnail(grey, thumb_size)
+
+
 def _grey(img: Image.Image, width: int, height: int) -> np.ndarray:
-    small = img.convert("L")
+    small = img if img.mode == "L" else img.convert("L")
     if small.width > 8 * width and small.height > 8 * height:  # cheap pre-shrink of big photos
         small = small.reduce(max(1, min(small.width // (4 * width), small.height // (4 * height))))
     return np.asarray(small.resize((width, height), Image.Resampling.BOX), dtype=np.float32)

@@ -142,6 +142,8 @@ def plan_unit(root: str, unit: str, files: Iterable[str], labels: LabelConfig) -
         folder = paths.name(paths.parent(f))
         if paths.parent(f) != unit and folder == "images" and paths.is_image(f):
             yolo_images[paths.stem(f)] = f
+        elif paths.parent(f) != unit and folder == "labels" and paths.name(f) == "classes.txt":
+            ignored.append(f)  # labelImg's YOLO class list, not an image's labels
         elif paths.parent(f) != unit and folder == "labels" and paths.ext(f) == ".txt":
             yolo_labels[paths.stem(f)] = f
         else:

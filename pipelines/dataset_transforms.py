@@ -243,12 +243,13 @@ class ProcessImage(beam.DoFn):
             yield beam.pvalue.TaggedOutput(REJECTS, dropped)
         cfg = self.config.dedup
         self.valid.inc()
+        pixel_hash, dhash, thumb = dedup.fingerprints(result.image, cfg.hash_size, cfg.thumb_size)
         yield Candidate(
             path=task.path,
             sha256=sha,
-            pixel_hash=dedup.pixel_hash(result.image),
-            dhash=dedup.dhash(result.image, cfg.hash_size),
-            thumb=dedup.thumbnail(result.image, cfg.thumb_size),
+            pixel_hash=pixel_hash,
+            dhash=dhash,
+            thumb=thumb,
             record=result.record,
             boxes_known=labelling.labelled.boxes is not None,
             annotation=annotation or "",

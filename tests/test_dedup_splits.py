@@ -156,3 +156,26 @@ def test_conflicting_near_duplicate_group_is_rejected():
     assert result["a"].rejected and result["a"].rejected == result["b"].rejected
     assert "no_rust and rust" in result["a"].rejected
     assert splits.assign([group], SplitConfig(), reject_conflicts=False)["a"].rejected is None
+
+
+def test_real_web_corrosion_near_duplicates(shared_data):
+    """web-corrosion re-encoded/resized many photos, often across its train/validation folders."""
+    from corrosion import images
+
+    files = sorted((shared_data / "web-corrosion").glob("*/*/*.jpg"))
+    sigs = []
+    for f in files:
+        img = images.decode(f.read_bytes(), str(f))
+        rel = f.relative_to(shared_data / "web-corrosion")
+        sigs.append(_sig(str(rel), img, image_class=rel.parts[1], source_splits=(rel.parts[0],)))
+    groups = dedup.near_duplicate_groups(sigs, CFG)
+    multi = [g for g in groups if len(g) > 1]
+    across = [g for g in multi if len({s.source_splits for s in g}) > 1]
+    assert len(multi) >= 200 and len(across) >= 50, (len(multi), len(across))
+    group_of = {s.key: i for i, g in enumerate(groups) for s in g}
+    # looked at by eye: a crop of the same pipes photo across folders; two different bolts on white
+    assert group_of["train/CORROSION/4e6c08fb88.jpg"] == group_of["validation/CORROSION/pipe.jpg"]
+    assert group_of["train/NOCORROSION/b927a9ba65.jpg"] != group_of["validation/NOCORROSION/c7c8a6b977.jpg"]
+    assignment = splits.assign(groups, SplitConfig())
+    for g in across:
+        assert len({assignment[s.key].split for s in g}) == 1
