@@ -175,6 +175,11 @@ def run(argv: list[str] | None = None) -> dict:
     with beam.Pipeline(options=options) as p:
         build(p, inputs, output_dir, config, previous)
     stats = json.loads(io_utils.read_text(paths.join(output_dir, "stats.json")))
+    if stats["records_total"] == 0:
+        log.warning(
+            "no records written: no usable labelled image under %s; rejects.jsonl says why for each input",
+            ", ".join(inputs),
+        )
     log.info(
         "done: %d records %s, %d duplicates collapsed, %d near-duplicate groups, rejects %s",
         stats["records_total"],

@@ -217,3 +217,22 @@ def test_scan_real_roboflow(shared_data):
     assert result.rejects == [] and len(result.images) == 58
     assert all(i.image_class == "rust" and i.has_boxes for i in result.images)
     assert Counter(i.source_split for i in result.images) == {"train": 51, "validation": 5, "test": 2}
+
+
+def test_path_arithmetic_for_gs_urls():
+    from corrosion import paths
+
+    root = "gs://bucket/survey"
+    assert paths.normalise("gs://bucket/survey/a/../b/x.jpg") == "gs://bucket/survey/b/x.jpg"
+    assert paths.is_within("gs://bucket/survey/b/x.jpg", root)
+    assert not paths.is_within("gs://bucket/survey/../other/x.jpg", root)
+    assert not paths.is_within("gs://bucket/survey2/x.jpg", root)
+    assert paths.relative("gs://bucket/survey/b/x.jpg", root) == "b/x.jpg"
+    assert discovery.unit_of("gs://bucket/survey/train/images/x.jpg") == "gs://bucket/survey/train"
+    assert discovery.source_split_of("gs://bucket/survey/valid/labels/x.txt", root) == "validation"
+    ann = voc.VocAnnotation("gs://bucket/survey/a/x.xml", "../../../etc/passwd", None, ())
+    with pytest.raises(AnnotationError) as err:
+        voc.resolve_image_path(ann, root)
+    assert err.value.reason == "path_escape"
+    ann = voc.VocAnnotation("gs://bucket/survey/a/x.xml", "x.jpg", None, ())
+    assert voc.resolve_image_path(ann, root) == "gs://bucket/survey/a/x.jpg"
