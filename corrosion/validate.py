@@ -10,6 +10,7 @@ form for callers that need only the record. Both are plain Python, usable outsid
 from __future__ import annotations
 
 import hashlib
+import io
 from dataclasses import dataclass, replace
 
 from PIL import Image
@@ -96,6 +97,8 @@ def validate(
             "label_conflict", path, f"{path}: labelled {NO_RUST} but carries {len(boxes)} rust box(es)"
         )
     encoded, fmt = data, KEPT_FORMATS.get(info.format)
+    if fmt == "jpeg" and _jpeg_mode(data) not in ("RGB", "L"):  # CMYK/YCCK JPEGs: not every decoder copes
+        fmt = None
     if info.orientation != 1:
         fixes.append(FIX_ORIENTATION)
     if info.orientation != 1 or fmt is None:
@@ -123,6 +126,11 @@ def to_record(
 ) -> schema.Record:
     """The validated record alone (fixes are not reported); raises ValidationError."""
     return validate(labelled, data, labels, config).record
+
+
+def _jpeg_mode(data: bytes) -> str:
+    with Image.open(io.BytesIO(data)) as img:
+        return img.mode
 
 
 def _root_hint(labelled: LabelledImage) -> str:

@@ -20,6 +20,7 @@ import logging
 import sys
 
 import apache_beam as beam
+from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions
 
 from corrosion import io_utils, paths
@@ -172,8 +173,11 @@ def run(argv: list[str] | None = None) -> dict:
     options = PipelineOptions(beam_args)
     options.view_as(SetupOptions).save_main_session = False
     log.info("building data set from %s into %s", ", ".join(inputs), output_dir)
-    with beam.Pipeline(options=options) as p:
-        build(p, inputs, output_dir, config, previous)
+    pipeline = beam.Pipeline(options=options)
+    build(pipeline, inputs, output_dir, config, previous)
+    result = pipeline.run()
+    result.wait_until_finish()
+    _log_counters(result)
     stats = json.loads(io_utils.read_text(paths.join(output_dir, "stats.json")))
     if stats["records_total"] == 0:
         log.warning(
@@ -189,6 +193,16 @@ def run(argv: list[str] | None = None) -> dict:
         stats["rejects_by_reason"],
     )
     return stats
+
+
+def _log_counters(result) -> None:
+    try:
+        counters = result.metrics().query(MetricsFilter().with_namespace("dataset"))["counters"]
+    except Exception as exc:  # some runners cannot report metrics; the stats file has the counts anyway
+        log.info("pipeline metrics unavailable (%s)", exc)
+        return
+    summary = {c.key.metric.name: c.result for c in counters}
+    log.info("pipeline counters: %s", ", ".join(f"{k}={v}" for k, v in sorted(summary.items())))
 
 
 def _remove_old_shards(output_dir: str) -> None:

@@ -236,3 +236,11 @@ def test_path_arithmetic_for_gs_urls():
     assert err.value.reason == "path_escape"
     ann = voc.VocAnnotation("gs://bucket/survey/a/x.xml", "x.jpg", None, ())
     assert voc.resolve_image_path(ann, root) == "gs://bucket/survey/a/x.jpg"
+
+
+def test_two_annotations_for_one_image(tmp_path):
+    synthetic.generate_survey(tmp_path, "voc", n_rust=1, n_clean=0, size=SIZE)
+    shutil.copy(tmp_path / "rust_0000.xml", tmp_path / "rust_0000_copy.xml")
+    result = discovery.scan(str(tmp_path), LABELS)
+    assert len(result.images) == 1 and result.images[0].annotation_path == str(tmp_path / "rust_0000.xml")
+    assert [(Path(r.path).name, r.reason) for r in result.rejects] == [("rust_0000_copy.xml", "duplicate_annotation")]

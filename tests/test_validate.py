@@ -137,3 +137,12 @@ def test_formats_png_kept_others_reencoded():
     result = validate(LabelledImage("/r/a.bmp", "no_rust", None), out.getvalue(), LABELS)
     assert result.record.format == "jpeg" and result.fixes == ("reencoded",)
     assert tf.io.decode_jpeg(result.record.encoded).shape == (120, 160, 3)
+
+
+def test_cmyk_jpeg_is_reencoded_as_rgb():
+    _, _, pixels = _image()
+    out = io.BytesIO()
+    Image.fromarray(pixels).convert("CMYK").save(out, format="JPEG", quality=95)
+    result = validate(LabelledImage("/r/a.jpg", "no_rust", None), out.getvalue(), LABELS)
+    assert result.fixes == ("reencoded",)
+    assert Image.open(io.BytesIO(result.record.encoded)).mode == "RGB"
