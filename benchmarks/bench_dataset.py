@@ -95,7 +95,7 @@ def _timed(fn, *args) -> tuple[float, object]:
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--images", type=int, default=400, help="generated VOC images (half rust, half clean)")
+    parser.add_argument("--images", type=int, default=1000, help="generated VOC images (half rust, half clean)")
     parser.add_argument("--size", default="640x480", help="image size WxH")
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1), help="multi_processing workers")
     args = parser.parse_args(argv)
