@@ -44,11 +44,48 @@ class SplitCounts:
         return dict(self.__dict__)
 
 
-def count_split(data_dir: str, split: str) -> SplitCounts:
+def held_out_sha256(folder: str, data_dir: str) -> frozenset[str]:
+    """SHA-256 of every image under ``folder``, widened to their near-duplicate groups in the data set's manifest.
+
+    Used to keep a benchmark folder (the article's test images) out of training even when the
+    data set's split put them, or a resized copy of them, in ``train``.
+    """
+    import csv
+    import hashlib
+
+    from corrosion import discovery, io_utils
+
+    image_ext = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
+    hashes = {
+        hashlib.sha256(io_utils.read_bytes(path)).hexdigest()
+        for path in discovery.list_files(folder)
+        if path.lower().endswith(image_ext)
+    }
+    if not hashes:
+        raise DatasetError(f"--hold_out {folder} holds no images")
+    manifest = io_utils.join(data_dir, "manifest.csv")
+    if io_utils.exists(manifest):
+        rows = list(csv.DictReader(io_utils.read_text(manifest).splitlines()))
+        groups = {r["group"] for r in rows if r["sha256"] in hashes and r.get("group")}
+        hashes |= {r["sha256"] for r in rows if r.get("group") in groups}
+    log.info("holding %d images (with their near-duplicate groups) out of training", len(hashes))
+    return frozenset(hashes)
+
+
+def _not_held_out(exclude: frozenset[str]):
+    excluded = tf.constant(sorted(exclude) or [""], tf.string)
+
+    def keep(ex) -> tf.Tensor:
+        return ~tf.reduce_any(tf.equal(ex["sha256"], excluded))
+
+    return keep
+
+
+def count_split(data_dir: str, split: str, exclude: frozenset[str] = frozenset()) -> SplitCounts:
     """One cheap pass (no image decoding) to count what the split offers a detector."""
     negative = load_labels().image_label_id(NO_RUST)
     images = box_images = boxes = negatives = 0
-    for ex in parsed_dataset(data_dir, split).map(lambda e: (tf.shape(e["boxes"])[0], e["label"])).as_numpy_iterator():
+    for ex in parsed_dataset(data_dir, split).filter(_not_held_out(exclude)).map(lambda e: (tf.shape(e["boxes"])[0], e["label"])).as_numpy_iterator():
         n, label = int(ex[0]), int(ex[1])
         images += 1
         box_images += n > 0
@@ -57,7 +94,9 @@ def count_split(data_dir: str, split: str) -> SplitCounts:
     return SplitCounts(images, box_images, boxes, negatives, images - box_images - negatives)
 
 
-def _decoded(data_dir: str, split: str, size: int, max_boxes: int, positives: bool) -> tf.data.Dataset:
+def _decoded(
+    data_dir: str, split: str, size: int, max_boxes: int, positives: bool, exclude: frozenset[str] = frozenset()
+) -> tf.data.Dataset:
     """Decoded, resized, uint8-cached images with their (<= max_boxes) boxes padded to label -1."""
     negative = load_labels().image_label_id(NO_RUST)
 
@@ -78,7 +117,7 @@ def _decoded(data_dir: str, split: str, size: int, max_boxes: int, positives: bo
             },
         }
 
-    return parsed_dataset(data_dir, split).filter(keep).map(load, num_parallel_calls=tf.data.AUTOTUNE).cache()
+    return parsed_dataset(data_dir, split).filter(_not_held_out(exclude)).filter(keep).map(load, num_parallel_calls=tf.data.AUTOTUNE).cache()
 
 
 def augmenter(config: AugmentConfig, seed: int):
@@ -141,6 +180,7 @@ def training_dataset(
     variance,
     augment: AugmentConfig,
     seed: int,
+    exclude: frozenset[str] = frozenset(),
 ) -> tuple[tf.data.Dataset, int]:
     """Endless augmented batches and the steps per epoch: every box image once, plus sampled negatives."""
     if counts.box_images == 0:
@@ -148,10 +188,10 @@ def training_dataset(
             f"the training split has no image with rust boxes ({counts.images} images: {counts.negatives} negatives, "
             f"{counts.skipped} rust images without boxes); build the data set from a source with boxes (VOC XML or YOLO txt)"
         )
-    pos = _decoded(data_dir, "train", size, max_boxes, positives=True).repeat().shuffle(256, seed=seed)
+    pos = _decoded(data_dir, "train", size, max_boxes, True, exclude).repeat().shuffle(256, seed=seed)
     n_neg = min(counts.negatives, int(round(counts.box_images * negatives_per_positive)))
     if n_neg > 0:
-        neg = _decoded(data_dir, "train", size, max_boxes, positives=False).repeat().shuffle(1024, seed=seed + 1)
+        neg = _decoded(data_dir, "train", size, max_boxes, False, exclude).repeat().shuffle(1024, seed=seed + 1)
         weight = n_neg / (n_neg + counts.box_images)
         ds = tf.data.Dataset.sample_from_datasets([pos, neg], [1.0 - weight, weight], seed=seed + 2)
     else:
