@@ -1,0 +1,35 @@
+"""The reduced demo (tiny sizes, random weights): every output exists and agrees with the others."""
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from scripts import demo
+
+
+@pytest.mark.slow
+def test_tiny_demo_end_to_end(tmp_path):
+    summary = demo.run_demo(tmp_path / "demo", data=None, tiny=True)
+    size = demo.load_config(demo.DemoConfig, demo.config_path("demo.yaml")).tiny
+    truth = json.loads((tmp_path / "demo" / "survey_night_truth.json").read_text())
+    n_bad = 4  # truncated, empty, not_image, huge
+    assert len(truth) == size.night_images + size.night_large
+    assert summary["images"] == len(truth) + n_bad
+    assert summary["errors"] == n_bad and summary["scored"] == len(truth)
+
+    (results_csv,) = summary["results_csv"]
+    rows = list(csv.DictReader(open(results_csv, newline="")))
+    assert sorted(Path(r["image_uri"]).name for r in rows) == sorted(t["path"] for t in truth)
+    errors = list(csv.DictReader(open(summary["errors_csv"][0], newline="")))
+    assert sorted(e["reason"] for e in errors) == ["corrupt_image", "empty_file", "not_an_image", "too_large"]
+
+    report = Path(summary["report"]).read_text()
+    rust = [r for r in rows if r["is_rust"].lower() == "true"]
+    assert summary["rust_images"] == len(rust)
+    for row in rust:
+        assert Path(row["image_uri"]).name in report
+    previews = list(Path(summary["previews"]).glob("*.jpg"))
+    assert len(previews) == len(rust)
+    assert json.loads((tmp_path / "demo" / "demo_summary.json").read_text()) == summary
