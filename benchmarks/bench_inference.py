@@ -105,6 +105,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--small_images", type=int, default=40, help="photos the small run scores (steady state)")
     parser.add_argument("--article_images", type=int, default=24, help="photos the article's loop scores")
     parser.add_argument("--unique", type=int, default=6)
+    parser.add_argument("--repeats", type=int, default=2, help="passes per figure; the best is kept")
     parser.add_argument("--width", type=int, default=4000)
     parser.add_argument("--height", type=int, default=3000)
     parser.add_argument("--classifier", help="exported classifier (default out/models/classifier, else MobileNetV2)")
@@ -133,22 +134,25 @@ def main(argv: list[str] | None = None) -> dict:
         sample = paths[: args.article_images]
         size = meta.input_size
 
-        full_decode = decode_rate(sample, None)
-        reduced_decode = decode_rate(sample, (size, size))
-        article = article_way(sample, model_dir, size)
+        # Best of `repeats` for every figure: on a shared machine the fastest pass is the least disturbed.
+        full_decode = max(decode_rate(sample, None) for _ in range(args.repeats))
+        reduced_decode = max(decode_rate(sample, (size, size)) for _ in range(args.repeats))
+        article = max(article_way(sample, model_dir, size) for _ in range(args.repeats))
         runner = [
             "--runner=apache_beam.runners.portability.fn_api_runner.FnApiRunner",
             f"--direct_num_workers={args.workers}",
             "--direct_running_mode=multi_threading",
         ]
-        pipeline, summary = pipeline_rate(work / "photos", model_dir, work / "out", runner)
         small = work / "small"
         small.mkdir()
         for path in paths[: args.small_images]:
             os.link(path, small / path.name)
-        _, small_summary = pipeline_rate(small, model_dir, work / "out_small", runner)
-        steady = (args.images - args.small_images) / (summary["seconds"] - small_summary["seconds"])
-        article_vgg16 = article_way(sample[: max(4, len(sample) // 2)], None, 224)
+        large_runs = [pipeline_rate(work / "photos", model_dir, work / "out", runner) for _ in range(args.repeats)]
+        small_runs = [pipeline_rate(small, model_dir, work / "out_small", runner) for _ in range(args.repeats)]
+        pipeline, summary = max(large_runs, key=lambda r: r[0])
+        small_seconds = min(r[1]["seconds"] for r in small_runs)
+        steady = (args.images - args.small_images) / (summary["seconds"] - small_seconds)
+        article_vgg16 = max(article_way(sample[: max(4, len(sample) // 2)], None, 224) for _ in range(args.repeats))
         figures = {
             "images_pipeline": args.images,
             "images_article": len(sample),

@@ -25,6 +25,7 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import os
 import posixpath
 import re
 import time
@@ -315,9 +316,13 @@ def _write_report(_, path: str, info: RunInfo, stats: report.SurveyStats, top: l
 
 def _remove_stale(_, pattern: str, written: list[str]) -> int:
     """Delete shards of an earlier run of the same night and survey that this run did not write."""
-    keep = {io_utils.normalise(p) for p in written}
+
+    def canonical(path: str) -> str:
+        return path if io_utils.is_remote(path) else os.path.abspath(path)
+
+    keep = {canonical(p) for p in written}
     matched = FileSystems.match([pattern])[0].metadata_list
-    stale = [m.path for m in matched if io_utils.normalise(m.path) not in keep]
+    stale = [m.path for m in matched if canonical(m.path) not in keep]
     if stale:
         log.info("removing %d stale shard(s) of an earlier run: %s", len(stale), stale)
         FileSystems.delete(stale)

@@ -248,6 +248,20 @@ def test_skip_processed_scores_only_new_images_and_reruns_do_not_duplicate(work,
     assert len(all_rows) == len({r["image_sha256"] for r in all_rows}) == len(first.images) + len(new.images)
 
 
+def test_rerun_removes_stale_shards_of_the_same_night_and_survey_only(tmp_path):
+    night = tmp_path / "date=2026-11-24"
+    night.mkdir()
+    for name in ("s-results-00000-of-00002.csv", "s-results-00001-of-00002.csv", "other-results-00000-of-00001.csv"):
+        (night / name).write_text("old\n")
+    (night / "s-results-00000-of-00001.csv").write_text("new\n")
+    removed = bi._remove_stale(None, str(night / "s-results-*.csv"), [str(night / "s-results-00000-of-00001.csv")])
+    assert removed == 2
+    assert sorted(p.name for p in night.iterdir()) == [
+        "other-results-00000-of-00001.csv",
+        "s-results-00000-of-00001.csv",
+    ]
+
+
 def test_input_list_dedupes_and_reports_missing_and_oversized_files(work, survey, classifier):
     listed = work / "list.txt"
     images = sorted(p for p in survey.root.glob("*.jpg") if not p.name.startswith("bad_"))
