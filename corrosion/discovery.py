@@ -31,6 +31,7 @@ from corrosion.rejects import ANNOTATION, DISCOVER, AnnotationError, Reject
 log = logging.getLogger(__name__)
 
 YOLO_DIRS = ("images", "labels")
+VOC_IMAGE_FOLDERS = ("JPEGImages", "images", "Images")
 
 
 @dataclass(frozen=True)
@@ -165,9 +166,17 @@ def plan_unit(root: str, unit: str, files: Iterable[str], labels: LabelConfig) -
         elif paths.ext(f) != ".xml":
             ignored.append(f)
 
+    yaml_path = find_data_yaml(unit, root) if (yolo_images or yolo_labels) else None
+    if yolo_images and not yolo_labels and yaml_path is None:
+        # a folder that merely happens to be called images/: plain images (class folder, VOC or unlabelled)
+        for f in yolo_images.values():
+            hint = class_folders.class_from_path(f, root, labels)
+            xml_beside = any(paths.parent(x) == paths.parent(f) for x in xmls)
+            layout = "voc" if xml_beside else ("folders" if hint else "flat")
+            images.append(ImageTask(f, root, source, source_split_of(f, root), layout, class_hint=hint))
+        yolo_images = {}
     if yolo_images or yolo_labels:
         names, error = None, None
-        yaml_path = find_data_yaml(unit, root)
         if yaml_path is None:
             error = ("missing_data_yaml", unit, f"no data.yaml in {unit} or above it: YOLO class ids cannot be named")
         else:
@@ -208,6 +217,10 @@ def parse_annotation(
         )
     if exists(image):
         return image, ParsedAnnotation(task.path, annotation)
+    for folder in VOC_IMAGE_FOLDERS:  # VOC devkit / Kaggle layouts: Annotations/ beside JPEGImages/ or images/
+        candidate = paths.join(paths.parent(paths.parent(task.path)), folder, paths.name(image))
+        if paths.is_within(candidate, task.root) and exists(candidate):
+            return candidate, ParsedAnnotation(task.path, annotation)
     if task.default_image is not None:
         note = (
             f"<filename> {annotation.filename!r} does not exist; used {paths.name(task.default_image)} beside the XML"

@@ -244,3 +244,26 @@ def test_two_annotations_for_one_image(tmp_path):
     result = discovery.scan(str(tmp_path), LABELS)
     assert len(result.images) == 1 and result.images[0].annotation_path == str(tmp_path / "rust_0000.xml")
     assert [(Path(r.path).name, r.reason) for r in result.rejects] == [("rust_0000_copy.xml", "duplicate_annotation")]
+
+
+def test_voc_devkit_layout_annotations_apart_from_images(tmp_path):
+    survey = synthetic.generate_survey(tmp_path / "flat", "voc", n_rust=2, n_clean=1, size=SIZE)
+    (tmp_path / "voc/Annotations").mkdir(parents=True)
+    (tmp_path / "voc/JPEGImages").mkdir()
+    for truth in survey.images:
+        shutil.move(tmp_path / "flat" / truth.path, tmp_path / "voc/JPEGImages" / truth.path)
+        xml = Path(truth.path).with_suffix(".xml")
+        shutil.move(tmp_path / "flat" / xml, tmp_path / "voc/Annotations" / xml)
+    result = discovery.scan(str(tmp_path / "voc"), LABELS)
+    assert result.rejects == []
+    assert sorted(Path(i.image_path).name for i in result.images) == sorted(t.path for t in survey.images)
+    assert all(i.annotation_path and "Annotations" in i.annotation_path for i in result.images)
+
+
+def test_a_folder_merely_called_images_is_not_yolo(tmp_path):
+    synthetic.generate_survey(tmp_path / "rust", "flat", n_rust=2, n_clean=0, size=SIZE)
+    (tmp_path / "rust/images").mkdir()
+    for f in (tmp_path / "rust").glob("*.jpg"):
+        shutil.move(f, tmp_path / "rust/images" / f.name)
+    result = discovery.scan(str(tmp_path), LABELS)
+    assert result.rejects == [] and [i.image_class for i in result.images] == ["rust", "rust"]
