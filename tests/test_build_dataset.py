@@ -48,6 +48,11 @@ def build_tree(root: Path) -> dict:
     )
     # the same photo filed as rust and as no rust: both rejected
     shutil.copy(root / "folders/rust/rust_0001.jpg", root / "folders/norust/mislabelled.jpg")
+    # YOLO problems: a label file without its image, and an image whose label file is malformed
+    (root / "yolo/train/labels/orphan.txt").write_text("0 0.5 0.5 0.2 0.2\n")
+    pixels, _ = synthetic.render(np.random.default_rng(42), 128, 96, 1, "green_paint")
+    (root / "yolo/train/images/broken_label.jpg").write_bytes(synthetic.encode_image(pixels))
+    (root / "yolo/train/labels/broken_label.txt").write_text("0 0.5 0.5\n")
     truth = {f"voc/{i.path}": i for i in voc.images}
     truth.update({f"folders/{i.path}": i for i in folders.images})
     truth.update({f"yolo/{i.path}": i for i in yolo.images})
@@ -95,7 +100,7 @@ def test_exact_counts(built):
     # 5 good VOC + 2 kept bad-kind VOC images (inverted_box, box_outside) + 4 class-folder (rust_0001
     # is rejected with its mislabelled copy) + 3 YOLO + clean_small (near-duplicate, kept) = 15 kept;
     # copy_of_rust_0000 and unboxed_twin collapse into their originals.
-    assert status == {"kept": 15, "duplicate": 2, "rejected": 10}
+    assert status == {"kept": 15, "duplicate": 2, "rejected": 11}
     rejected = Counter(r["reason"] for r in rows if r["status"] == "rejected")
     assert rejected == {
         "corrupt_image": 1,
@@ -107,18 +112,20 @@ def test_exact_counts(built):
         "xml_external_entity": 1,
         "unknown_label": 1,
         "label_conflict": 2,
+        "malformed_yolo": 1,
     }
     assert stats["images_rejected_by_reason"] == dict(rejected)
     reasons = Counter(r["reason"] for r in read_rejects(out))
-    # image rows (10) + refused annotation files (6) + the dropped inverted box (1)
+    # image rows (11) + refused annotation files (6 VOC + 2 YOLO) + the dropped inverted box (1)
     assert reasons == rejected + Counter(
         {
             "malformed_xml": 1,
             "xml_entity_expansion": 1,
             "xml_external_entity": 1,
             "unknown_label": 1,
-            "missing_image": 1,
+            "missing_image": 2,
             "path_escape": 1,
+            "malformed_yolo": 1,
             "inverted_box": 1,
         }
     )
