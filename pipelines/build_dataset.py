@@ -85,21 +85,20 @@ def build(
         | "AllSignatures" >> beam.combiners.ToList()
         | "GroupAndSplit" >> beam.Map(T.assign_groups, config, previous)
     )
-    placed = collapsed.unique | "Place" >> beam.ParDo(T.Place(), beam.pvalue.AsSingleton(assignments)).with_outputs(
-        T.REJECTS, T.MANIFEST, T.EVENTS, main="records"
-    )
-
-    # shards, sized by the target
+    assignments_side = beam.pvalue.AsSingleton(assignments)
+    # shards, sized by the target: bytes per split first, so each record knows its shard when placed
     counts = (
-        placed.records
-        | "RecordBytes" >> beam.Map(lambda r: (r[0], len(r[2])))
+        collapsed.unique
+        | "RecordBytes" >> beam.FlatMap(T.record_size, assignments_side)
         | "BytesPerSplit" >> beam.CombinePerKey(sum)
         | "ShardCounts" >> beam.Map(T.shard_counts, config.shard_target_mb)
     )
     counts_side = beam.pvalue.AsDict(counts)
+    placed = collapsed.unique | "Place" >> beam.ParDo(T.Place(), assignments_side, counts_side).with_outputs(
+        T.REJECTS, T.MANIFEST, T.EVENTS, main="records"
+    )
     written = (
         placed.records
-        | "ShardKey" >> beam.Map(T.shard_key, counts_side)
         | "GroupShards" >> beam.GroupByKey()
         | "WriteShards" >> beam.FlatMap(T.write_shard, output_dir, counts_side)
     )

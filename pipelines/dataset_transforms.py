@@ -327,9 +327,9 @@ def assign_groups(
 
 
 class Place(beam.DoFn):
-    """Give each unique image its group and split: (split, sha256, serialized record) + manifest rows."""
+    """Give each unique image its group, split and shard: ((split, shard), (sha256, record)) + manifest rows."""
 
-    def process(self, unique: Unique, assignments: dict[str, splits.Assignment]):
+    def process(self, unique: Unique, assignments: dict[str, splits.Assignment], counts: dict[str, int]):
         a = assignments[unique.rep.pixel_hash]
         group = a.group[:16]
         members = (unique.rep, *unique.copies)
@@ -365,7 +365,17 @@ class Place(beam.DoFn):
             )
         Metrics.counter("dataset", "records_kept").inc()
         # deterministic proto serialisation: reruns and runners give byte-identical shards
-        yield a.split, rec.sha256, schema.to_example(rec).SerializeToString(deterministic=True)
+        yield shard_key((a.split, rec.sha256, schema.to_example(rec).SerializeToString(deterministic=True)), counts)
+
+
+RECORD_OVERHEAD = 512  # bytes a record adds to its encoded image (features, boxes), for shard sizing
+
+
+def record_size(unique: Unique, assignments: dict[str, splits.Assignment]):
+    """(split, approximate record bytes) of a unique image that will be written."""
+    a = assignments[unique.rep.pixel_hash]
+    if not a.rejected:
+        yield a.split, len(unique.rep.record.encoded) + RECORD_OVERHEAD
 
 
 # ---------------------------------------------------------------- shards
