@@ -305,6 +305,30 @@ def test_previews_and_report_name_every_rust_image(night, survey):
     assert f"<tr><td>Unreadable files (errors)</td><td>{len(survey.bad_files)}</td></tr>" in html
 
 
+def test_detector_gate_runs_the_detector_only_above_it(work, survey, detector):
+    # A random CNN, whose scores differ from image to image (the one-epoch trained one is near-constant).
+    classifier = doubles.export_tiny_classifier(str(work / "random_classifier"), input_size=32, seed=3)
+    ungated = run_pipeline(
+        "--input", str(survey.root / "*.jpg"), "--classifier", classifier, "--output", str(work / "ungated")
+    )
+    probabilities = sorted(r["rust_probability"] for r in csv_rows(ungated["results"]))
+    gate = probabilities[len(probabilities) // 2]  # the median: images on both sides of the gate
+    config = work / "gated.yaml"
+    config.write_text(f"detector_gate: {gate!r}\n")
+    summary = run_pipeline(
+        "--input", str(survey.root / "*.jpg"), "--classifier", classifier, "--detector", detector,
+        "--output", str(work / "gated_out"), "--config", str(config),
+    )  # fmt: skip
+    rows = csv_rows(summary["results"])
+    truth = {Path(i.path).name: i for i in survey.images}
+    below = [r for r in rows if r["rust_probability"] < gate]
+    above_rust = [r for r in rows if r["rust_probability"] >= gate and truth[Path(r["image_uri"]).name].boxes]
+    assert len(rows) == len(survey.images) and 0 < len(below) < len(rows)
+    assert all(r["num_boxes"] == 0 and r["rust_grade"] == 10 for r in below)
+    assert all(r["num_boxes"] > 0 for r in above_rust)
+    assert summary["counters"]["detector_views"] == len(rows) - len(below)
+
+
 def test_tiling_finds_a_small_spot_in_a_12_mp_photo_that_one_downscaled_pass_misses(work, classifier, detector):
     rng = np.random.default_rng(11)
     pixels, boxes = synthetic.render(rng, 4000, 3000, 1, "steel", patch_scale=(0.009, 0.011))
