@@ -32,6 +32,7 @@ from corrosion import images, serving, synthetic
 log = logging.getLogger("benchmarks.bench_inference")
 REPO = Path(__file__).resolve().parent.parent
 REAL_CLASSIFIER = REPO / "out" / "models" / "classifier"
+REAL_DETECTOR = REPO / "out" / "models" / "detector"
 
 
 def make_photos(folder: Path, count: int, unique: int, size: tuple[int, int]) -> list[Path]:
@@ -109,6 +110,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--width", type=int, default=4000)
     parser.add_argument("--height", type=int, default=3000)
     parser.add_argument("--classifier", help="exported classifier (default out/models/classifier, else MobileNetV2)")
+    parser.add_argument("--detector", help="also time the tiled detector path (default out/models/detector if present)")
+    parser.add_argument("--detector_images", type=int, default=16, help="photos the detector run scores")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2, help="DirectRunner worker threads")
     parser.add_argument("--out", default=str(REPO / "bench_out" / "inference.json"))
     args = parser.parse_args(argv)
@@ -152,6 +155,21 @@ def main(argv: list[str] | None = None) -> dict:
         pipeline, summary = max(large_runs, key=lambda r: r[0])
         small_seconds = min(r[1]["seconds"] for r in small_runs)
         steady = (args.images - args.small_images) / (summary["seconds"] - small_seconds)
+        detector_dir = args.detector or (
+            str(REAL_DETECTOR) if (REAL_DETECTOR / serving.METADATA_FILE).exists() else None
+        )
+        detector_rate = None
+        if detector_dir:
+            det_folder = work / "detector_photos"
+            det_folder.mkdir()
+            for path in paths[: args.detector_images]:
+                os.link(path, det_folder / path.name)
+            detector_rate, det_summary = pipeline_rate(
+                det_folder, model_dir, work / "out_detector", [*runner, "--detector", detector_dir]
+            )
+            views_per_image = det_summary["counters"]["detector_views"] / max(
+                1, det_summary["counters"]["images_scored"]
+            )
         article_vgg16 = max(article_way(sample[: max(4, len(sample) // 2)], None, 224) for _ in range(args.repeats))
         figures = {
             "images_pipeline": args.images,
@@ -174,6 +192,10 @@ def main(argv: list[str] | None = None) -> dict:
             "target_pipeline_vs_article": 10.0,
             "pipeline_seconds": summary["seconds"],
         }
+        if detector_rate is not None:
+            figures["detector"] = serving.read_metadata(detector_dir).version
+            figures["pipeline_with_detector_images_per_s"] = round(detector_rate, 3)
+            figures["detector_views_per_image"] = round(views_per_image, 1)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(
@@ -186,6 +208,11 @@ def main(argv: list[str] | None = None) -> dict:
         f"  article loop with its VGG16:                        {article_vgg16:7.2f} images/s  "
         f"(steady pipeline = {steady / article_vgg16:.0f}x)"
     )
+    if detector_rate is not None:
+        print(
+            f"  with the tiled detector ({figures['detector']}, {views_per_image:.0f} views/photo, incl. start-up): "
+            f"{detector_rate:.2f} images/s"
+        )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(figures, indent=2) + "\n")
