@@ -10,9 +10,9 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from datasets import write_dataset
 
 from corrosion import preprocess, serving, synthetic
-from datasets import write_dataset
 from training import classification_metrics as cm
 from training import data
 from training import evaluate as ev
@@ -49,7 +49,13 @@ def _direct_scores(paths: list[Path]) -> np.ndarray:
 
 def test_raw_class_folders_with_bad_files(model_dir, tmp_path):
     survey = synthetic.generate_survey(
-        tmp_path / "survey", "folders", n_rust=5, n_clean=4, size=(80, 60), seed=1, bad_files=("truncated", "empty", "not_image")
+        tmp_path / "survey",
+        "folders",
+        n_rust=5,
+        n_clean=4,
+        size=(80, 60),
+        seed=1,
+        bad_files=("truncated", "empty", "not_image"),
     )
     report = ev.evaluate(model_dir, str(survey.root), str(tmp_path / "out"))
     assert set(report["splits"]) == {"all"}
@@ -64,7 +70,9 @@ def test_raw_class_folders_with_bad_files(model_dir, tmp_path):
     truth = {Path(i.path).name: i.image_class for i in survey.images}
     assert {k: v[0] for k, v in by_name.items()} == truth
     names = sorted(truth)
-    direct = _direct_scores([survey.root / next(i.path for i in survey.images if Path(i.path).name == n) for n in names])
+    direct = _direct_scores(
+        [survey.root / next(i.path for i in survey.images if Path(i.path).name == n) for n in names]
+    )
     np.testing.assert_allclose([by_name[n][1] for n in names], direct, atol=1e-5)
     labels = [1 if truth[n] == "rust" else 0 for n in names]
     expected = cm.summarise(labels, direct, 0.5)
@@ -79,12 +87,16 @@ def test_raw_class_folders_with_bad_files(model_dir, tmp_path):
 
 
 def test_raw_voc_and_yolo_layouts(model_dir, tmp_path):
-    voc = synthetic.generate_survey(tmp_path / "voc", "voc", n_rust=3, n_clean=2, size=(64, 64), seed=2, bad_files=("malformed_xml",))
+    voc = synthetic.generate_survey(
+        tmp_path / "voc", "voc", n_rust=3, n_clean=2, size=(64, 64), seed=2, bad_files=("malformed_xml",)
+    )
     report = ev.evaluate(model_dir, str(voc.root), str(tmp_path / "out_voc"))
     assert report["splits"]["all"]["n_positive"] == 3 and report["splits"]["all"]["n_negative"] == 2
     assert report["rejects"]["by_reason"].get("malformed_xml", 0) >= 1  # the XML, and the image it would label
 
-    yolo = synthetic.generate_survey(tmp_path / "yolo", "yolo", n_rust=3, n_clean=3, size=(64, 48), seed=3, split="train")
+    yolo = synthetic.generate_survey(
+        tmp_path / "yolo", "yolo", n_rust=3, n_clean=3, size=(64, 48), seed=3, split="train"
+    )
     report = ev.evaluate(model_dir, str(yolo.root), str(tmp_path / "out_yolo"))
     assert (report["splits"]["all"]["n_positive"], report["splits"]["all"]["n_negative"]) == (3, 3)
     assert report["rejects"]["count"] == 0
@@ -94,7 +106,12 @@ def test_folder_with_nothing_usable_is_a_clear_error(model_dir, tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(data.DatasetError, match="no evaluable labelled images"):
         ev.evaluate(model_dir, str(tmp_path / "empty"), str(tmp_path / "out"))
-    assert ev.main(["--model_dir", model_dir, "--data", str(tmp_path / "missing.tfrecord"), "--output", str(tmp_path / "o")]) == 2
+    assert (
+        ev.main(
+            ["--model_dir", model_dir, "--data", str(tmp_path / "missing.tfrecord"), "--output", str(tmp_path / "o")]
+        )
+        == 2
+    )
 
 
 # ---------------------------------------------------------------- TFRecords and dispatch
@@ -157,6 +174,10 @@ def test_average_precision_and_threshold_for_recall():
     assert cm.threshold_for_recall(y, p, 0.95) == 0.35
     s = cm.summarise(y, p, 0.35)
     assert (s["recall"], s["precision"], s["confusion_matrix"]["fp"]) == (1.0, 0.6, 2)
-    assert cm.best_recall_at_precision(y, p, 0.65) == {"threshold": 0.8, "recall": pytest.approx(2 / 3), "precision": pytest.approx(2 / 3)}
+    assert cm.best_recall_at_precision(y, p, 0.65) == {
+        "threshold": 0.8,
+        "recall": pytest.approx(2 / 3),
+        "precision": pytest.approx(2 / 3),
+    }
     with pytest.raises(ValueError, match="positive"):
         cm.threshold_for_recall([0, 0], [0.1, 0.2], 0.9)

@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tensorflow as tf
+from datasets import write_dataset
 
 from corrosion import preprocess, serving, synthetic
 from corrosion.config import ConfigError, config_path, load_config
 from corrosion.labels import load_labels
-from datasets import write_dataset
 from training import data
 from training.classifier_model import ClassifierConfig
 from training.train_classifier import Trainer, main
@@ -51,15 +51,34 @@ def trained(dataset, tmp_path_factory):
 def test_trains_evaluates_and_exports(trained):
     model_dir, _ = trained
     root = Path(model_dir)
-    for name in ("saved_model.pb", "metadata.json", "metrics.json", "model_card.md", "predictions_validation.csv", "predictions_test.csv"):
+    for name in (
+        "saved_model.pb",
+        "metadata.json",
+        "metrics.json",
+        "model_card.md",
+        "predictions_validation.csv",
+        "predictions_test.csv",
+    ):
         assert (root / name).is_file(), name
-    for name in ("training_curves.png", "roc.png", "precision_recall.png", "confusion_validation.png", "confusion_test.png"):
+    for name in (
+        "training_curves.png",
+        "roc.png",
+        "precision_recall.png",
+        "confusion_validation.png",
+        "confusion_test.png",
+    ):
         assert (root / "plots" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
-    assert list((root / "logs" / "train").glob("events.out.tfevents.*")) and list((root / "logs" / "validation").glob("events.*"))
+    assert list((root / "logs" / "train").glob("events.out.tfevents.*")) and list(
+        (root / "logs" / "validation").glob("events.*")
+    )
     assert not (root / "checkpoints").exists()
 
     on_disk = json.loads((root / "metrics.json").read_text())
-    assert on_disk["data"]["counts"] == {"train": {"rust": 12, "no_rust": 12}, "validation": {"rust": 6, "no_rust": 6}, "test": {"rust": 6, "no_rust": 6}}
+    assert on_disk["data"]["counts"] == {
+        "train": {"rust": 12, "no_rust": 12},
+        "validation": {"rust": 6, "no_rust": 6},
+        "test": {"rust": 6, "no_rust": 6},
+    }
     for split in ("validation", "test"):
         s = on_disk[split]
         assert (s["n"], s["n_positive"], s["n_negative"]) == (12, 6, 6)
@@ -73,7 +92,12 @@ def test_trains_evaluates_and_exports(trained):
     assert on_disk["export_check"]["images"] == 12 and on_disk["export_check"]["max_abs_difference"] < 1e-4
 
     meta = serving.read_metadata(model_dir)
-    assert (meta.kind, meta.input_size, meta.class_names, meta.backbone) == ("classifier", SIZE, ("no_rust", "rust"), "MobileNetV2")
+    assert (meta.kind, meta.input_size, meta.class_names, meta.backbone) == (
+        "classifier",
+        SIZE,
+        ("no_rust", "rust"),
+        "MobileNetV2",
+    )
     assert meta.threshold == pytest.approx(on_disk["threshold"]) and meta.weights.startswith("none")
     assert meta.version.startswith("classifier-")
 
@@ -118,7 +142,9 @@ def test_serving_preprocessing_is_training_preprocessing(trained, dataset):
 
 def test_single_class_data_set_is_a_clear_error(tmp_path):
     one_class = write_dataset(tmp_path / "d", {"train": (6, 0), "validation": (2, 2), "test": (2, 2)}, size=(48, 48))
-    with pytest.raises(data.DatasetError, match=r"train split .* single class \(0 no_rust, 6 rust\): no no_rust images"):
+    with pytest.raises(
+        data.DatasetError, match=r"train split .* single class \(0 no_rust, 6 rust\): no no_rust images"
+    ):
         Trainer(str(one_class), str(tmp_path / "m"), tiny_config(), load_labels()).run()
     assert not (tmp_path / "m" / "saved_model.pb").exists()
 
@@ -142,9 +168,16 @@ def test_shipped_config_loads_and_rejects_typos(tmp_path):
 
 def test_learns_rust_with_pretrained_features(shared_weights_file, tmp_path):
     """With real ImageNet features the head alone separates generated rust from clean steel and paint."""
-    ds = write_dataset(tmp_path / "d", {"train": (16, 16), "validation": (8, 8), "test": (8, 8)}, size=(128, 96), seed=5)
+    ds = write_dataset(
+        tmp_path / "d", {"train": (16, 16), "validation": (8, 8), "test": (8, 8)}, size=(128, 96), seed=5
+    )
     cfg = tiny_config(
-        backbone_kwargs={}, input_size=96, weights=str(shared_weights_file), head_epochs=25, fine_tune_epochs=0, baseline=False
+        backbone_kwargs={},
+        input_size=96,
+        weights=str(shared_weights_file),
+        head_epochs=25,
+        fine_tune_epochs=0,
+        baseline=False,
     )
     metrics = Trainer(str(ds), str(tmp_path / "m"), cfg, load_labels()).run()
     assert metrics["test"]["roc_auc"] >= 0.9

@@ -123,7 +123,11 @@ def summarise(labels, scores, threshold: float, class_names: tuple[str, str] = (
         "specificity": _ratio(cm["tn"], cm["tn"] + cm["fp"]),
         "roc_auc": roc_auc(y, p),
         "pr_auc": average_precision(y, p),
-        "confusion_matrix": {"labels": list(class_names), "rows_true_cols_predicted": [[cm["tn"], cm["fp"]], [cm["fn"], cm["tp"]]], **cm},
+        "confusion_matrix": {
+            "labels": list(class_names),
+            "rows_true_cols_predicted": [[cm["tn"], cm["fp"]], [cm["fn"], cm["tp"]]],
+            **cm,
+        },
     }
 
 

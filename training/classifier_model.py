@@ -92,6 +92,7 @@ class ClassifierParts:
     augment: keras.Sequential
     backbone: keras.Model
 
+
 def build_augmentation(cfg: AugmentationConfig, seed: int) -> keras.Sequential:
     """In-graph augmentation on 0..255 images; identity at inference."""
     layers: list[keras.layers.Layer] = []
@@ -122,13 +123,15 @@ def split_backbone(backbone: keras.Model, first_top_layer: str) -> tuple[keras.M
     try:
         layer = backbone.get_layer(first_top_layer)
     except ValueError as exc:
-        names = [l.name for l in backbone.layers]
+        names = [layer.name for layer in backbone.layers]
         raise ValueError(
             f"fine_tune_from: {backbone.name} has no layer {first_top_layer!r}; its last layers are {names[-40:]}"
         ) from exc
     cut = layer.input
     if isinstance(cut, (list, tuple)):
-        raise ValueError(f"fine_tune_from: layer {first_top_layer!r} has several inputs; name the first layer of a block instead")
+        raise ValueError(
+            f"fine_tune_from: layer {first_top_layer!r} has several inputs; name the first layer of a block instead"
+        )
     try:
         bottom = keras.Model(backbone.input, cut, name="backbone_bottom")
         top = keras.Model(cut, backbone.output, name="backbone_top")

@@ -71,7 +71,9 @@ def parsed_dataset(
     files = shard_files(data_dir, split)
     if shuffle:
         ds = tf.data.Dataset.from_tensor_slices(files).shuffle(len(files), seed=seed)
-        ds = ds.interleave(tf.data.TFRecordDataset, cycle_length=min(len(files), 8), num_parallel_calls=AUTOTUNE, deterministic=True)
+        ds = ds.interleave(
+            tf.data.TFRecordDataset, cycle_length=min(len(files), 8), num_parallel_calls=AUTOTUNE, deterministic=True
+        )
         ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     else:
         ds = _records(files)
@@ -91,14 +93,16 @@ def count_labels(data_dir: str, split: str) -> SplitCounts:
     )
     labels = np.fromiter((int(x) for x in ds.as_numpy_iterator()), dtype=np.int64)
     values, counts = np.unique(labels, return_counts=True)
-    return SplitCounts(split, {int(v): int(c) for v, c in zip(values, counts)})
+    return SplitCounts(split, {int(v): int(c) for v, c in zip(values, counts, strict=True)})
 
 
 def require_both_classes(counts: SplitCounts, class_names: tuple[str, ...], data_dir: str) -> None:
     """A binary classifier cannot be trained or honestly evaluated on an empty or one-class split."""
     summary = ", ".join(f"{counts.count(i)} {name}" for i, name in enumerate(class_names))
     if counts.total == 0:
-        raise DatasetError(f"the {counts.split} split of {data_dir} is empty ({summary}); rebuild the data set with more images")
+        raise DatasetError(
+            f"the {counts.split} split of {data_dir} is empty ({summary}); rebuild the data set with more images"
+        )
     missing = [name for i, name in enumerate(class_names) if counts.count(i) == 0]
     if missing:
         raise DatasetError(
@@ -107,7 +111,9 @@ def require_both_classes(counts: SplitCounts, class_names: tuple[str, ...], data
         )
     unknown = sorted(set(counts.by_label) - set(range(len(class_names))))
     if unknown:
-        raise DatasetError(f"the {counts.split} split of {data_dir} has labels {unknown} outside the classes {class_names}")
+        raise DatasetError(
+            f"the {counts.split} split of {data_dir} has labels {unknown} outside the classes {class_names}"
+        )
 
 
 def decode_example(parsed: dict[str, tf.Tensor], input_size: int) -> tuple[tf.Tensor, tf.Tensor]:
@@ -144,6 +150,10 @@ def record_metadata(data_dir: str, split: str) -> list[dict[str, object]]:
     spec = {k: schema.FEATURE_SPEC[k] for k in (schema.FILENAME, schema.SHA256, schema.CLASS_LABEL)}
     ds = _records(shard_files(data_dir, split)).map(lambda s: tf.io.parse_single_example(s, spec))
     return [
-        {"filename": r[schema.FILENAME].decode(), "sha256": r[schema.SHA256].decode(), "label": int(r[schema.CLASS_LABEL])}
+        {
+            "filename": r[schema.FILENAME].decode(),
+            "sha256": r[schema.SHA256].decode(),
+            "label": int(r[schema.CLASS_LABEL]),
+        }
         for r in ds.as_numpy_iterator()
     ]

@@ -105,7 +105,9 @@ class ExportedClassifier:
         out = self._signature(**{serving.BYTES_INPUT: tf.constant(encoded, tf.string)})
         scores = out[serving.CLASSIFIER_OUTPUT].numpy().astype(np.float64).reshape(-1)
         if scores.shape != (len(encoded),):
-            raise ValueError(f"the model returned {scores.size} {serving.CLASSIFIER_OUTPUT} values for {len(encoded)} images; expected one per image")
+            raise ValueError(
+                f"the model returned {scores.size} {serving.CLASSIFIER_OUTPUT} values for {len(encoded)} images; expected one per image"
+            )
         return scores
 
 
@@ -117,14 +119,21 @@ def score_items(model: ExportedClassifier, items: Iterable[Item], batch_size: in
     def flush() -> None:
         try:
             scores = model([i.encoded for i in batch])
-            good = list(zip(batch, scores))
+            good = list(zip(batch, scores, strict=True))
         except tf.errors.InvalidArgumentError:  # one undecodable image: score one by one to find it
             good = []
             for item in batch:
                 try:
                     good.append((item, model([item.encoded])[0]))
                 except tf.errors.InvalidArgumentError as exc:
-                    out.rejects.append(Reject(item.name, IMAGE, "decode_error", f"{item.name}: TensorFlow cannot decode it ({exc.message.splitlines()[0]})"))
+                    out.rejects.append(
+                        Reject(
+                            item.name,
+                            IMAGE,
+                            "decode_error",
+                            f"{item.name}: TensorFlow cannot decode it ({exc.message.splitlines()[0]})",
+                        )
+                    )
         for item, score in good:
             out.names.append(item.name)
             out.labels.append(item.label)
@@ -182,13 +191,17 @@ def evaluate_classifier(
     if is_record_dataset(data_path):
         names = [s for s in data.available_splits(data_path) if splits is None or s in splits]
         if not names:
-            raise data.DatasetError(f"{data_path} has none of the splits {list(splits or ())}; it has {data.available_splits(data_path)}")
+            raise data.DatasetError(
+                f"{data_path} has none of the splits {list(splits or ())}; it has {data.available_splits(data_path)}"
+            )
         sets = {s: score_items(model, record_items(data_path, s), batch_size) for s in names}
     elif io_utils.is_remote(data_path) or tf.io.gfile.isdir(data_path):
         log.info("%s holds no TFRecord shards: reading it as a raw labelled folder", data_path)
         sets = {RAW_SPLIT: score_items(model, raw_items(data_path, labels, rejects), batch_size)}
     else:
-        raise data.DatasetError(f"--data {data_path} is neither a data set directory with TFRecord shards nor a folder of labelled images")
+        raise data.DatasetError(
+            f"--data {data_path} is neither a data set directory with TFRecord shards nor a folder of labelled images"
+        )
     for scored in sets.values():
         rejects.extend(scored.rejects)
 
@@ -198,14 +211,23 @@ def evaluate_classifier(
         "model_dir": model_dir,
         "data": data_path,
         "threshold": threshold,
-        "threshold_source": "metadata.json (chosen on validation at training)" if threshold == meta.threshold else "--threshold",
+        "threshold_source": "metadata.json (chosen on validation at training)"
+        if threshold == meta.threshold
+        else "--threshold",
         "splits": {},
         "rejects": rejects_summary(rejects),
     }
     if rejects:
-        log.warning("%d input(s) could not be evaluated: %s (listed in %s)", len(rejects), report["rejects"]["by_reason"], REJECTS_FILE)
+        log.warning(
+            "%d input(s) could not be evaluated: %s (listed in %s)",
+            len(rejects),
+            report["rejects"]["by_reason"],
+            REJECTS_FILE,
+        )
     if not any(s.scores for s in sets.values()):
-        raise data.DatasetError(f"no evaluable labelled images in {data_path} ({len(rejects)} rejected: {report['rejects']['by_reason']})")
+        raise data.DatasetError(
+            f"no evaluable labelled images in {data_path} ({len(rejects)} rejected: {report['rejects']['by_reason']})"
+        )
 
     io_utils.make_dirs(output_dir)
     pairs = {}
@@ -218,14 +240,26 @@ def evaluate_classifier(
         pairs[name] = (np.asarray(scored.labels), np.asarray(scored.scores))
         log.info(
             "%s: %d images, ROC-AUC %s, recall %s, precision %s at threshold %.4f",
-            name, m["n"], _f(m["roc_auc"]), _f(m["recall"]), _f(m["precision"]), threshold,
+            name,
+            m["n"],
+            _f(m["roc_auc"]),
+            _f(m["recall"]),
+            _f(m["precision"]),
+            threshold,
         )
-        io_utils.write_bytes(io_utils.join(output_dir, "plots", f"confusion_{name}.png"), plots.confusion_matrix(m, name))
+        io_utils.write_bytes(
+            io_utils.join(output_dir, "plots", f"confusion_{name}.png"), plots.confusion_matrix(m, name)
+        )
         rows = ["filename,label,rust_probability,predicted_rust"]
-        rows += [f"{_csv(n)},{meta.class_names[y]},{s:.6f},{int(s >= threshold)}" for n, y, s in zip(scored.names, scored.labels, scored.scores)]
+        rows += [
+            f"{_csv(n)},{meta.class_names[y]},{s:.6f},{int(s >= threshold)}"
+            for n, y, s in zip(scored.names, scored.labels, scored.scores, strict=True)
+        ]
         io_utils.write_text(io_utils.join(output_dir, f"predictions_{name}.csv"), "\n".join(rows) + "\n")
     io_utils.write_bytes(io_utils.join(output_dir, "plots", "roc.png"), plots.roc(pairs))
-    io_utils.write_bytes(io_utils.join(output_dir, "plots", "precision_recall.png"), plots.precision_recall(pairs, threshold))
+    io_utils.write_bytes(
+        io_utils.join(output_dir, "plots", "precision_recall.png"), plots.precision_recall(pairs, threshold)
+    )
     io_utils.write_text(io_utils.join(output_dir, REJECTS_FILE), "".join(r.to_json() + "\n" for r in rejects))
     io_utils.write_text(io_utils.join(output_dir, METRICS_FILE), json.dumps(report, indent=2) + "\n")
     return report
@@ -242,7 +276,13 @@ def _csv(text: str) -> str:
 # ---------------------------------------------------------------- command
 
 
-def evaluate(model_dir: str, data_path: str, output_dir: str, splits: tuple[str, ...] | None = None, threshold: float | None = None) -> dict:
+def evaluate(
+    model_dir: str,
+    data_path: str,
+    output_dir: str,
+    splits: tuple[str, ...] | None = None,
+    threshold: float | None = None,
+) -> dict:
     """Dispatch on the model's kind (metadata.json)."""
     kind = serving.read_metadata(model_dir).kind
     if kind == "detector":
@@ -261,7 +301,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--model_dir", required=True, help="exported model directory (local or gs://)")
     p.add_argument("--data", required=True, help="TFRecord data set directory or raw labelled folder (local or gs://)")
     p.add_argument("--output", required=True, help="where metrics.json, plots and predictions go")
-    p.add_argument("--split", action="append", choices=data.schema.SPLITS, help="TFRecord split(s) to evaluate (default: all present)")
+    p.add_argument(
+        "--split",
+        action="append",
+        choices=data.schema.SPLITS,
+        help="TFRecord split(s) to evaluate (default: all present)",
+    )
     p.add_argument("--threshold", type=float, help="classifier decision threshold (default: the one in metadata.json)")
     return p.parse_args(argv)
 

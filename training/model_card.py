@@ -31,10 +31,16 @@ def metrics_table(columns: dict[str, dict]) -> str:
     lines = ["| metric | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
     for label, key in _ROWS:
         lines.append(f"| {label} | " + " | ".join(_fmt(columns[n].get(key)) for n in names) + " |")
-    lines.append("| images (rust / no rust) | " + " | ".join(f"{columns[n]['n']} ({columns[n]['n_positive']} / {columns[n]['n_negative']})" for n in names) + " |")
-    lines.append("| confusion tn / fp / fn / tp | " + " | ".join(
-        "{tn} / {fp} / {fn} / {tp}".format(**columns[n]["confusion_matrix"]) for n in names
-    ) + " |")
+    lines.append(
+        "| images (rust / no rust) | "
+        + " | ".join(f"{columns[n]['n']} ({columns[n]['n_positive']} / {columns[n]['n_negative']})" for n in names)
+        + " |"
+    )
+    lines.append(
+        "| confusion tn / fp / fn / tp | "
+        + " | ".join("{tn} / {fp} / {fn} / {tp}".format(**columns[n]["confusion_matrix"]) for n in names)
+        + " |"
+    )
     return "\n".join(lines)
 
 
@@ -43,7 +49,12 @@ def versions() -> dict[str, str]:
     import numpy
     import tensorflow as tf
 
-    return {"python": platform.python_version(), "tensorflow": tf.__version__, "keras": keras.__version__, "numpy": numpy.__version__}
+    return {
+        "python": platform.python_version(),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "numpy": numpy.__version__,
+    }
 
 
 def render(metrics: dict, config: dict) -> str:

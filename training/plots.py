@@ -32,7 +32,7 @@ def training_curves(phases: list[tuple[str, dict[str, list[float]]]]) -> bytes:
         if n == 0:
             continue
         epochs = np.arange(start + 1, start + n + 1)
-        for ax, key in zip(axes, ("loss", "auc")):
+        for ax, key in zip(axes, ("loss", "auc"), strict=True):
             if key in history:
                 ax.plot(epochs, history[key], marker=".", label=f"{name} train")
             if f"val_{key}" in history:
@@ -41,7 +41,7 @@ def training_curves(phases: list[tuple[str, dict[str, list[float]]]]) -> bytes:
             for ax in axes:
                 ax.axvline(start + 0.5, color="grey", linewidth=0.8)
         start += n
-    for ax, title in zip(axes, ("binary cross-entropy", "ROC-AUC")):
+    for ax, title in zip(axes, ("binary cross-entropy", "ROC-AUC"), strict=True):
         ax.set_xlabel("epoch")
         ax.set_title(title)
         ax.grid(alpha=0.3)
@@ -78,7 +78,11 @@ def precision_recall(curves_by_name: dict[str, tuple[np.ndarray, np.ndarray]], t
             s = cm.summarise(labels, scores, threshold)
             if s["precision"] is not None and s["recall"] is not None:
                 ax.plot(s["recall"], s["precision"], "o", color=line.get_color())
-    ax.set(xlabel="recall", ylabel="precision", title="Precision-recall" + (f" (dot: threshold {threshold:.3f})" if threshold is not None else ""))
+    ax.set(
+        xlabel="recall",
+        ylabel="precision",
+        title="Precision-recall" + (f" (dot: threshold {threshold:.3f})" if threshold is not None else ""),
+    )
     ax.set(xlim=(0, 1.01), ylim=(0, 1.01))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower left")
@@ -95,7 +99,14 @@ def confusion_matrix(summary: dict, title: str) -> bytes:
     ax.imshow(fraction, cmap="Blues", vmin=0, vmax=1)
     for i in range(2):
         for j in range(2):
-            ax.text(j, i, f"{int(matrix[i, j])}\n({fraction[i, j]:.0%})", ha="center", va="center", color="black" if fraction[i, j] < 0.6 else "white")
+            ax.text(
+                j,
+                i,
+                f"{int(matrix[i, j])}\n({fraction[i, j]:.0%})",
+                ha="center",
+                va="center",
+                color="black" if fraction[i, j] < 0.6 else "white",
+            )
     ax.set_xticks([0, 1], [f"pred {n}" for n in names])
     ax.set_yticks([0, 1], [f"true {n}" for n in names])
     ax.set_title(f"{title}\nthreshold {summary['threshold']:.3f}", fontsize=10)

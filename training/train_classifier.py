@@ -22,7 +22,7 @@ import shutil
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import keras
@@ -54,19 +54,24 @@ class TensorBoardScalars(keras.callbacks.Callback):
     """
 
     _METADATA = summary_pb2.SummaryMetadata(
-        plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars"), data_class=summary_pb2.DATA_CLASS_SCALAR
+        plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars"),
+        data_class=summary_pb2.DATA_CLASS_SCALAR,
     )
 
     def __init__(self, log_dir: str, first_epoch: int = 0) -> None:
         super().__init__()
-        self._writers = {run: tf.summary.create_file_writer(io_utils.join(log_dir, run)) for run in ("train", "validation")}
+        self._writers = {
+            run: tf.summary.create_file_writer(io_utils.join(log_dir, run)) for run in ("train", "validation")
+        }
         self._first_epoch = first_epoch
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         for key, value in (logs or {}).items():
             run, tag = ("validation", key[4:]) if key.startswith("val_") else ("train", key)
             with self._writers[run].as_default():
-                tf.summary.write(f"epoch_{tag}", tf.constant(float(value)), step=self._first_epoch + epoch, metadata=self._METADATA)
+                tf.summary.write(
+                    f"epoch_{tag}", tf.constant(float(value)), step=self._first_epoch + epoch, metadata=self._METADATA
+                )
 
     def on_train_end(self, logs: dict | None = None) -> None:
         for writer in self._writers.values():
@@ -96,8 +101,8 @@ def class_weights(counts: data.SplitCounts) -> dict[int, float]:
 def fit_logistic_regression(x: tf.Tensor, y: np.ndarray, sample_weight: np.ndarray, l2: float, steps: int):
     """Weighted, L2-regularised logistic regression by full-batch Adam; returns a scoring function.
 
-    The loss is convex, so a few hundred full-batch steps reach the optimum; one compiled loop
-    keeps it to a second (Keras fit pays per-epoch overhead 500 times).
+    The loss is convex, so a few hundred full-batch steps reach the optimum; a compiled step keeps
+    it to a second (Keras fit would pay its per-epoch overhead every step).
     """
     w = tf.Variable(tf.zeros([x.shape[1], 1]))
     b = tf.Variable(tf.zeros([1]))
@@ -105,16 +110,16 @@ def fit_logistic_regression(x: tf.Tensor, y: np.ndarray, sample_weight: np.ndarr
     sw = tf.constant(sample_weight.reshape(-1, 1), tf.float32)
     optimizer = keras.optimizers.Adam(0.01)
 
-    @tf.function
-    def train() -> None:
-        for _ in tf.range(steps):
-            with tf.GradientTape() as tape:
-                logits = tf.matmul(x, w) + b
-                loss = tf.reduce_sum(sw * tf.nn.sigmoid_cross_entropy_with_logits(t, logits)) / tf.reduce_sum(sw)
-                loss += l2 * tf.reduce_sum(tf.square(w))
-            optimizer.apply_gradients(zip(tape.gradient(loss, [w, b]), [w, b]))
+    @tf.function(autograph=False)  # a plain graph: no source transformation, nothing to go stale
+    def step() -> None:
+        with tf.GradientTape() as tape:
+            logits = tf.matmul(x, w) + b
+            loss = tf.reduce_sum(sw * tf.nn.sigmoid_cross_entropy_with_logits(t, logits)) / tf.reduce_sum(sw)
+            loss += l2 * tf.reduce_sum(tf.square(w))
+        optimizer.apply_gradients(zip(tape.gradient(loss, [w, b]), [w, b], strict=True))
 
-    train()
+    for _ in range(steps):
+        step()
     return lambda features: tf.sigmoid(tf.matmul(features, w) + b).numpy().reshape(-1).astype(np.float64)
 
 
@@ -136,7 +141,9 @@ class Trainer:
         self.labels = labels
         self.class_names = labels.image_classes
         if len(self.class_names) != 2 or labels.image_label_id(RUST) != 1:
-            raise ValueError(f"the classifier needs image classes (no_rust, rust) with rust = 1; configs/labels.yaml has {self.class_names}")
+            raise ValueError(
+                f"the classifier needs image classes (no_rust, rust) with rust = 1; configs/labels.yaml has {self.class_names}"
+            )
         self.histories: list[tuple[str, dict[str, list[float]]]] = []
         self.best_val_auc = -1.0
         self.selected = ""
@@ -148,15 +155,29 @@ class Trainer:
             counts[split] = data.count_labels(self.data_dir, split)
             data.require_both_classes(counts[split], self.class_names, self.data_dir)
             log.info(
-                "%s: %d images (%d %s, %d %s)", split, counts[split].total,
-                counts[split].count(1), self.class_names[1], counts[split].count(0), self.class_names[0],
+                "%s: %d images (%d %s, %d %s)",
+                split,
+                counts[split].total,
+                counts[split].count(1),
+                self.class_names[1],
+                counts[split].count(0),
+                self.class_names[0],
             )
         return counts
 
     def datasets(self) -> dict[str, tf.data.Dataset]:
         c = self.cfg
         out = {
-            "train": data.image_dataset(self.data_dir, "train", c.input_size, c.batch_size, shuffle=True, seed=c.seed, cache=c.cache_images, shuffle_buffer=c.shuffle_buffer)
+            "train": data.image_dataset(
+                self.data_dir,
+                "train",
+                c.input_size,
+                c.batch_size,
+                shuffle=True,
+                seed=c.seed,
+                cache=c.cache_images,
+                shuffle_buffer=c.shuffle_buffer,
+            )
         }
         for split in ("train_plain", "validation", "test"):
             name = "train" if split == "train_plain" else split
@@ -170,8 +191,13 @@ class Trainer:
     def callbacks(self, checkpoint: str, initial_best: float | None, patience: int) -> list[keras.callbacks.Callback]:
         return [
             keras.callbacks.ModelCheckpoint(
-                checkpoint, monitor="val_auc", mode="max", save_best_only=True, save_weights_only=True,
-                initial_value_threshold=initial_best, verbose=0,
+                checkpoint,
+                monitor="val_auc",
+                mode="max",
+                save_best_only=True,
+                save_weights_only=True,
+                initial_value_threshold=initial_best,
+                verbose=0,
             ),
             keras.callbacks.EarlyStopping(monitor="val_auc", mode="max", patience=patience, verbose=1),
             TensorBoardScalars(io_utils.join(self.model_dir, "logs"), first_epoch=self.epochs_so_far()),
@@ -189,13 +215,30 @@ class Trainer:
             images = keras.Input((c.input_size, c.input_size, 3))
             augmented = keras.Model(images, parts.bottom(parts.augment(images, training=True)))
             for copy in range(c.feature_augmented_copies):
-                log.info("backbone activations of augmented copy %d/%d of the training images", copy + 1, c.feature_augmented_copies)
+                log.info(
+                    "backbone activations of augmented copy %d/%d of the training images",
+                    copy + 1,
+                    c.feature_augmented_copies,
+                )
                 views.append(augmented.predict(ds["train_plain"].map(lambda x, _: x), verbose=0))
         acts["train_views"] = np.concatenate(views)
-        log.info("cached %d training views, %.0f MB", len(acts["train_views"]), sum(a.nbytes for a in acts.values()) / 1e6)
+        log.info(
+            "cached %d training views, %.0f MB", len(acts["train_views"]), sum(a.nbytes for a in acts.values()) / 1e6
+        )
         return acts
 
-    def fit(self, model: keras.Model, phase: str, lr: float, epochs: int, train, validation, weights: dict | None, checkpoint: str, initial_best: float | None) -> None:
+    def fit(
+        self,
+        model: keras.Model,
+        phase: str,
+        lr: float,
+        epochs: int,
+        train,
+        validation,
+        weights: dict | None,
+        checkpoint: str,
+        initial_best: float | None,
+    ) -> None:
         """One phase: compile, fit with best-by-validation-ROC-AUC checkpointing, restore the best."""
         c = self.cfg
         model.compile(keras.optimizers.Adam(lr), keras.losses.BinaryCrossentropy(), metrics=[auc_metric()])
@@ -204,30 +247,62 @@ class Trainer:
         else:
             kwargs = {"x": train}
         history = model.fit(
-            **kwargs, epochs=epochs, validation_data=validation, class_weight=weights,
-            callbacks=self.callbacks(checkpoint, initial_best, c.early_stopping_patience), verbose=_verbose(),
+            **kwargs,
+            epochs=epochs,
+            validation_data=validation,
+            class_weight=weights,
+            callbacks=self.callbacks(checkpoint, initial_best, c.early_stopping_patience),
+            verbose=_verbose(),
         )
         model.load_weights(checkpoint)
         self._record(phase, history.history, initial_best)
 
-    def phase1(self, parts: ClassifierParts, ds, acts: dict | None, y: dict, weights: dict | None, ckpt_dir: str) -> None:
+    def phase1(
+        self, parts: ClassifierParts, ds, acts: dict | None, y: dict, weights: dict | None, ckpt_dir: str
+    ) -> None:
         c = self.cfg
         if acts is not None:
             views = parts.top_features.predict(acts["train_views"], batch_size=c.batch_size, verbose=0)
             val = parts.top_features.predict(acts["validation"], batch_size=c.batch_size, verbose=0)
             log.info("phase 1: head on cached features of %d training views, %d epochs max", len(views), c.head_epochs)
             train = (views, np.tile(y["train"], len(views) // len(y["train"])))
-            self.fit(parts.head, "phase 1 (frozen)", c.head_learning_rate, c.head_epochs, train, (val, y["validation"]), weights, f"{ckpt_dir}/head.weights.h5", None)
+            self.fit(
+                parts.head,
+                "phase 1 (frozen)",
+                c.head_learning_rate,
+                c.head_epochs,
+                train,
+                (val, y["validation"]),
+                weights,
+                f"{ckpt_dir}/head.weights.h5",
+                None,
+            )
         else:
             log.info("phase 1: head on the frozen backbone, end to end, %d epochs max", c.head_epochs)
-            self.fit(parts.model, "phase 1 (frozen)", c.head_learning_rate, c.head_epochs, ds["train"], ds["validation"], weights, f"{ckpt_dir}/phase1.weights.h5", None)
+            self.fit(
+                parts.model,
+                "phase 1 (frozen)",
+                c.head_learning_rate,
+                c.head_epochs,
+                ds["train"],
+                ds["validation"],
+                weights,
+                f"{ckpt_dir}/phase1.weights.h5",
+                None,
+            )
 
-    def phase2(self, parts: ClassifierParts, ds, acts: dict | None, y: dict, weights: dict | None, ckpt_dir: str) -> None:
+    def phase2(
+        self, parts: ClassifierParts, ds, acts: dict | None, y: dict, weights: dict | None, ckpt_dir: str
+    ) -> None:
         c = self.cfg
         n_weights = unfreeze_from(parts.backbone, c.fine_tune_from)
         log.info(
             "phase 2: fine-tuning the backbone from %s on (%d weights, batch norm frozen) at lr %g, %d epochs max, to beat validation ROC-AUC %.4f",
-            c.fine_tune_from, n_weights, c.fine_tune_learning_rate, c.fine_tune_epochs, self.best_val_auc,
+            c.fine_tune_from,
+            n_weights,
+            c.fine_tune_learning_rate,
+            c.fine_tune_epochs,
+            self.best_val_auc,
         )
         checkpoint = f"{ckpt_dir}/best.weights.h5"
         model = parts.top if acts is not None else parts.model
@@ -237,7 +312,17 @@ class Trainer:
             validation = (acts["validation"], y["validation"])
         else:
             train, validation = ds["train"], ds["validation"]
-        self.fit(model, "phase 2 (fine-tune)", c.fine_tune_learning_rate, c.fine_tune_epochs, train, validation, weights, checkpoint, self.best_val_auc)
+        self.fit(
+            model,
+            "phase 2 (fine-tune)",
+            c.fine_tune_learning_rate,
+            c.fine_tune_epochs,
+            train,
+            validation,
+            weights,
+            checkpoint,
+            self.best_val_auc,
+        )
 
     def _record(self, phase: str, history: dict, start_best: float | None = None) -> None:
         history = {k: [float(v) for v in values] for k, values in history.items()}
@@ -266,8 +351,10 @@ class Trainer:
             "test": cm.summarise(y["test"], scores["test"], threshold, self.class_names),
         }
         log.info(
-            "baseline (%s): test ROC-AUC %.4f, PR-AUC %.4f", BASELINE_DESCRIPTION,
-            result["test"]["roc_auc"], result["test"]["pr_auc"],
+            "baseline (%s): test ROC-AUC %.4f, PR-AUC %.4f",
+            BASELINE_DESCRIPTION,
+            result["test"]["roc_auc"],
+            result["test"]["pr_auc"],
         )
         self._baseline_scores = scores
         return result
@@ -281,7 +368,10 @@ class Trainer:
         source = resolve_weights(c.weights)
         parts = build_classifier(c, source)
         ds = self.datasets()
-        y = {split: labels_of(ds[key]) for split, key in (("train", "train_plain"), ("validation", "validation"), ("test", "test"))}
+        y = {
+            split: labels_of(ds[key])
+            for split, key in (("train", "train_plain"), ("validation", "validation"), ("test", "test"))
+        }
         weights = class_weights(counts["train"]) if c.class_weights else None
         ckpt_dir = _local_dir(self.model_dir, "checkpoints")
 
@@ -290,22 +380,31 @@ class Trainer:
         baseline = None
         if c.baseline:
             if acts is not None:
-                feats = {s: parts.top_features.predict(acts[s], batch_size=c.batch_size, verbose=0) for s in ("train", "validation", "test")}
+                feats = {
+                    s: parts.top_features.predict(acts[s], batch_size=c.batch_size, verbose=0)
+                    for s in ("train", "validation", "test")
+                }
             else:
-                feats = {s: parts.features.predict(ds[k].map(lambda x, _: x), verbose=0) for s, k in (("train", "train_plain"), ("validation", "validation"), ("test", "test"))}
+                feats = {
+                    s: parts.features.predict(ds[k].map(lambda x, _: x), verbose=0)
+                    for s, k in (("train", "train_plain"), ("validation", "validation"), ("test", "test"))
+                }
             baseline = self.baseline(feats, y, weights)
         if c.fine_tune_epochs:
             self.phase2(parts, ds, acts, y, weights, ckpt_dir)
         phase1_mode = (
             f"on cached backbone activations of the training images and {c.feature_augmented_copies} augmented copies"
-            if acts is not None else "end to end with fresh augmentation every epoch"
+            if acts is not None
+            else "end to end with fresh augmentation every epoch"
         )
         del acts
 
         scores = {split: predict_scores(parts.inference, ds[split]) for split in ("validation", "test")}
         threshold = cm.threshold_for_recall(y["validation"], scores["validation"], c.target_recall)
         summaries = {split: cm.summarise(y[split], scores[split], threshold, self.class_names) for split in scores}
-        summaries["test"]["best_recall_at_precision"] = cm.best_recall_at_precision(y["test"], scores["test"], c.min_precision)
+        summaries["test"]["best_recall_at_precision"] = cm.best_recall_at_precision(
+            y["test"], scores["test"], c.min_precision
+        )
         seconds = time.time() - started
 
         metadata = self.metadata(source, threshold, summaries)
@@ -317,12 +416,21 @@ class Trainer:
         metrics = {
             "model": dataclasses.asdict(metadata) | {"class_names": list(self.class_names)},
             "threshold": threshold,
-            "threshold_selection": {"split": "validation", "target_recall": c.target_recall, "min_precision": c.min_precision},
+            "threshold_selection": {
+                "split": "validation",
+                "target_recall": c.target_recall,
+                "min_precision": c.min_precision,
+            },
             "validation": summaries["validation"],
             "test": summaries["test"],
             "baseline": baseline,
             "beats_baseline": None if baseline is None else model_card._beats(summaries["test"], baseline["test"]),
-            "data": {"path": self.data_dir, "counts": {s: {self.class_names[1]: n.count(1), self.class_names[0]: n.count(0)} for s, n in counts.items()}},
+            "data": {
+                "path": self.data_dir,
+                "counts": {
+                    s: {self.class_names[1]: n.count(1), self.class_names[0]: n.count(0)} for s, n in counts.items()
+                },
+            },
             "training": {
                 "seconds": round(seconds, 1),
                 "phase1_mode": phase1_mode,
@@ -337,8 +445,13 @@ class Trainer:
         self.write_reports(metrics, y, scores)
         log.info(
             "done in %.1f min: test ROC-AUC %.4f, PR-AUC %.4f, recall %.3f, precision %.3f at threshold %.4f; model in %s",
-            seconds / 60, summaries["test"]["roc_auc"], summaries["test"]["pr_auc"], summaries["test"]["recall"],
-            summaries["test"]["precision"] or 0.0, threshold, self.model_dir,
+            seconds / 60,
+            summaries["test"]["roc_auc"],
+            summaries["test"]["pr_auc"],
+            summaries["test"]["recall"],
+            summaries["test"]["precision"] or 0.0,
+            threshold,
+            self.model_dir,
         )
         if baseline is not None and not metrics["beats_baseline"]:
             log.warning("the trained model does NOT beat the frozen-features baseline on test; see model_card.md")
@@ -352,8 +465,10 @@ class Trainer:
 
     def metadata(self, source: WeightSource, threshold: float, summaries: dict) -> serving.ModelMetadata:
         c = self.cfg
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
-        digest = hashlib.sha256(json.dumps([dataclasses.asdict(c), self.data_dir], sort_keys=True, default=str).encode()).hexdigest()[:6]
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+        digest = hashlib.sha256(
+            json.dumps([dataclasses.asdict(c), self.data_dir], sort_keys=True, default=str).encode()
+        ).hexdigest()[:6]
         return serving.ModelMetadata(
             kind="classifier",
             version=f"classifier-{stamp}-{digest}",
@@ -376,11 +491,19 @@ class Trainer:
         """Reload the SavedModel and score test images from their bytes: must match the Keras model."""
         loaded = tf.saved_model.load(self.model_dir)
         encoded = [p["encoded"] for p in data.parsed_dataset(self.data_dir, "test").take(n)]
-        served = loaded.signatures[serving.BYTES_SIGNATURE](image_bytes=tf.stack(encoded))[serving.CLASSIFIER_OUTPUT].numpy()
+        served = loaded.signatures[serving.BYTES_SIGNATURE](image_bytes=tf.stack(encoded))[
+            serving.CLASSIFIER_OUTPUT
+        ].numpy()
         diff = float(np.max(np.abs(served - keras_test_scores[: len(served)])))
         if diff > 1e-3:
-            raise RuntimeError(f"exported model disagrees with the trained model by {diff:.2e} on test images; export is broken")
-        log.info("export check: SavedModel scores on %d test images match the trained model (max diff %.1e)", len(served), diff)
+            raise RuntimeError(
+                f"exported model disagrees with the trained model by {diff:.2e} on test images; export is broken"
+            )
+        log.info(
+            "export check: SavedModel scores on %d test images match the trained model (max diff %.1e)",
+            len(served),
+            diff,
+        )
         return {"images": len(served), "max_abs_difference": diff}
 
     def write_reports(self, metrics: dict, y: dict, scores: dict) -> None:
@@ -402,8 +525,10 @@ class Trainer:
         io_utils.write_text(io_utils.join(out, "model_card.md"), model_card.render(metrics, config))
         for split in scores:
             rows = ["filename,label,rust_probability,predicted_rust"]
-            for meta, score in zip(data.record_metadata(self.data_dir, split), scores[split]):
-                rows.append(f"{_csv(meta['filename'])},{self.class_names[meta['label']]},{score:.6f},{int(score >= metrics['threshold'])}")
+            for meta, score in zip(data.record_metadata(self.data_dir, split), scores[split], strict=True):
+                rows.append(
+                    f"{_csv(meta['filename'])},{self.class_names[meta['label']]},{score:.6f},{int(score >= metrics['threshold'])}"
+                )
             io_utils.write_text(io_utils.join(out, f"predictions_{split}.csv"), "\n".join(rows) + "\n")
 
 
@@ -412,10 +537,14 @@ def _csv(text: str) -> str:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--data", required=True, help="data set directory (local or gs://) from pipelines.build_dataset")
     p.add_argument("--model_dir", required=True, help="output directory (local or gs://)")
-    p.add_argument("--config", default=str(config_path(DEFAULT_CONFIG)), help="classifier YAML (default configs/classifier.yaml)")
+    p.add_argument(
+        "--config", default=str(config_path(DEFAULT_CONFIG)), help="classifier YAML (default configs/classifier.yaml)"
+    )
     p.add_argument("--labels", default=None, help="label YAML (default configs/labels.yaml)")
     p.add_argument("--epochs", type=int, help="phase 1 (head) epochs")
     p.add_argument("--fine_tune_epochs", type=int, help="phase 2 epochs (0 skips fine-tuning)")
