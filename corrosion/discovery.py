@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from apache_beam.io.filesystems import FileSystems
 
@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 
 YOLO_DIRS = ("images", "labels")
 VOC_IMAGE_FOLDERS = ("JPEGImages", "images", "Images")
+NOTE_FILENAME_FALLBACK = "voc_filename_fallback"  # a stale <filename>; the same-stem image beside the XML was used
+NOTE_NEGATIVE = "no_annotation_negative"  # missing_annotation_is_negative made an unannotated image a negative
 
 
 @dataclass(frozen=True)
@@ -222,9 +224,13 @@ def parse_annotation(
         if paths.is_within(candidate, task.root) and exists(candidate):
             return candidate, ParsedAnnotation(task.path, annotation)
     if task.default_image is not None:
-        note = (
-            f"<filename> {annotation.filename!r} does not exist; used {paths.name(task.default_image)} beside the XML"
+        log.info(
+            "%s: <filename> %r does not exist; using %s beside the XML",
+            task.path,
+            annotation.filename,
+            task.default_image,
         )
+        note = NOTE_FILENAME_FALLBACK
         return task.default_image, ParsedAnnotation(task.path, annotation, note=note)
     return None, ParsedAnnotation(
         task.path,
@@ -290,9 +296,7 @@ def label_image(
         return Labelling(LabelledImage(task.path, task.class_hint, None, None, task.source, task.source_split))
     if missing_annotation_is_negative and task.layout in ("voc", "yolo"):
         return Labelling(
-            LabelledImage(
-                task.path, NO_RUST, (), None, task.source, task.source_split, notes=("no_annotation_negative",)
-            )
+            LabelledImage(task.path, NO_RUST, (), None, task.source, task.source_split, notes=(NOTE_NEGATIVE,))
         )
     if task.yolo_error is not None:
         reason, _, detail = task.yolo_error
@@ -308,8 +312,6 @@ def label_image(
 
 
 def _replace_notes(labelled: LabelledImage, notes: tuple[str, ...]) -> LabelledImage:
-    from dataclasses import replace
-
     return replace(labelled, notes=labelled.notes + notes) if notes else labelled
 
 
@@ -319,8 +321,6 @@ def _with_hint(task: ImageTask, labelled: LabelledImage, extra: tuple[Reject, ..
         detail = f"{task.path}: annotation {labelled.annotation_path} has rust boxes but the image sits in a {task.class_hint} folder"
         return Labelling(None, Reject(task.path, ANNOTATION, "label_conflict", detail), extra)
     if task.class_hint is not None and not labelled.boxes:
-        from dataclasses import replace
-
         # an annotation without boxes inside a rust/ folder: the folder says rust, boxes unknown
         boxes = labelled.boxes if task.class_hint == labelled.image_class else None
         labelled = replace(labelled, image_class=task.class_hint, boxes=boxes)

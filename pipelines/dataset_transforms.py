@@ -238,7 +238,7 @@ class ProcessImage(beam.DoFn):
         for fix in result.fixes:
             yield beam.pvalue.TaggedOutput(EVENTS, ("fixes", fix))
         for note in labelling.labelled.notes:
-            yield beam.pvalue.TaggedOutput(EVENTS, ("notes", note.split(";")[0][:60]))
+            yield beam.pvalue.TaggedOutput(EVENTS, ("notes", note))
         for dropped in result.dropped_boxes:
             yield beam.pvalue.TaggedOutput(REJECTS, dropped)
         cfg = self.config.dedup
