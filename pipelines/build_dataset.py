@@ -163,6 +163,10 @@ def run(argv: list[str] | None = None) -> dict:
     for i in inputs:
         if not io_utils.is_remote(i) and not io_utils.exists(i):
             raise SystemExit(f"input folder {i} does not exist")
+    for i in inputs:
+        for j in inputs:
+            if i is not j and paths.is_within(i, j):
+                raise SystemExit(f"input {i} lies inside input {j} (or is given twice): give each folder once")
     output_dir = paths.normalise(args.output_dir)
     io_utils.make_dirs(output_dir)
     labels = config.load_labels()

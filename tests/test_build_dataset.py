@@ -289,3 +289,17 @@ def test_real_corrosion_detector(shared_data, tmp_path):
         assert kept["annotation"].endswith(".xml") and int(kept["boxes"]) > 0
     assert stats["records_total"] == 149 and stats["duplicates_collapsed"] == 51
     assert stats["boxes_total"] == 169 and stats["rejects_by_reason"] == {}
+
+
+def test_overlapping_or_missing_inputs_are_refused(tmp_path):
+    (tmp_path / "a/b").mkdir(parents=True)
+    with pytest.raises(SystemExit, match="inside input"):
+        build_dataset.run(
+            ["--input", str(tmp_path / "a"), "--input", str(tmp_path / "a/b"), "--output_dir", str(tmp_path / "o")]
+        )
+    with pytest.raises(SystemExit, match="given twice"):
+        build_dataset.run(
+            ["--input", str(tmp_path / "a"), "--input", str(tmp_path / "a"), "--output_dir", str(tmp_path / "o")]
+        )
+    with pytest.raises(SystemExit, match="does not exist"):
+        build_dataset.run(["--input", str(tmp_path / "nope"), "--output_dir", str(tmp_path / "o")])
