@@ -146,3 +146,11 @@ def test_cmyk_jpeg_is_reencoded_as_rgb():
     result = validate(LabelledImage("/r/a.jpg", "no_rust", None), out.getvalue(), LABELS)
     assert result.fixes == ("reencoded",)
     assert Image.open(io.BytesIO(result.record.encoded)).mode == "RGB"
+
+
+def test_boxes_drawn_on_the_rotated_image_are_not_rotated_again():
+    """A <size> equal to the oriented (not the stored) size says the annotator saw the upright image."""
+    data, boxes, _ = _image(orientation=6)
+    result = validate(_labelled(boxes, (160, 120)), data, LABELS)  # stored 120x160, shown 160x120
+    assert result.record.boxes == boxes
+    assert "size_mismatch_fixed" not in result.fixes
