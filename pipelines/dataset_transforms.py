@@ -19,10 +19,10 @@ from dataclasses import dataclass, replace
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
-from corrosion import dedup, discovery, io_utils, paths, schema, splits
+from corrosion import dedup, discovery, images, io_utils, paths, schema, splits
 from corrosion.dataset_config import DatasetConfig
 from corrosion.labels import LabelConfig
-from corrosion.rejects import DUPLICATES, IMAGE, Reject
+from corrosion.rejects import ANNOTATION, DUPLICATES, IMAGE, Reject
 from corrosion.validate import ValidationError, validate
 
 log = logging.getLogger("pipelines.build_dataset")
@@ -193,7 +193,7 @@ class ProcessImage(beam.DoFn):
                 if c.error is None:
                     yield beam.pvalue.TaggedOutput(
                         REJECTS,
-                        Reject(c.annotation_path, "annotation", "missing_image", f"{image_path} is not an image file"),
+                        Reject(c.annotation_path, ANNOTATION, "missing_image", f"{image_path} is not an image file"),
                     )
             return
         task = tasks[0]
@@ -222,8 +222,6 @@ class ProcessImage(beam.DoFn):
             # a broken image is reported as broken even when it also lacks a label
             reject = labelling.image_reject
             try:
-                from corrosion import images
-
                 images.decode(data, task.path, self.config.validation.max_pixels)
             except images.ImageError as exc:
                 reject = Reject(task.path, IMAGE, exc.reason, str(exc))
