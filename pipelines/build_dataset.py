@@ -171,7 +171,6 @@ def run(argv: list[str] | None = None) -> dict:
     io_utils.make_dirs(output_dir)
     labels = config.load_labels()
     io_utils.write_text(paths.join(output_dir, "label_map.pbtxt"), labels.label_map_pbtxt())
-    _remove_old_shards(output_dir)
     previous = read_previous_manifest(args.previous_manifest)
     options = PipelineOptions(beam_args)
     options.view_as(SetupOptions).save_main_session = False
@@ -182,6 +181,7 @@ def run(argv: list[str] | None = None) -> dict:
     result.wait_until_finish()
     _log_counters(result)
     stats = json.loads(io_utils.read_text(paths.join(output_dir, "stats.json")))
+    _remove_stale_shards(output_dir, stats["shards"])
     if stats["records_total"] == 0:
         log.warning(
             "no records written: no usable labelled image under %s; rejects.jsonl says why for each input",
@@ -208,14 +208,20 @@ def _log_counters(result) -> None:
     log.info("pipeline counters: %s", ", ".join(f"{k}={v}" for k, v in sorted(summary.items())))
 
 
-def _remove_old_shards(output_dir: str) -> None:
-    """Shards of an earlier build would mix with the new ones (their -of-N may differ)."""
+def _remove_stale_shards(output_dir: str, shard_counts: dict[str, int]) -> None:
+    """Shards of an earlier build that this one did not rewrite (another -of-N, a split now empty).
+
+    New shards replace old ones of the same name atomically, so readers of a data set being rebuilt
+    see either the old or the new file; only then are the leftovers removed.
+    """
     from apache_beam.io.filesystems import FileSystems
 
-    old = [m.path for m in FileSystems.match([paths.join(output_dir, "*.tfrecord")])[0].metadata_list]
-    if old:
-        log.info("removing %d shards of an earlier build in %s", len(old), output_dir)
-        FileSystems.delete(old)
+    current = {T.shard_path(output_dir, s, i, n) for s, n in shard_counts.items() for i in range(n)}
+    found = [m.path for m in FileSystems.match([paths.join(output_dir, "*.tfrecord*")])[0].metadata_list]
+    stale = sorted(p for p in found if paths.normalise(p) not in current)
+    if stale:
+        log.info("removing %d shards left by an earlier build in %s", len(stale), output_dir)
+        FileSystems.delete(stale)
 
 
 def main(argv: list[str] | None = None) -> int:

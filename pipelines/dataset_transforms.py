@@ -393,16 +393,28 @@ def shard_path(output_dir: str, split: str, index: int, count: int) -> str:
     return paths.join(output_dir, f"{split}-{index:05d}-of-{count:05d}.tfrecord")
 
 
+def _write_atomically(path: str, records: list[bytes]) -> None:
+    """Write under a temporary name, then rename: a reader never sees a half-written shard."""
+    import uuid
+
+    import tensorflow as tf
+    from apache_beam.io.filesystems import FileSystems
+
+    tmp = f"{path}.incomplete-{uuid.uuid4().hex[:8]}"
+    with tf.io.TFRecordWriter(tmp) as writer:
+        for data in records:
+            writer.write(data)
+    if FileSystems.exists(path):
+        FileSystems.delete([path])
+    FileSystems.rename([tmp], [path])
+
+
 def write_shard(element, output_dir: str, counts: dict[str, int]):
     """Write one shard (records sorted by sha256, so reruns give identical files)."""
-    import tensorflow as tf
-
     (split, index), records = element
     records = sorted(records)
     path = shard_path(output_dir, split, index, counts[split])
-    with tf.io.TFRecordWriter(path) as writer:
-        for _, data in records:
-            writer.write(data)
+    _write_atomically(path, [data for _, data in records])
     log.info("wrote %s (%d records)", path, len(records))
     Metrics.counter("dataset", "shards_written").inc()
     yield split, index
@@ -410,12 +422,9 @@ def write_shard(element, output_dir: str, counts: dict[str, int]):
 
 def write_missing_shards(element, output_dir: str, counts: dict[str, int]):
     """Empty shards for indices no record hashed to, so ``-of-N`` always means N files."""
-    import tensorflow as tf
-
     split, written = element
     for index in sorted(set(range(counts[split])) - set(written)):
-        with tf.io.TFRecordWriter(shard_path(output_dir, split, index, counts[split])):
-            pass
+        _write_atomically(shard_path(output_dir, split, index, counts[split]), [])
     yield split
 
 

@@ -258,10 +258,12 @@ def test_shards_are_sized_by_the_target(built, tmp_path):
     config = tmp_path / "dataset.yaml"
     config.write_text("shard_target_mb: 0.01\n")  # ~10 kB: several shards per split
     out2 = tmp_path / "sharded"
+    shutil.copytree(out, out2)  # an earlier build's shards (one per split) are replaced, not mixed in
+    (out2 / "train-00003-of-00009.tfrecord.incomplete-0badc0de").write_bytes(b"left by a crashed run")
     stats2 = build_dataset.run(["--input", str(root), "--output_dir", str(out2), "--config", str(config)])
-    for split, n in stats2["shards"].items():
-        names = sorted(p.name for p in out2.glob(f"{split}-*.tfrecord"))
-        assert names == [f"{split}-{i:05d}-of-{n:05d}.tfrecord" for i in range(n)]
+    assert sorted(stats2["shards"]) == ["test", "train", "validation"]
+    expected = {f"{s}-{i:05d}-of-{n:05d}.tfrecord" for s, n in stats2["shards"].items() for i in range(n)}
+    assert {p.name for p in out2.glob("*.tfrecord*")} == expected
     assert stats2["shards"]["train"] > 1
     assert sum(len(v) for v in read_records(out2).values()) == 15
 
