@@ -28,6 +28,7 @@ import numpy as np
 from PIL import Image
 
 from corrosion import images, serving, synthetic
+from pipelines import batch_inference
 
 log = logging.getLogger("benchmarks.bench_inference")
 REPO = Path(__file__).resolve().parent.parent
@@ -89,8 +90,6 @@ def decode_rate(paths: list[Path], reduce_to: tuple[int, int] | None) -> float:
 
 
 def pipeline_rate(folder: Path, model_dir: str, out: Path, extra: list[str]) -> tuple[float, dict]:
-    from pipelines import batch_inference
-
     if out.exists():
         shutil.rmtree(out)
     argv = ["--input", str(folder / "*.jpg"), "--classifier", model_dir, "--output", str(out), *extra]
@@ -141,10 +140,10 @@ def main(argv: list[str] | None = None) -> dict:
         full_decode = max(decode_rate(sample, None) for _ in range(args.repeats))
         reduced_decode = max(decode_rate(sample, (size, size)) for _ in range(args.repeats))
         article = max(article_way(sample, model_dir, size) for _ in range(args.repeats))
-        runner = [
-            "--runner=apache_beam.runners.portability.fn_api_runner.FnApiRunner",
-            f"--direct_num_workers={args.workers}",
+        runner = [  # the local default of pipelines.batch_inference, with an explicit thread count
+            f"--runner={batch_inference.LOCAL_RUNNER}",
             "--direct_running_mode=multi_threading",
+            f"--direct_num_workers={args.workers}",
         ]
         small = work / "small"
         small.mkdir()

@@ -73,6 +73,10 @@ COUNTERS = (
     "previews_written",
 )
 _GLOB_CHARS = re.compile(r"[*?\[]")
+# Without --runner: DirectRunner's in-process engine (what DirectRunner falls back to when it cannot
+# fetch its Prism binary), one thread per core; no download at run time, models loaded once.
+LOCAL_RUNNER = "apache_beam.runners.portability.fn_api_runner.FnApiRunner"
+LOCAL_DEFAULTS = ("--direct_running_mode=multi_threading", "--direct_num_workers=0")
 
 
 @dataclass(frozen=True)
@@ -617,6 +621,8 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     )  # fmt: skip
     if args.bigquery_table and cfg.bigquery.clear_before_load:
         clear_bigquery_night(args.bigquery_table, cfg, info)
+    if not any(a == "--runner" or a.startswith("--runner=") for a in beam_args):
+        beam_args = [f"--runner={LOCAL_RUNNER}", *LOCAL_DEFAULTS, *beam_args]
     options = PipelineOptions(beam_args)
     p = beam.Pipeline(options=options)
     build_pipeline(p, args, cfg, info)
