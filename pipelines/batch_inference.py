@@ -612,6 +612,9 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args, beam_args = build_parser().parse_known_args(argv)
     if not args.input and not args.input_list:
         raise SystemExit("give --input GLOB and/or --input_list FILE")
+    for name, path in (("--input", args.input), ("--input_list", args.input_list)):
+        if path and not _GLOB_CHARS.search(path) and not io_utils.exists(path):
+            raise SystemExit(f"{name} {path} does not exist")
     cfg = load_config(InferenceConfig, args.config or config_path("inference.yaml"))
     info = make_run_info(args)
     log.info(
@@ -655,6 +658,8 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
         io_utils.join(info.partition_dir, f"{info.file_stem}-summary.json"), json.dumps(summary, indent=2) + "\n"
     )
     log.info("done in %.1f s: %s", elapsed, ", ".join(f"{k}={v}" for k, v in counters.items()))
+    if inputs == 0:
+        log.warning("no input file matched %s", args.input or args.input_list)
     if inputs != accounted:
         log.error("%d input files but %d results + errors + skipped: some input is unaccounted for", inputs, accounted)
     return summary
