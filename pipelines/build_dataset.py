@@ -13,8 +13,6 @@ sees all (tiny) image signatures at once.
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import json
 import logging
 import sys
@@ -41,16 +39,8 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
     return parser.parse_known_args(argv)
 
 
-def read_previous_manifest(path: str | None) -> dict[str, str]:
-    """sha256 -> split of the kept and duplicate rows of an earlier manifest."""
-    if not path:
-        return {}
-    rows = csv.DictReader(io.StringIO(io_utils.read_text(path)))
-    return {r["sha256"]: r["split"] for r in rows if r.get("status") in (T.KEPT, T.DUPLICATE) and r.get("split")}
-
-
 def build(
-    p: beam.Pipeline, inputs: list[str], output_dir: str, config: DatasetConfig, previous: dict[str, str]
+    p: beam.Pipeline, inputs: list[str], output_dir: str, config: DatasetConfig, previous_manifest: str | None = None
 ) -> None:
     """The pipeline graph (separate from running it, so tests can run it on any runner)."""
     labels = config.load_labels()
@@ -83,7 +73,7 @@ def build(
         collapsed.unique
         | "Signatures" >> beam.Map(lambda u: u.signature())
         | "AllSignatures" >> beam.combiners.ToList()
-        | "GroupAndSplit" >> beam.Map(T.assign_groups, config, previous)
+        | "GroupAndSplit" >> beam.Map(T.assign_groups, config, previous_manifest)
     )
     assignments_side = beam.pvalue.AsSingleton(assignments)
     # shards, sized by the target: bytes per split first, so each record knows its shard when placed
@@ -171,7 +161,9 @@ def run(argv: list[str] | None = None) -> dict:
     io_utils.make_dirs(output_dir)
     labels = config.load_labels()
     io_utils.write_text(paths.join(output_dir, "label_map.pbtxt"), labels.label_map_pbtxt())
-    previous = read_previous_manifest(args.previous_manifest)
+    previous = paths.normalise(args.previous_manifest) if args.previous_manifest else None
+    if previous and not io_utils.exists(previous):
+        raise SystemExit(f"--previous_manifest {previous} does not exist")
     options = PipelineOptions(beam_args)
     options.view_as(SetupOptions).save_main_session = False
     log.info("building data set from %s into %s", ", ".join(inputs), output_dir)

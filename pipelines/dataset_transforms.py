@@ -306,12 +306,26 @@ def _stub(record: schema.Record) -> schema.Record:
     )
 
 
+def read_previous_manifest(path: str | None) -> dict[str, str]:
+    """sha256 -> split of the kept and duplicate rows of an earlier build's manifest.csv.
+
+    Read where the group join runs (not in the driver), so a large manifest never enters the job graph.
+    """
+    if not path:
+        return {}
+    rows = csv.DictReader(io.StringIO(io_utils.read_text(path)))
+    previous = {r["sha256"]: r["split"] for r in rows if r.get("status") in (KEPT, DUPLICATE) and r.get("split")}
+    log.info("read %d earlier split assignments from %s", len(previous), path)
+    return previous
+
+
 def assign_groups(
-    signatures: list[dedup.Signature], config: DatasetConfig, previous: dict[str, str]
+    signatures: list[dedup.Signature], config: DatasetConfig, previous_manifest: str | None = None
 ) -> dict[str, splits.Assignment]:
     """The small global join: near-duplicate groups and their splits, keyed by unique-image key."""
     started = time.monotonic()
     groups = dedup.near_duplicate_groups(signatures, config.dedup)
+    previous = read_previous_manifest(previous_manifest)
     result = splits.assign(groups, config.split, config.dedup.reject_near_duplicate_conflicts, previous)
     multi = sum(1 for g in groups if len(g) > 1)
     log.info(
