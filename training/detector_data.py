@@ -207,8 +207,10 @@ def training_dataset(
 
 
 def loss_dataset(data_dir: str, split: str, *, size: int, batch_size: int, max_boxes: int, anchors, assignment, variance) -> tf.data.Dataset:
-    """Un-augmented validation batches for the validation loss: box images and negatives."""
-    pos = _decoded(data_dir, split, size, max_boxes, positives=True)
-    neg = _decoded(data_dir, split, size, max_boxes, positives=False)
-    ds = pos.concatenate(neg).batch(batch_size)
+    """Un-augmented batches of a split's box images, for the validation loss.
+
+    Box images only: the loss is divided by the batch's positive anchors, so a batch of negatives
+    alone would be divided by 1 and swamp the figure. Negatives are judged by COCO AP instead.
+    """
+    ds = _decoded(data_dir, split, size, max_boxes, positives=True).batch(batch_size)
     return ds.map(_to_targets(anchors, assignment, variance)).prefetch(tf.data.AUTOTUNE)

@@ -37,7 +37,8 @@ class DetectorModelConfig:
     aspect_ratios: tuple[float, ...] = (0.5, 1.0, 2.0)  # height / width
     box_variance: tuple[float, ...] = (0.1, 0.1, 0.2, 0.2)
     prior_probability: float = 0.01
-    bn_momentum: float = 0.9  # new FPN/head layers (and a from-scratch backbone): stats settle in tens of steps
+    norm_groups: int = 8  # GroupNormalization in the FPN and head: no batch statistics, no train/inference gap
+    bn_momentum: float = 0.9  # batch norm of a from-scratch backbone (weights none): stats settle in tens of steps
 
     def __post_init__(self) -> None:
         if self.input_size % 32 or self.input_size < 64:
@@ -47,6 +48,8 @@ class DetectorModelConfig:
                 f"anchor_sizes has {len(self.anchor_sizes)} entries but the model has {self.num_levels} levels "
                 f"({len(self.feature_layers)} feature_layers + {self.extra_levels} extra_levels)"
             )
+        if self.fpn_channels % self.norm_groups:
+            raise ValueError(f"fpn_channels ({self.fpn_channels}) must be a multiple of norm_groups ({self.norm_groups})")
         if len(self.box_variance) != 4:
             raise ValueError(f"box_variance needs 4 values, got {self.box_variance}")
 
@@ -84,9 +87,9 @@ def anchor_boxes(config: DetectorModelConfig) -> np.ndarray:
     return np.concatenate(out).astype(np.float32)
 
 
-def _conv_bn(keras, x, channels: int, stride: int, momentum: float, name: str):
+def _conv_gn(keras, x, channels: int, stride: int, groups: int, name: str):
     x = keras.layers.SeparableConv2D(channels, 3, strides=stride, padding="same", use_bias=False, name=f"{name}_conv")(x)
-    x = keras.layers.BatchNormalization(momentum=momentum, name=f"{name}_bn")(x)
+    x = keras.layers.GroupNormalization(groups, name=f"{name}_gn")(x)
     return keras.layers.ReLU(6.0, name=f"{name}_relu")(x)
 
 
@@ -116,31 +119,32 @@ def build_detector(config: DetectorModelConfig, weights: WeightSource):
     for i in range(len(laterals) - 2, -1, -1):  # top-down: coarse context into finer levels
         up = keras.layers.UpSampling2D(2, interpolation="nearest", name=f"fpn_up{i}")(merged[0])
         merged.insert(0, keras.layers.Add(name=f"fpn_add{i}")([laterals[i], up]))
-    mom = config.bn_momentum
-    pyramid = [_conv_bn(keras, m, ch, 1, mom, f"fpn_out{i}") for i, m in enumerate(merged)]
+    groups = config.norm_groups
+    pyramid = [_conv_gn(keras, m, ch, 1, groups, f"fpn_out{i}") for i, m in enumerate(merged)]
     for j in range(config.extra_levels):
-        pyramid.append(_conv_bn(keras, pyramid[-1], ch, 2, mom, f"fpn_extra{j}"))
+        pyramid.append(_conv_gn(keras, pyramid[-1], ch, 2, groups, f"fpn_extra{j}"))
 
     a = config.anchors_per_location
     prior = -math.log((1 - config.prior_probability) / config.prior_probability)
-    cls_tower = [
-        (keras.layers.SeparableConv2D(ch, 3, padding="same", use_bias=False, name=f"cls_tower{d}"),
-         keras.layers.BatchNormalization(momentum=mom, name=f"cls_tower{d}_bn"))
-        for d in range(config.head_depth)
-    ]
-    box_tower = [
-        (keras.layers.SeparableConv2D(ch, 3, padding="same", use_bias=False, name=f"box_tower{d}"),
-         keras.layers.BatchNormalization(momentum=mom, name=f"box_tower{d}_bn"))
-        for d in range(config.head_depth)
-    ]
+    # One head shared by all levels (RetinaNet). Group norm, not batch norm: a batch-norm layer
+    # called on every level would mix the levels' statistics, and with a few images per step its
+    # moving averages lag the batch statistics, so inference would see a different network.
+    def tower_layers(kind: str):
+        return [
+            (keras.layers.SeparableConv2D(ch, 3, padding="same", use_bias=False, name=f"{kind}_tower{d}"),
+             keras.layers.GroupNormalization(groups, name=f"{kind}_tower{d}_gn"))
+            for d in range(config.head_depth)
+        ]
+
+    cls_tower, box_tower = tower_layers("cls"), tower_layers("box")
     cls_pred = keras.layers.SeparableConv2D(
         a, 3, padding="same", bias_initializer=keras.initializers.Constant(prior), name="cls_pred"
     )
     box_pred = keras.layers.SeparableConv2D(4 * a, 3, padding="same", name="box_pred")
 
     def tower(x, layers):
-        for conv, bn in layers:
-            x = keras.ops.relu6(bn(conv(x)))
+        for conv, norm in layers:
+            x = keras.ops.relu6(norm(conv(x)))
         return x
 
     sides = level_shapes(config)
