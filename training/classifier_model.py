@@ -40,6 +40,7 @@ class ClassifierConfig:
     weights: str | None = None  # imagenet | none | /path.h5; None = corrosion.weights resolution order
     dropout: float = 0.2
     l2: float = 1e-4  # on the head's kernel
+    label_smoothing: float = 0.0  # softens the 0/1 targets: less over-confident scores on a small data set
     batch_size: int = 32
     seed: int = 42
     # phase 1: frozen backbone, head only

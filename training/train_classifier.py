@@ -241,7 +241,8 @@ class Trainer:
     ) -> None:
         """One phase: compile, fit with best-by-validation-ROC-AUC checkpointing, restore the best."""
         c = self.cfg
-        model.compile(keras.optimizers.Adam(lr), keras.losses.BinaryCrossentropy(), metrics=[auc_metric()])
+        loss = keras.losses.BinaryCrossentropy(label_smoothing=c.label_smoothing)
+        model.compile(keras.optimizers.Adam(lr), loss, metrics=[auc_metric()])
         if isinstance(train, tuple):  # cached arrays
             kwargs = {"x": train[0], "y": train[1], "batch_size": c.batch_size, "shuffle": True}
         else:
