@@ -12,10 +12,10 @@ import random
 import numpy as np
 import pytest
 import tensorflow as tf
+from datasets import synthetic_records, write_dataset
 
 from corrosion import preprocess, schema, serving, synthetic
 from corrosion.config import ConfigError
-from datasets import synthetic_records, write_dataset
 from training import detection_eval, train_detector
 from training.data import DatasetError
 from training.detection_metrics import ImageResult, coco_metrics
@@ -24,8 +24,13 @@ from training.detector_model import DetectorModelConfig, anchor_boxes, level_sha
 from training.detector_targets import AssignmentConfig, assign
 
 TINY = {
-    "model": {"alpha": 0.35, "input_size": 128, "fpn_channels": 32, "head_depth": 1,
-              "anchor_sizes": [0.15, 0.3, 0.6, 0.9]},
+    "model": {
+        "alpha": 0.35,
+        "input_size": 128,
+        "fpn_channels": 32,
+        "head_depth": 1,
+        "anchor_sizes": [0.15, 0.3, 0.6, 0.9],
+    },
     "weights": "none",
     "batch_size": 8,
     "frozen_epochs": 0,
@@ -45,7 +50,9 @@ PATCHES = {"patch_scale": (0.2, 0.45), "max_patches": 2}
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("detector")
-    data = write_dataset(root / "data", {"train": (64, 16), "validation": (10, 4), "test": (16, 4)}, size=SIZES, **PATCHES)
+    data = write_dataset(
+        root / "data", {"train": (64, 16), "validation": (10, 4), "test": (16, 4)}, size=SIZES, **PATCHES
+    )
     config = train_detector.load_detector_config(None, TINY)
     report = train_detector.train(str(data), str(root / "model"), config)
     return {"data": data, "model_dir": root / "model", "report": report, "root": root}
@@ -90,7 +97,7 @@ def test_assignment_gives_every_box_a_positive_and_negatives_none():
     assert cls[0][np.argmax(ious)] == 1  # the thin box claims its best anchor though its IoU is < 0.5
     assert ious.max() < 0.5
     # the ignore band: anchors with 0.4 <= IoU < 0.5 to the normal box are neither positive nor negative
-    band = (_iou(anchors, np.array([[0.1, 0.1, 0.5, 0.35]]))[:, 0])
+    band = _iou(anchors, np.array([[0.1, 0.1, 0.5, 0.35]]))[:, 0]
     in_band = (band >= 0.4) & (band < 0.5) & (cls[0] != 1)
     assert in_band.any() and (cls[0][in_band] == -1).all()
 
@@ -111,8 +118,12 @@ def test_targets_decode_back_to_the_true_boxes_in_pixels_of_a_non_square_image()
     anchors = anchor_boxes(cfg)
     width, height = 300, 100  # 3:1, squashed to 128 x 128 for the model
     true_px = np.array([[30.0, 10.0, 120.0, 70.0], [180.0, 40.0, 290.0, 95.0]])  # xmin, ymin, xmax, ymax
-    normalised = np.stack([true_px[:, 1] / height, true_px[:, 0] / width, true_px[:, 3] / height, true_px[:, 2] / width], -1)
-    cls, deltas = assign(anchors, normalised[None].astype(np.float32), np.ones((1, 2), np.float32), AssignmentConfig(), cfg.box_variance)
+    normalised = np.stack(
+        [true_px[:, 1] / height, true_px[:, 0] / width, true_px[:, 3] / height, true_px[:, 2] / width], -1
+    )
+    cls, deltas = assign(
+        anchors, normalised[None].astype(np.float32), np.ones((1, 2), np.float32), AssignmentConfig(), cfg.box_variance
+    )
     logits = tf.where(cls == 1, 8.0, -8.0)
     out = decode({"box": deltas, "cls": logits}, tf.constant(anchors), cfg.box_variance, PostprocessConfig(nms_iou=0.5))
     n = int(out["num_detections"][0])
@@ -136,8 +147,10 @@ def test_coco_metrics_perfect_and_empty_and_negatives():
     perfect = coco_metrics([ImageResult("a", 100, 60, truth, truth, np.array([0.9]))])
     assert perfect["AP50"] == pytest.approx(1.0) and perfect["AP"] == pytest.approx(1.0)
     with_false_alarm = coco_metrics(
-        [ImageResult("a", 100, 60, truth, truth, np.array([0.5])),
-         ImageResult("clean", 100, 60, np.zeros((0, 4)), np.array([[0.0, 0.0, 30.0, 30.0]]), np.array([0.9]))]
+        [
+            ImageResult("a", 100, 60, truth, truth, np.array([0.5])),
+            ImageResult("clean", 100, 60, np.zeros((0, 4)), np.array([[0.0, 0.0, 30.0, 30.0]]), np.array([0.9])),
+        ]
     )
     assert with_false_alarm["AP50"] < 0.6  # a confident box on a clean image costs precision
     assert coco_metrics([ImageResult("a", 100, 60, truth)])["AP50"] == 0.0  # no detections at all
@@ -186,7 +199,11 @@ def _random_boxes_ap50(data) -> float:
             w, h = rng.uniform(0.1, 0.5) * e.width, rng.uniform(0.1, 0.5) * e.height
             x, y = rng.uniform(0, e.width - w), rng.uniform(0, e.height - h)
             boxes.append([x, y, x + w, y + h])
-        results.append(ImageResult(e.name, e.width, e.height, e.true_boxes, np.array(boxes), np.array([rng.random() for _ in boxes])))
+        results.append(
+            ImageResult(
+                e.name, e.width, e.height, e.true_boxes, np.array(boxes), np.array([rng.random() for _ in boxes])
+            )
+        )
     return coco_metrics(results)["AP50"]
 
 
@@ -225,8 +242,13 @@ def test_training_writes_metrics_card_grid_and_tensorboard_logs(trained):
     assert set(metrics["splits"]) == {"validation", "test"}
     for key in ("AP", "AP50", "AP75", "AR1", "AR10", "AR100"):
         assert 0.0 <= metrics["splits"]["test"][key] <= 1.0
-    assert metrics["data_counts"]["train"] == {"images": 80, "box_images": 64, "boxes": metrics["data_counts"]["train"]["boxes"],
-                                               "negatives": 16, "skipped": 0}
+    assert metrics["data_counts"]["train"] == {
+        "images": 80,
+        "box_images": 64,
+        "boxes": metrics["data_counts"]["train"]["boxes"],
+        "negatives": 16,
+        "skipped": 0,
+    }
     card = (model_dir / "model_card.md").read_text()
     assert "Fuzzy rust boxes" in card and f"{metrics['splits']['test']['AP50']:.3f}" in card
     assert (model_dir / "detections_grid.png").read_bytes()[:4] == b"\x89PNG"

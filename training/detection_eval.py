@@ -61,7 +61,9 @@ def record_examples(data_dir: str, split: str) -> tuple[list[Example], int]:
             skipped += 1
             continue
         w, h = int(ex["width"]), int(ex["height"])
-        examples.append(Example(ex["filename"].decode() or ex["sha256"].decode(), ex["encoded"], w, h, to_pixels(boxes, w, h)))
+        examples.append(
+            Example(ex["filename"].decode() or ex["sha256"].decode(), ex["encoded"], w, h, to_pixels(boxes, w, h))
+        )
     return examples, skipped
 
 
@@ -90,7 +92,9 @@ def raw_examples(root: str) -> tuple[list[Example], int]:
             skipped += 1
             continue
         boxes = np.array([[b.xmin, b.ymin, b.xmax, b.ymax] for b in record.boxes], np.float64).reshape(-1, 4)
-        examples.append(Example(record.source_id or record.filename, record.encoded, record.width, record.height, boxes))
+        examples.append(
+            Example(record.source_id or record.filename, record.encoded, record.width, record.height, boxes)
+        )
     return examples, skipped
 
 
@@ -103,12 +107,16 @@ def detect_examples(detect: Detect, examples: list[Example], batch_size: int = 1
         boxes = out["detection_boxes"].numpy()
         scores = out["detection_scores"].numpy()
         counts = out["num_detections"].numpy().astype(int)
-        for e, b, s, n in zip(batch, boxes, scores, counts):
-            results.append(ImageResult(e.name, e.width, e.height, e.true_boxes, to_pixels(b[:n], e.width, e.height), s[:n]))
+        for e, b, s, n in zip(batch, boxes, scores, counts, strict=True):
+            results.append(
+                ImageResult(e.name, e.width, e.height, e.true_boxes, to_pixels(b[:n], e.width, e.height), s[:n])
+            )
     return results
 
 
-def evaluate_split(detect: Detect, examples: list[Example], skipped: int = 0, batch_size: int = 16) -> tuple[dict, list[ImageResult]]:
+def evaluate_split(
+    detect: Detect, examples: list[Example], skipped: int = 0, batch_size: int = 16
+) -> tuple[dict, list[ImageResult]]:
     results = detect_examples(detect, examples, batch_size)
     metrics = coco_metrics(results) | {"left_out": skipped}
     if any(len(r.true_boxes) == 0 for r in results):  # the article's setting: rust photos only, no negatives
@@ -138,8 +146,13 @@ def evaluate_detector(model_dir: str, data: str, output_dir: str, splits: tuple[
     detect, metadata = exported_detect(model_dir)
     splits = [s for s in _record_splits(data) if splits is None or s in splits]
     sets = {s: record_examples(data, s) for s in splits} if splits else {RAW_SPLIT: raw_examples(data)}
-    report: dict = {"kind": "detector", "model_version": metadata.version, "data": data,
-                    "score_threshold": metadata.threshold, "splits": {}}
+    report: dict = {
+        "kind": "detector",
+        "model_version": metadata.version,
+        "data": data,
+        "score_threshold": metadata.threshold,
+        "splits": {},
+    }
     shown: list[ImageResult] = []
     encoded: list[bytes] = []
     for name, (examples, skipped) in sets.items():
@@ -183,12 +196,12 @@ def draw_grid(results: list[ImageResult], encoded: list[bytes], path: str, thres
     fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 4 * rows), squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")
-    for ax, i in zip(axes.ravel(), chosen):
+    for ax, i in zip(axes.ravel(), chosen, strict=False):
         r = results[i]
         ax.imshow(Image.open(io.BytesIO(encoded[i])).convert("RGB"))
         for x0, y0, x1, y1 in r.true_boxes:
             ax.add_patch(plt.Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, color="lime", linewidth=2))
-        for (x0, y0, x1, y1), s in zip(r.boxes, r.scores):
+        for (x0, y0, x1, y1), s in zip(r.boxes, r.scores, strict=True):
             if s >= threshold:
                 ax.add_patch(plt.Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, color="red", linewidth=1.5))
                 ax.text(x0, y0, f"{s:.2f}", color="white", fontsize=7, backgroundcolor="red")
@@ -199,4 +212,3 @@ def draw_grid(results: list[ImageResult], encoded: list[bytes], path: str, thres
     fig.savefig(buf, format="png", dpi=80)
     plt.close(fig)
     io_utils.write_bytes(path, buf.getvalue())
-

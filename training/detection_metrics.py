@@ -50,10 +50,16 @@ def coco_metrics(results: list[ImageResult]) -> dict:
         images.append({"id": image_id, "width": int(r.width), "height": int(r.height), "file_name": r.name})
         for box in _xywh(r.true_boxes):
             annotations.append(
-                {"id": len(annotations) + 1, "image_id": image_id, "category_id": CATEGORY_ID,
-                 "bbox": box, "area": box[2] * box[3], "iscrowd": 0}
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": image_id,
+                    "category_id": CATEGORY_ID,
+                    "bbox": box,
+                    "area": box[2] * box[3],
+                    "iscrowd": 0,
+                }
             )
-        for box, score in zip(_xywh(r.boxes), np.asarray(r.scores).tolist()):
+        for box, score in zip(_xywh(r.boxes), np.asarray(r.scores).tolist(), strict=True):
             detections.append({"image_id": image_id, "category_id": CATEGORY_ID, "bbox": box, "score": float(score)})
     counts = {
         "images": len(results),
@@ -93,5 +99,9 @@ def _best_f1(ev) -> dict:
     f1 = 2 * precision * recall / np.maximum(precision + recall, 1e-9)
     f1 = np.where(ok, f1, -1.0)
     best = int(np.argmax(f1))
-    return {"f1_threshold": float(scores[best]), "f1": float(f1[best]),
-            "precision_at_f1": float(precision[best]), "recall_at_f1": float(recall[best])}
+    return {
+        "f1_threshold": float(scores[best]),
+        "f1": float(f1[best]),
+        "precision_at_f1": float(precision[best]),
+        "recall_at_f1": float(recall[best]),
+    }

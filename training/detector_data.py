@@ -85,7 +85,12 @@ def count_split(data_dir: str, split: str, exclude: frozenset[str] = frozenset()
     """One cheap pass (no image decoding) to count what the split offers a detector."""
     negative = load_labels().image_label_id(NO_RUST)
     images = box_images = boxes = negatives = 0
-    for ex in parsed_dataset(data_dir, split).filter(_not_held_out(exclude)).map(lambda e: (tf.shape(e["boxes"])[0], e["label"])).as_numpy_iterator():
+    for ex in (
+        parsed_dataset(data_dir, split)
+        .filter(_not_held_out(exclude))
+        .map(lambda e: (tf.shape(e["boxes"])[0], e["label"]))
+        .as_numpy_iterator()
+    ):
         n, label = int(ex[0]), int(ex[1])
         images += 1
         box_images += n > 0
@@ -117,7 +122,13 @@ def _decoded(
             },
         }
 
-    return parsed_dataset(data_dir, split).filter(_not_held_out(exclude)).filter(keep).map(load, num_parallel_calls=tf.data.AUTOTUNE).cache()
+    return (
+        parsed_dataset(data_dir, split)
+        .filter(_not_held_out(exclude))
+        .filter(keep)
+        .map(load, num_parallel_calls=tf.data.AUTOTUNE)
+        .cache()
+    )
 
 
 def augmenter(config: AugmentConfig, seed: int):
@@ -129,7 +140,9 @@ def augmenter(config: AugmentConfig, seed: int):
     if config.flip != "none":
         layers.append(keras.layers.RandomFlip(config.flip, bounding_box_format=fmt, seed=seed))
     if config.zoom != (0.0, 0.0):
-        layers.append(keras.layers.RandomZoom(config.zoom, bounding_box_format=fmt, fill_mode="constant", seed=seed + 1))
+        layers.append(
+            keras.layers.RandomZoom(config.zoom, bounding_box_format=fmt, fill_mode="constant", seed=seed + 1)
+        )
     if config.translate:
         layers.append(
             keras.layers.RandomTranslation(
@@ -161,7 +174,9 @@ def _to_targets(anchors, assignment: AssignmentConfig, variance):
 
     def fn(batch):
         images = tf.clip_by_value(tf.cast(batch["images"], tf.float32), 0.0, 255.0)
-        cls, deltas = assign(anchors, batch["bounding_boxes"]["boxes"], batch["bounding_boxes"]["labels"], assignment, variance)
+        cls, deltas = assign(
+            anchors, batch["bounding_boxes"]["boxes"], batch["bounding_boxes"]["labels"], assignment, variance
+        )
         return images, {"box": tf.concat([deltas, cls[..., None]], axis=-1), "cls": cls}
 
     return fn
@@ -199,14 +214,21 @@ def training_dataset(
     steps = max(1, math.ceil((counts.box_images + n_neg) / batch_size))
     log.info(
         "training on %d box images (%d boxes) + %d of %d negatives per epoch, %d steps of %d",
-        counts.box_images, counts.boxes, n_neg, counts.negatives, steps, batch_size,
+        counts.box_images,
+        counts.boxes,
+        n_neg,
+        counts.negatives,
+        steps,
+        batch_size,
     )
     ds = ds.batch(batch_size, drop_remainder=True).map(augmenter(augment, seed), num_parallel_calls=tf.data.AUTOTUNE)
     ds = ds.map(_to_targets(anchors, assignment, variance), num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE), steps
 
 
-def loss_dataset(data_dir: str, split: str, *, size: int, batch_size: int, max_boxes: int, anchors, assignment, variance) -> tf.data.Dataset:
+def loss_dataset(
+    data_dir: str, split: str, *, size: int, batch_size: int, max_boxes: int, anchors, assignment, variance
+) -> tf.data.Dataset:
     """Un-augmented batches of a split's box images, for the validation loss.
 
     Box images only: the loss is divided by the batch's positive anchors, so a batch of negatives

@@ -25,7 +25,9 @@ class PostprocessConfig:
     min_score: float = 0.01  # boxes below this never leave the model; the user's threshold is in metadata
 
 
-def decode(outputs: dict[str, tf.Tensor], anchors: tf.Tensor, variance, config: PostprocessConfig) -> dict[str, tf.Tensor]:
+def decode(
+    outputs: dict[str, tf.Tensor], anchors: tf.Tensor, variance, config: PostprocessConfig
+) -> dict[str, tf.Tensor]:
     """Network outputs (B, A, 4) deltas and (B, A) logits -> detection_* tensors, boxes normalised yxyx."""
     boxes = bounding_boxes.decode_deltas_to_boxes(
         anchors, outputs[BOX_OUTPUT], anchor_format=BOX_FORMAT, box_format=BOX_FORMAT, variance=list(variance)

@@ -25,7 +25,7 @@ class DetectorModelConfig:
 
     backbone: str = "MobileNetV2"
     alpha: float = 1.0
-    input_size: int = 320
+    input_size: int = 256
     # MobileNetV2 activations at strides 8, 16 and 32; extra_levels adds strides 64, 128, ...
     feature_layers: tuple[str, ...] = ("block_6_expand_relu", "block_13_expand_relu", "out_relu")
     extra_levels: int = 1
@@ -49,7 +49,9 @@ class DetectorModelConfig:
                 f"({len(self.feature_layers)} feature_layers + {self.extra_levels} extra_levels)"
             )
         if self.fpn_channels % self.norm_groups:
-            raise ValueError(f"fpn_channels ({self.fpn_channels}) must be a multiple of norm_groups ({self.norm_groups})")
+            raise ValueError(
+                f"fpn_channels ({self.fpn_channels}) must be a multiple of norm_groups ({self.norm_groups})"
+            )
         if len(self.box_variance) != 4:
             raise ValueError(f"box_variance needs 4 values, got {self.box_variance}")
 
@@ -70,7 +72,7 @@ def level_shapes(config: DetectorModelConfig) -> list[int]:
 def anchor_boxes(config: DetectorModelConfig) -> np.ndarray:
     """All anchors, (A, 4) float32 normalised (ymin, xmin, ymax, xmax), in the head's output order."""
     out = []
-    for side, size in zip(level_shapes(config), config.anchor_sizes):
+    for side, size in zip(level_shapes(config), config.anchor_sizes, strict=True):
         centres = (np.arange(side, dtype=np.float32) + 0.5) / side
         cy, cx = np.meshgrid(centres, centres, indexing="ij")
         shapes = [
@@ -88,7 +90,9 @@ def anchor_boxes(config: DetectorModelConfig) -> np.ndarray:
 
 
 def _conv_gn(keras, x, channels: int, stride: int, groups: int, name: str):
-    x = keras.layers.SeparableConv2D(channels, 3, strides=stride, padding="same", use_bias=False, name=f"{name}_conv")(x)
+    x = keras.layers.SeparableConv2D(channels, 3, strides=stride, padding="same", use_bias=False, name=f"{name}_conv")(
+        x
+    )
     x = keras.layers.GroupNormalization(groups, name=f"{name}_gn")(x)
     return keras.layers.ReLU(6.0, name=f"{name}_relu")(x)
 
@@ -112,9 +116,7 @@ def build_detector(config: DetectorModelConfig, weights: WeightSource):
     x = preprocess.normalisation_layer(config.backbone)(images)
     c_levels = features(x)
     ch = config.fpn_channels
-    laterals = [
-        keras.layers.Conv2D(ch, 1, padding="same", name=f"fpn_lateral{i}")(c) for i, c in enumerate(c_levels)
-    ]
+    laterals = [keras.layers.Conv2D(ch, 1, padding="same", name=f"fpn_lateral{i}")(c) for i, c in enumerate(c_levels)]
     merged = [laterals[-1]]
     for i in range(len(laterals) - 2, -1, -1):  # top-down: coarse context into finer levels
         up = keras.layers.UpSampling2D(2, interpolation="nearest", name=f"fpn_up{i}")(merged[0])
@@ -126,13 +128,16 @@ def build_detector(config: DetectorModelConfig, weights: WeightSource):
 
     a = config.anchors_per_location
     prior = -math.log((1 - config.prior_probability) / config.prior_probability)
+
     # One head shared by all levels (RetinaNet). Group norm, not batch norm: a batch-norm layer
     # called on every level would mix the levels' statistics, and with a few images per step its
     # moving averages lag the batch statistics, so inference would see a different network.
     def tower_layers(kind: str):
         return [
-            (keras.layers.SeparableConv2D(ch, 3, padding="same", use_bias=False, name=f"{kind}_tower{d}"),
-             keras.layers.GroupNormalization(groups, name=f"{kind}_tower{d}_gn"))
+            (
+                keras.layers.SeparableConv2D(ch, 3, padding="same", use_bias=False, name=f"{kind}_tower{d}"),
+                keras.layers.GroupNormalization(groups, name=f"{kind}_tower{d}_gn"),
+            )
             for d in range(config.head_depth)
         ]
 
@@ -149,7 +154,7 @@ def build_detector(config: DetectorModelConfig, weights: WeightSource):
 
     sides = level_shapes(config)
     cls_out, box_out = [], []
-    for i, (p, side) in enumerate(zip(pyramid, sides)):
+    for i, (p, side) in enumerate(zip(pyramid, sides, strict=True)):
         if p.shape[1] != side:
             raise ValueError(f"level {i} has side {p.shape[1]}, anchors expect {side}: check feature_layers")
         cls_out.append(keras.layers.Reshape((side * side * a,), name=f"cls_level{i}")(cls_pred(tower(p, cls_tower))))

@@ -69,7 +69,9 @@ def assign(
     claimed = tf.reduce_max(claims, axis=2) > 0
     best_box = tf.where(claimed, tf.argmax(claims, axis=2, output_type=tf.int32), best_box)
 
-    cls = tf.where(best_iou >= config.positive_iou, POSITIVE, tf.where(best_iou < config.negative_iou, BACKGROUND, IGNORE))
+    cls = tf.where(
+        best_iou >= config.positive_iou, POSITIVE, tf.where(best_iou < config.negative_iou, BACKGROUND, IGNORE)
+    )
     cls = tf.where(claimed, POSITIVE, cls)
 
     matched = tf.gather(boxes, tf.minimum(best_box, tf.maximum(n_boxes - 1, 0)), batch_dims=1)  # (B, A, 4)

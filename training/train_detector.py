@@ -44,11 +44,11 @@ class DetectorConfig:
     weights: str | None = None  # None: the project's resolution ($CORROSION_WEIGHTS, configs/weights.yaml)
     batch_size: int = 8
     max_boxes: int = 64  # per image, after which boxes are dropped (the data's maximum is logged)
-    negatives_per_positive: float = 1.0  # no-rust images sampled per box image in each epoch
-    frozen_epochs: int = 6
-    finetune_epochs: int = 30
+    negatives_per_positive: float = 1.5  # no-rust images sampled per box image in each epoch
+    frozen_epochs: int = 4
+    finetune_epochs: int = 56
     learning_rate: float = 2e-3
-    finetune_learning_rate: float = 5e-4
+    finetune_learning_rate: float = 8e-4
     warmup_epochs: int = 1
     fine_tune_from: str | None = "block_6_expand"  # backbone layer from which phase 2 trains; None = all
     weight_decay: float = 1e-4
@@ -99,7 +99,9 @@ class EpochScalars(keras.callbacks.Callback):
             plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars"),
             data_class=summary_pb2.DATA_CLASS_SCALAR,
         )
-        self._writers = {run: tf.summary.create_file_writer(io_utils.join(log_dir, run)) for run in ("train", "validation")}
+        self._writers = {
+            run: tf.summary.create_file_writer(io_utils.join(log_dir, run)) for run in ("train", "validation")
+        }
 
     def on_epoch_end(self, epoch, logs=None):
         tf = self._tf
@@ -182,13 +184,28 @@ def train(
     model, backbone = build_detector(m, weights)
     anchors = anchor_boxes(m)
     train_ds, steps = training_dataset(
-        data, counts[TRAINING_SPLIT], size=m.input_size, batch_size=config.batch_size, max_boxes=config.max_boxes,
-        negatives_per_positive=config.negatives_per_positive, anchors=anchors, assignment=config.assignment,
-        variance=m.box_variance, augment=config.augment, seed=config.seed, exclude=exclude,
+        data,
+        counts[TRAINING_SPLIT],
+        size=m.input_size,
+        batch_size=config.batch_size,
+        max_boxes=config.max_boxes,
+        negatives_per_positive=config.negatives_per_positive,
+        anchors=anchors,
+        assignment=config.assignment,
+        variance=m.box_variance,
+        augment=config.augment,
+        seed=config.seed,
+        exclude=exclude,
     )
     val_ds = loss_dataset(
-        data, VALIDATION_SPLIT, size=m.input_size, batch_size=config.batch_size, max_boxes=config.max_boxes,
-        anchors=anchors, assignment=config.assignment, variance=m.box_variance,
+        data,
+        VALIDATION_SPLIT,
+        size=m.input_size,
+        batch_size=config.batch_size,
+        max_boxes=config.max_boxes,
+        anchors=anchors,
+        assignment=config.assignment,
+        variance=m.box_variance,
     )
     predict = make_predict(model, anchors, m.box_variance, config.postprocess)
 
@@ -207,7 +224,12 @@ def train(
     history: dict[str, list] = {}
     phases = [
         ("frozen", config.frozen_epochs, config.learning_rate, None),
-        ("fine-tune", config.finetune_epochs, config.finetune_learning_rate, config.fine_tune_from or backbone.layers[0].name),
+        (
+            "fine-tune",
+            config.finetune_epochs,
+            config.finetune_learning_rate,
+            config.fine_tune_from or backbone.layers[0].name,
+        ),
     ]
     epoch = 0
     for name, epochs, lr, trainable_from in phases:
@@ -216,13 +238,23 @@ def train(
         n_trainable = set_backbone_trainable(backbone, trainable_from, train_batch_norm=weights.kind == "none")
         log.info("phase %s: %d epochs at lr %g, %d backbone layers trainable", name, epochs, lr, n_trainable)
         model.compile(
-            optimizer=keras.optimizers.AdamW(_schedule(keras, lr, steps, epochs, config.warmup_epochs),
-                                             weight_decay=config.weight_decay, clipnorm=10.0),
-            loss=losses, loss_weights=loss_weights, jit_compile=config.jit_compile,
+            optimizer=keras.optimizers.AdamW(
+                _schedule(keras, lr, steps, epochs, config.warmup_epochs),
+                weight_decay=config.weight_decay,
+                clipnorm=10.0,
+            ),
+            loss=losses,
+            loss_weights=loss_weights,
+            jit_compile=config.jit_compile,
         )
         fit = model.fit(
-            train_ds, epochs=epoch + epochs, initial_epoch=epoch, steps_per_epoch=steps, validation_data=val_ds,
-            callbacks=[selector, scalars], verbose=2,
+            train_ds,
+            epochs=epoch + epochs,
+            initial_epoch=epoch,
+            steps_per_epoch=steps,
+            validation_data=val_ds,
+            callbacks=[selector, scalars],
+            verbose=2,
         )
         for key in ("loss", "cls_loss", "box_loss", "val_loss", "val_cls_loss", "val_box_loss"):
             history.setdefault(key, []).extend(float(v) for v in fit.history.get(key, []))
@@ -235,22 +267,37 @@ def train(
     threshold_source = "configuration"
     if threshold is None:
         threshold = val_metrics.get("f1_threshold") or config.default_score_threshold
-        threshold_source = "validation max F1 at IoU 0.5" if val_metrics.get("f1_threshold") else "default (no F1 on validation)"
+        threshold_source = (
+            "validation max F1 at IoU 0.5" if val_metrics.get("f1_threshold") else "default (no F1 on validation)"
+        )
     train_seconds = time.time() - started
 
     metadata = serving.ModelMetadata(
-        kind="detector", version=_version(), input_size=m.input_size, threshold=float(threshold),
-        class_names=("rust",), backbone=m.backbone, weights=weights.description,
-        extra={"max_detections": config.postprocess.max_detections, "nms_iou": config.postprocess.nms_iou,
-               "min_score": config.postprocess.min_score, "threshold_source": threshold_source,
-               "box_format": "normalised ymin, xmin, ymax, xmax"},
+        kind="detector",
+        version=_version(),
+        input_size=m.input_size,
+        threshold=float(threshold),
+        class_names=("rust",),
+        backbone=m.backbone,
+        weights=weights.description,
+        extra={
+            "max_detections": config.postprocess.max_detections,
+            "nms_iou": config.postprocess.nms_iou,
+            "min_score": config.postprocess.min_score,
+            "threshold_source": threshold_source,
+            "box_format": "normalised ymin, xmin, ymax, xmax",
+        },
     )
     export_model(model_dir, predict, model, metadata)
     report = detection_eval.evaluate_detector(model_dir, data, model_dir, splits=(VALIDATION_SPLIT, TEST_SPLIT))
     report["training"] = {
-        "seconds": round(train_seconds, 1), "epochs": epoch, "steps_per_epoch": steps,
-        "selected_epoch": selector.best_epoch, "validation_history": selector.history,
-        "threshold_source": threshold_source, "history": history,
+        "seconds": round(train_seconds, 1),
+        "epochs": epoch,
+        "steps_per_epoch": steps,
+        "selected_epoch": selector.best_epoch,
+        "validation_history": selector.history,
+        "threshold_source": threshold_source,
+        "history": history,
     }
     report["data_counts"] = {s: c.as_dict() for s, c in counts.items()}
     if hold_out:
@@ -290,12 +337,21 @@ def _curves_png(history: dict[str, list], validation: list[dict]) -> bytes:
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     epochs = np.arange(1, len(history.get("loss", [])) + 1)
-    for key, style in (("loss", "-"), ("val_loss", "--"), ("cls_loss", "-"), ("val_cls_loss", "--"), ("box_loss", "-"), ("val_box_loss", "--")):
+    for key, style in (
+        ("loss", "-"),
+        ("val_loss", "--"),
+        ("cls_loss", "-"),
+        ("val_cls_loss", "--"),
+        ("box_loss", "-"),
+        ("val_box_loss", "--"),
+    ):
         if key in history:
             axes[0].plot(epochs, history[key], style, marker=".", label=key)
     axes[0].set_title("loss (focal + smooth L1)")
     if validation:
-        axes[1].plot([v["epoch"] for v in validation], [v["AP50"] for v in validation], marker="o", label="validation AP50")
+        axes[1].plot(
+            [v["epoch"] for v in validation], [v["AP50"] for v in validation], marker="o", label="validation AP50"
+        )
         axes[1].plot([v["epoch"] for v in validation], [v["AP"] for v in validation], marker="o", label="validation AP")
     axes[1].set_title("COCO AP on validation")
     for ax in axes:
@@ -317,12 +373,36 @@ def model_card(report: dict, config: DetectorConfig, metadata: serving.ModelMeta
 
     m = config.model
     rows = ["| metric | " + " | ".join(report["splits"]) + " |", "|---|" + "---|" * len(report["splits"])]
-    for key in ("AP", "AP50", "AP75", "AR1", "AR10", "AR100", "f1", "precision_at_f1", "recall_at_f1",
-                "images", "images_with_boxes", "true_boxes", "left_out"):
+    for key in (
+        "AP",
+        "AP50",
+        "AP75",
+        "AR1",
+        "AR10",
+        "AR100",
+        "f1",
+        "precision_at_f1",
+        "recall_at_f1",
+        "images",
+        "images_with_boxes",
+        "true_boxes",
+        "left_out",
+    ):
         rows.append(f"| {key} | " + " | ".join(_fmt(mt.get(key)) for mt in report["splits"].values()) + " |")
-    counts = ["| split | images | with boxes | boxes | negatives | left out (rust, no boxes) |", "|---|---|---|---|---|---|"]
+    for key in ("AP50", "AP", "AR100"):
+        rows.append(
+            f"| {key}, box images only (no negatives, the article's setting) | "
+            + " | ".join(_fmt(mt.get("box_images_only", {}).get(key)) for mt in report["splits"].values())
+            + " |"
+        )
+    counts = [
+        "| split | images | with boxes | boxes | negatives | left out (rust, no boxes) |",
+        "|---|---|---|---|---|---|",
+    ]
     for split, c in report["data_counts"].items():
-        counts.append(f"| {split} | {c['images']} | {c['box_images']} | {c['boxes']} | {c['negatives']} | {c['skipped']} |")
+        counts.append(
+            f"| {split} | {c['images']} | {c['box_images']} | {c['boxes']} | {c['negatives']} | {c['skipped']} |"
+        )
     t = report["training"]
     lines = [
         f"# Model card: rust detector `{metadata.version}`",
@@ -440,7 +520,9 @@ def _plain(value):
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", required=True, help="data set directory written by pipelines.build_dataset (local or gs://)")
+    parser.add_argument(
+        "--data", required=True, help="data set directory written by pipelines.build_dataset (local or gs://)"
+    )
     parser.add_argument("--model_dir", required=True, help="where the SavedModel, metadata, metrics and model card go")
     parser.add_argument("--config", default=None, help="YAML config (default configs/detector.yaml)")
     parser.add_argument("--frozen_epochs", type=int, default=None)
@@ -448,7 +530,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--batch_size", type=int, default=None)
     parser.add_argument("--weights", default=None, help="imagenet, none or a .h5 path (default: project resolution)")
     parser.add_argument(
-        "--hold_out", default=None,
+        "--hold_out",
+        default=None,
         help="raw labelled folder (e.g. a benchmark's test images) kept out of training with its near-duplicates, "
         "then evaluated: metrics in metrics.json under held_out and in MODEL_DIR/held_out/",
     )
