@@ -38,9 +38,9 @@ class ClassifierConfig:
     backbone_kwargs: dict = field(default_factory=dict)  # e.g. {alpha: 0.35} for MobileNetV2
     input_size: int = 224
     weights: str | None = None  # imagenet | none | /path.h5; None = corrosion.weights resolution order
-    dropout: float = 0.2
+    dropout: float = 0.5
     l2: float = 1e-4  # on the head's kernel
-    label_smoothing: float = 0.0  # softens the 0/1 targets: less over-confident scores on a small data set
+    label_smoothing: float = 0.1  # softens the 0/1 targets: less over-confident scores on a small data set
     batch_size: int = 32
     seed: int = 42
     # phase 1: frozen backbone, head only
@@ -52,7 +52,7 @@ class ClassifierConfig:
     cache_features: bool = True
     feature_augmented_copies: int = 4
     # phase 2: fine-tune the top of the backbone
-    fine_tune_epochs: int = 10
+    fine_tune_epochs: int = 12
     fine_tune_learning_rate: float = 2e-5
     fine_tune_from: str = "block_13_expand"  # first backbone layer fine-tuned (MobileNetV2: blocks 13-16 + Conv_1)
     early_stopping_patience: int = 4  # epochs without a better validation ROC-AUC
