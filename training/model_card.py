@@ -86,7 +86,8 @@ def render(metrics: dict, config: dict) -> str:
         "(flips, rotation, zoom, brightness, contrast, hue), class weights "
         f"{_fmt_weights(metrics['training'].get('class_weight'))}, best epoch by validation ROC-AUC, early stopping.",
         f"- Selected: {metrics['training']['selected']}. Training took {metrics['training']['seconds'] / 60:.1f} min "
-        f"({metrics['training']['epochs_run']} epochs run).",
+        f"({metrics['training']['epochs_run']} epochs run, {metrics['training'].get('cpu_threads', '?')} CPU threads"
+        f"{', ' + metrics['training']['device'] if metrics['training'].get('device') else ''}).",
         "",
         "## Data",
         f"Data set `{metrics['data']['path']}`.",

@@ -65,24 +65,24 @@ def roc(curves_by_name: dict[str, tuple[np.ndarray, np.ndarray]]) -> bytes:
     return _png(fig)
 
 
-def precision_recall(curves_by_name: dict[str, tuple[np.ndarray, np.ndarray]], threshold: float | None = None) -> bytes:
-    """Precision-recall curves; the operating point at ``threshold`` marked on each."""
+def precision_recall(
+    curves_by_name: dict[str, tuple[np.ndarray, np.ndarray]], thresholds: dict[str, float] | float | None = None
+) -> bytes:
+    """Precision-recall curves, each with its operating point (its own threshold, or one for all) marked."""
     fig, ax = plt.subplots(figsize=(5, 5))
     for name, (labels, scores) in curves_by_name.items():
         ap = cm.average_precision(labels, scores)
         if ap is None:
             continue
         c = cm.curves(labels, scores)
-        (line,) = ax.step(np.r_[0.0, c.tpr], np.r_[1.0, c.precision], where="pre", label=f"{name} (AP {ap:.3f})")
+        threshold = thresholds.get(name) if isinstance(thresholds, dict) else thresholds
+        label = f"{name} (AP {ap:.3f}" + (f", dot: threshold {threshold:.3f})" if threshold is not None else ")")
+        (line,) = ax.step(np.r_[0.0, c.tpr], np.r_[1.0, c.precision], where="pre", label=label)
         if threshold is not None:
             s = cm.summarise(labels, scores, threshold)
             if s["precision"] is not None and s["recall"] is not None:
                 ax.plot(s["recall"], s["precision"], "o", color=line.get_color())
-    ax.set(
-        xlabel="recall",
-        ylabel="precision",
-        title="Precision-recall" + (f" (dot: threshold {threshold:.3f})" if threshold is not None else ""),
-    )
+    ax.set(xlabel="recall", ylabel="precision", title="Precision-recall")
     ax.set(xlim=(0, 1.01), ylim=(0, 1.01))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower left")

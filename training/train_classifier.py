@@ -18,6 +18,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import os
 import shutil
 import sys
 import tempfile
@@ -434,6 +435,8 @@ class Trainer:
             },
             "training": {
                 "seconds": round(seconds, 1),
+                "cpu_threads": os.cpu_count(),
+                "device": "GPU" if tf.config.list_physical_devices("GPU") else "CPU only",
                 "phase1_mode": phase1_mode,
                 "selected": self.selected,
                 "epochs_run": self.epochs_so_far(),
@@ -511,12 +514,14 @@ class Trainer:
         out = self.model_dir
         io_utils.write_text(io_utils.join(out, "metrics.json"), json.dumps(metrics, indent=2) + "\n")
         pairs = {split: (y[split], scores[split]) for split in scores}
+        thresholds = {split: metrics["threshold"] for split in scores}
         if metrics["baseline"] is not None:
             pairs["baseline test"] = (y["test"], self._baseline_scores["test"])
+            thresholds["baseline test"] = metrics["baseline"]["threshold"]
         pngs = {
             "training_curves.png": plots.training_curves(self.histories),
             "roc.png": plots.roc(pairs),
-            "precision_recall.png": plots.precision_recall(pairs, metrics["threshold"]),
+            "precision_recall.png": plots.precision_recall(pairs, thresholds),
             "confusion_validation.png": plots.confusion_matrix(metrics["validation"], "validation"),
             "confusion_test.png": plots.confusion_matrix(metrics["test"], "test"),
         }
