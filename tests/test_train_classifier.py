@@ -181,3 +181,19 @@ def test_learns_rust_with_pretrained_features(shared_weights_file, tmp_path):
     )
     metrics = Trainer(str(ds), str(tmp_path / "m"), cfg, load_labels()).run()
     assert metrics["test"]["roc_auc"] >= 0.9
+
+
+def test_any_keras_applications_backbone_splits_where_config_says():
+    """Cached training runs the bottom once and the top many times: together they must be the model."""
+    from corrosion.weights import resolve_weights
+    from training.classifier_model import build_classifier
+
+    cfg = tiny_config(backbone="MobileNetV3Small", backbone_kwargs={}, fine_tune_from="expanded_conv_8_expand")
+    parts = build_classifier(cfg, resolve_weights("none"))
+    images = np.random.default_rng(0).uniform(0, 255, (2, SIZE, SIZE, 3)).astype("float32")
+    np.testing.assert_allclose(parts.top(parts.bottom(images)), parts.inference(images), atol=1e-6)
+    np.testing.assert_allclose(parts.head(parts.features(images)), parts.inference(images), atol=1e-6)
+    with pytest.raises(ValueError, match="cannot be cut at 'expanded_conv_9_project'"):
+        build_classifier(dataclasses.replace(cfg, fine_tune_from="expanded_conv_9_project"), resolve_weights("none"))
+    with pytest.raises(ValueError, match="has no layer 'block_13_expand'"):
+        build_classifier(dataclasses.replace(cfg, fine_tune_from="block_13_expand"), resolve_weights("none"))
