@@ -414,7 +414,7 @@ def model_card(report: dict, config: DetectorConfig, metadata: serving.ModelMeta
         "## Model and why",
         f"- `{m.backbone}` (alpha {m.alpha}) at {m.input_size} px, ImageNet weights ({metadata.weights}), features at "
         f"strides 8/16/32 (`{'`, `'.join(m.feature_layers)}`) plus {m.extra_levels} extra stride-2 level(s), merged "
-        f"top-down in a {m.fpn_channels}-channel FPN; one SSD-lite head (separable convolutions, depth {m.head_depth}) "
+        f"top-down in a {m.fpn_channels}-channel FPN; one SSD-lite head (separable convolutions, depth {m.head_depth}, group norm) "
         f"shared across levels, {m.anchors_per_location} anchors per location (scales {list(m.anchor_scales)}, "
         f"aspect ratios {list(m.aspect_ratios)}, sizes {list(m.anchor_sizes)} of the image side).",
         "- Why SSD-lite with anchors rather than FCOS or CenterNet: rust regions range from a fist-sized spot to the "
@@ -448,7 +448,7 @@ def model_card(report: dict, config: DetectorConfig, metadata: serving.ModelMeta
         "## Training",
         f"- Phase 1: {config.frozen_epochs} epochs with the backbone frozen, AdamW at {config.learning_rate} "
         f"(cosine, warm-up). Phase 2: {config.finetune_epochs} epochs training the backbone from "
-        f"`{config.fine_tune_from}` on at {config.finetune_learning_rate}. Batch norm frozen throughout "
+        f"`{config.fine_tune_from}` on at {config.finetune_learning_rate}. Backbone batch norm frozen throughout "
         f"(batches of {config.batch_size}). Each epoch: every box image once plus {config.negatives_per_positive:g} "
         "sampled negative(s) per box image.",
         "- Augmentation with Keras's box-aware layers: RandomFlip, RandomZoom, RandomTranslation (boxes moved and "
