@@ -142,7 +142,11 @@ def draw_rust_patch(rng: np.random.Generator, img: np.ndarray, x0: int, y0: int,
     mask = _blob_mask(rng, bw, bh)
     tone = _smooth_noise(rng, bw, bh, max(2, min(bw, bh) // 6))[..., None]
     fine = rng.random((bh, bw, 1)).astype(np.float32)
-    colour = np.where(tone < 0.5, _RUST_DARK + (_RUST_MID - _RUST_DARK) * tone * 2, _RUST_MID + (_RUST_LIGHT - _RUST_MID) * (tone - 0.5) * 2)
+    colour = np.where(
+        tone < 0.5,
+        _RUST_DARK + (_RUST_MID - _RUST_DARK) * tone * 2,
+        _RUST_MID + (_RUST_LIGHT - _RUST_MID) * (tone - 0.5) * 2,
+    )
     colour = colour * (0.85 + 0.3 * fine)
     pits = rng.random((bh, bw)) < 0.03
     colour[pits] *= 0.5
@@ -172,7 +176,9 @@ def render(
             bw, bh = min(bw, width - 2), min(bh, height - 2)
             x0 = int(rng.integers(1, width - bw))
             y0 = int(rng.integers(1, height - bh))
-            if all(x0 >= b.xmax + 2 or x0 + bw <= b.xmin - 2 or y0 >= b.ymax + 2 or y0 + bh <= b.ymin - 2 for b in boxes):
+            if all(
+                x0 >= b.xmax + 2 or x0 + bw <= b.xmin - 2 or y0 >= b.ymax + 2 or y0 + bh <= b.ymin - 2 for b in boxes
+            ):
                 box = draw_rust_patch(rng, img, x0, y0, bw, bh)
                 boxes.append(Box(box.xmin, box.ymin, box.xmax, box.ymax, box_label))
                 break
@@ -345,7 +351,9 @@ def generate_survey(
             label.parent.mkdir(parents=True, exist_ok=True)
             label.write_text(yolo_txt(boxes_raw, raw_w, raw_h))
         survey.images.append(
-            SyntheticImage(rel, truth.width, truth.height, truth.image_class, truth.boxes, truth.background, orientation)
+            SyntheticImage(
+                rel, truth.width, truth.height, truth.image_class, truth.boxes, truth.background, orientation
+            )
         )
     if layout == "yolo":
         _write_data_yaml(root, box_label)
@@ -375,7 +383,12 @@ def _write_data_yaml(root: Path, box_label: str) -> None:
 
 
 def write_bad_file(
-    root: Path, kind: str, stem: str, layout: str = "voc", rng: np.random.Generator | None = None, box_label: str = "rust"
+    root: Path,
+    kind: str,
+    stem: str,
+    layout: str = "voc",
+    rng: np.random.Generator | None = None,
+    box_label: str = "rust",
 ) -> BadFile:
     """Write one broken input of ``kind`` (see BAD_KINDS) under ``root``; images go where ``layout`` puts them."""
     rng = rng or np.random.default_rng(0)

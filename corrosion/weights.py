@@ -103,7 +103,9 @@ def build_backbone(architecture: str, input_size: int, source: WeightSource, **k
         model = ctor(include_top=False, weights=source.keras_arg, input_shape=shape, **kwargs)
     except Exception as exc:
         if source.kind != "imagenet":
-            raise WeightsUnavailableError(f"cannot load {architecture} weights from {source.description}: {exc}") from exc
+            raise WeightsUnavailableError(
+                f"cannot load {architecture} weights from {source.description}: {exc}"
+            ) from exc
         expected = keras_file_name(architecture, input_size, kwargs.get("alpha", 1.0)) or "<the file Keras names above>"
         raise WeightsUnavailableError(
             f"ImageNet weights for {architecture} are not available: {keras_cache_dir() / expected} is missing and "

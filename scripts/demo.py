@@ -102,7 +102,12 @@ def generate_night(root: Path, size: DemoSize, seed: int) -> synthetic.Survey:
         (root / name).write_bytes(synthetic.encode_image(pixels, quality=90))
         survey.images.append(synthetic.SyntheticImage(name, 4000, 3000, "rust", boxes, "steel"))
     (root.parent / f"{root.name}_truth.json").write_text(survey.truth_json())
-    log.info("generated survey night: %d images (%d of 12 MP), %d unreadable files", len(survey.images), size.night_large, len(survey.bad_files))
+    log.info(
+        "generated survey night: %d images (%d of 12 MP), %d unreadable files",
+        len(survey.images),
+        size.night_large,
+        len(survey.bad_files),
+    )
     return survey
 
 
@@ -131,7 +136,9 @@ def run_demo(workdir: Path, data: str | None, tiny: bool, seed: int = 7) -> dict
     dataset, models = workdir / "dataset", workdir / "models"
     _step("build data set", "pipelines.build_dataset", "--input", source, "--output_dir", str(dataset))
     w = pick_weights(tiny)
-    classifier_cfg = _override_yaml(config_path("classifier.yaml"), workdir / "classifier.yaml", {"input_size": size.classifier_input_size})
+    classifier_cfg = _override_yaml(
+        config_path("classifier.yaml"), workdir / "classifier.yaml", {"input_size": size.classifier_input_size}
+    )
     _step(
         "train classifier", "training.train_classifier", "--data", str(dataset), "--model_dir", str(models / "classifier"),
         "--config", str(classifier_cfg), "--epochs", str(size.classifier_epochs),
@@ -189,18 +196,22 @@ def summarise(workdir: Path, results: Path, report: Path, seconds: float) -> dic
         "seconds": round(seconds),
     }
     (workdir / "demo_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    print("\nDemo finished in %d s. Outputs:" % seconds)
+    print(f"\nDemo finished in {seconds:.0f} s. Outputs:")
     print(f"  results CSV : {', '.join(result_files)}")
     print(f"  errors CSV  : {', '.join(error_files)}")
     print(f"  previews    : {summary['previews']}")
     print(f"  HTML report : {report}")
-    print(f"Summary: {summary['images']} images, {summary['rust_images']} rust images, {summary['errors']} errors (unreadable files)")
+    print(
+        f"Summary: {summary['images']} images, {summary['rust_images']} rust images, {summary['errors']} errors (unreadable files)"
+    )
     return summary
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", help="a real labelled folder (VOC, YOLO or class folders) instead of generated photos")
+    parser.add_argument(
+        "--data", help="a real labelled folder (VOC, YOLO or class folders) instead of generated photos"
+    )
     parser.add_argument("--workdir", default="demo_out", help="where everything goes (wiped first)")
     parser.add_argument("--tiny", action="store_true", help="tiny sizes and random weights (the CI test)")
     args = parser.parse_args(argv)

@@ -48,7 +48,11 @@ def test_missing_file(tmp_path):
 def test_label_aliases_from_configs():
     labels = load_labels()
     assert [labels.image_class(n) for n in ("rust", "corrosion", "CORROSION", "norust", "NOCORROSION")] == [
-        "rust", "rust", "rust", "no_rust", "no_rust"
+        "rust",
+        "rust",
+        "rust",
+        "no_rust",
+        "no_rust",
     ]
     assert labels.box_class("corrosion") == "rust" and labels.box_label_id("rust") == 1
     assert labels.image_label_id("rust") == 1 and labels.image_label_id("no_rust") == 0

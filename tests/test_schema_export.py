@@ -1,26 +1,33 @@
 import numpy as np
 import tensorflow as tf
+from datasets import synthetic_records, write_dataset
 
 from corrosion import preprocess, schema, serving
-from datasets import synthetic_records, write_dataset
 from training.export import export_model
 
 
 def test_record_round_trip_python_and_graph(tmp_path):
     record = synthetic_records(1, 0, size=(200, 100), seed=2)[0]
     again = schema.from_example(schema.serialize(record))
-    assert again.sha256 == record.sha256 and again.image_class == "rust" and again.box_labels == (1,) * len(record.boxes)
-    for a, b in zip(again.boxes, record.boxes):
+    assert (
+        again.sha256 == record.sha256 and again.image_class == "rust" and again.box_labels == (1,) * len(record.boxes)
+    )
+    for a, b in zip(again.boxes, record.boxes, strict=True):
         np.testing.assert_allclose([a.xmin, a.ymin, a.xmax, a.ymax], [b.xmin, b.ymin, b.xmax, b.ymax], atol=1e-3)
     parsed = schema.parse_tf(tf.constant(schema.serialize(record)))
     b = record.boxes[0]
-    np.testing.assert_allclose(parsed["boxes"][0].numpy(), [b.ymin / 100, b.xmin / 200, b.ymax / 100, b.xmax / 200], atol=1e-6)
+    np.testing.assert_allclose(
+        parsed["boxes"][0].numpy(), [b.ymin / 100, b.xmin / 200, b.ymax / 100, b.xmax / 200], atol=1e-6
+    )
     assert int(parsed["label"]) == 1
 
 
 def test_write_dataset_has_all_splits(tmp_path):
     out = write_dataset(tmp_path, {"train": (2, 1), "test": (1, 1)})
-    counts = {s: sum(1 for _ in tf.data.TFRecordDataset(tf.io.gfile.glob(schema.shard_pattern(str(out), s)))) for s in ("train", "test")}
+    counts = {
+        s: sum(1 for _ in tf.data.TFRecordDataset(tf.io.gfile.glob(schema.shard_pattern(str(out), s))))
+        for s in ("train", "test")
+    }
     assert counts == {"train": 3, "test": 2}
 
 

@@ -46,7 +46,9 @@ def test_hard_negatives_are_rust_coloured_but_have_no_boxes(tmp_path):
 
 @pytest.mark.parametrize("orientation", [3, 6, 8])
 def test_exif_orientation_round_trip(tmp_path, orientation):
-    survey = synthetic.generate_survey(tmp_path, "voc", n_rust=1, n_clean=0, size=(200, 120), orientations=(orientation,))
+    survey = synthetic.generate_survey(
+        tmp_path, "voc", n_rust=1, n_clean=0, size=(200, 120), orientations=(orientation,)
+    )
     truth = survey.images[0]
     data = (tmp_path / truth.path).read_bytes()
     info = images.probe(data)
@@ -74,7 +76,7 @@ def test_yolo_layout_with_data_yaml(tmp_path):
         label = tmp_path / truth.path.replace("/images/", "/labels/").replace(".jpg", ".txt")
         rows = [line.split() for line in label.read_text().splitlines()]
         assert len(rows) == len(truth.boxes)
-        for row, box in zip(rows, truth.boxes):
+        for row, box in zip(rows, truth.boxes, strict=True):
             cx, cy, w, h = map(float, row[1:])
             assert cx * truth.width == pytest.approx((box.xmin + box.xmax) / 2, abs=0.01)
             assert w * truth.width == pytest.approx(box.width, abs=0.01)

@@ -1,9 +1,8 @@
 import shutil
 
-from keras.src.backend import config as keras_config
-
 import numpy as np
 import pytest
+from keras.src.backend import config as keras_config
 
 from corrosion import weights
 
@@ -39,7 +38,7 @@ def test_file_source_loads_those_weights(tmp_path):
     path = tmp_path / "backbone.weights.h5"
     model.save_weights(path)
     again = weights.build_backbone("MobileNetV2", 96, weights.resolve_weights(str(path)), alpha=0.35)
-    for a, b in zip(model.get_weights(), again.get_weights()):
+    for a, b in zip(model.get_weights(), again.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
 
 
@@ -48,7 +47,10 @@ def test_imagenet_unavailable_offline_says_which_file_and_how(tmp_path, monkeypa
     with pytest.raises(weights.WeightsUnavailableError) as err:
         weights.build_backbone("MobileNetV2", 160, weights.resolve_weights("imagenet"))
     message = str(err.value)
-    assert str(tmp_path / "empty-keras" / "models" / "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_160_no_top.h5") in message
+    assert (
+        str(tmp_path / "empty-keras" / "models" / "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_160_no_top.h5")
+        in message
+    )
     assert weights.ENV_VAR in message and "make weights" in message
 
 
