@@ -29,6 +29,7 @@ from training.detector_data import AugmentConfig, SplitCounts
 from training.detector_decode import PostprocessConfig
 from training.detector_model import DetectorModelConfig
 from training.detector_targets import AssignmentConfig
+from training.tensorboard_logs import TensorBoardScalars
 
 log = logging.getLogger("training.train_detector")
 
@@ -80,39 +81,6 @@ def _schedule(keras, peak: float, steps_per_epoch: int, epochs: int, warmup_epoc
         warmup_steps=warmup,
         alpha=0.02,
     )
-
-
-class EpochScalars(keras.callbacks.Callback):
-    """TensorBoard event files (train/ and validation/ runs) via TensorFlow's core ``tf.summary.write``.
-
-    Keras's TensorBoard callback needs the ``tensorboard`` package, which the pinned environment
-    does not carry; ``tensorboard --logdir MODEL_DIR/logs`` reads these wherever it is installed.
-    """
-
-    def __init__(self, log_dir: str) -> None:
-        import tensorflow as tf
-        from tensorflow.core.framework import summary_pb2
-
-        super().__init__()
-        self._tf = tf
-        self._metadata = summary_pb2.SummaryMetadata(
-            plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars"),
-            data_class=summary_pb2.DATA_CLASS_SCALAR,
-        )
-        self._writers = {
-            run: tf.summary.create_file_writer(io_utils.join(log_dir, run)) for run in ("train", "validation")
-        }
-
-    def on_epoch_end(self, epoch, logs=None):
-        tf = self._tf
-        for key, value in (logs or {}).items():
-            run, tag = ("validation", key[4:]) if key.startswith("val_") else ("train", key)
-            with self._writers[run].as_default():
-                tf.summary.write(f"epoch_{tag}", tf.constant(float(value)), step=epoch, metadata=self._metadata)
-
-    def on_train_end(self, logs=None):
-        for writer in self._writers.values():
-            writer.flush()
 
 
 class ValidationAP(keras.callbacks.Callback):
@@ -220,7 +188,7 @@ def train(
     losses = {BOX_OUTPUT: BoxLoss(), CLS_OUTPUT: FocalLoss(config.focal_alpha, config.focal_gamma)}
     loss_weights = {BOX_OUTPUT: config.box_loss_weight, CLS_OUTPUT: 1.0}
 
-    scalars = EpochScalars(logs_dir)
+    scalars = TensorBoardScalars(logs_dir)
     history: dict[str, list] = {}
     phases = [
         ("frozen", config.frozen_epochs, config.learning_rate, None),
