@@ -39,3 +39,13 @@ class AnnotationError(ValueError):
 
     def to_reject(self, stage: str = ANNOTATION) -> Reject:
         return Reject(self.path, stage, self.reason, str(self))
+
+
+def box_class_or_reject(labels, source_name: str, annotation_path: str) -> str:
+    """The project box class for a source label; AnnotationError ``unknown_label`` naming the label."""
+    from corrosion.labels import UnknownLabelError
+
+    try:
+        return labels.box_class(source_name)
+    except UnknownLabelError as exc:
+        raise AnnotationError("unknown_label", annotation_path, str(exc)) from exc

@@ -8,15 +8,15 @@ absolute path on another machine) is ignored. XML is parsed with defusedxml, so 
 from __future__ import annotations
 
 import xml.etree.ElementTree as StdET
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import defusedxml
 import defusedxml.ElementTree as SafeET
 
 from corrosion import io_utils, paths
 from corrosion.annotations import Box, LabelledImage
-from corrosion.labels import NO_RUST, RUST, LabelConfig, UnknownLabelError
-from corrosion.rejects import AnnotationError
+from corrosion.labels import NO_RUST, RUST, LabelConfig
+from corrosion.rejects import AnnotationError, box_class_or_reject
 
 
 @dataclass(frozen=True)
@@ -103,14 +103,7 @@ def resolve_image_path(annotation: VocAnnotation, root: str) -> str:
 
 def map_boxes(boxes: tuple[Box, ...], labels: LabelConfig, annotation_path: str) -> tuple[Box, ...]:
     """Source box labels -> project box classes; AnnotationError unknown_label naming the label."""
-    out = []
-    for b in boxes:
-        try:
-            cls = labels.box_class(b.label)
-        except UnknownLabelError as exc:
-            raise AnnotationError("unknown_label", annotation_path, str(exc)) from exc
-        out.append(Box(b.xmin, b.ymin, b.xmax, b.ymax, cls, b.difficult, b.truncated))
-    return tuple(out)
+    return tuple(replace(b, label=box_class_or_reject(labels, b.label, annotation_path)) for b in boxes)
 
 
 def to_labelled(

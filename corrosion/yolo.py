@@ -15,8 +15,8 @@ import yaml
 
 from corrosion import io_utils, paths
 from corrosion.annotations import Box, LabelledImage
-from corrosion.labels import NO_RUST, RUST, LabelConfig, UnknownLabelError
-from corrosion.rejects import AnnotationError
+from corrosion.labels import NO_RUST, RUST, LabelConfig
+from corrosion.rejects import AnnotationError, box_class_or_reject
 
 DATA_YAML_NAMES = ("data.yaml", "data.yml", "dataset.yaml")
 
@@ -111,10 +111,7 @@ def to_pixel_boxes(
     """Normalised centre boxes -> pixel corner boxes with project box classes."""
     out = []
     for b in boxes:
-        try:
-            cls = labels.box_class(b.class_name)
-        except UnknownLabelError as exc:
-            raise AnnotationError("unknown_label", label_path, str(exc)) from exc
+        cls = box_class_or_reject(labels, b.class_name, label_path)
         out.append(
             Box(
                 (b.cx - b.w / 2) * width,
