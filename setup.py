@@ -26,7 +26,9 @@ setup(
     version="0.1.0",
     description="Rust detection on steel survey photos: Beam dataset and inference pipelines, Keras training",
     python_requires=">=3.11,<3.12",
-    packages=find_packages(include=["corrosion", "corrosion.*", "pipelines", "pipelines.*", "training", "training.*", "configs"]),
+    packages=find_packages(
+        include=["corrosion", "corrosion.*", "pipelines", "pipelines.*", "training", "training.*", "configs"]
+    ),
     package_data={"configs": ["*.yaml", "*.json", "*.pbtxt"]},
     include_package_data=True,
     install_requires=_requirements(),

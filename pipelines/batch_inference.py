@@ -51,6 +51,7 @@ from pipelines.inference_handlers import (
     DetectorHandler,
     ImageRecord,
     classifier_pixels,
+    limit_tf_threads,
 )
 
 log = logging.getLogger("pipelines.batch_inference")
@@ -173,10 +174,14 @@ class PrepareForClassifier(beam.DoFn):
     own instead of failing a batch.
     """
 
-    def __init__(self, input_size: int, max_pixels: int, keep_data: bool) -> None:
+    def __init__(self, input_size: int, max_pixels: int, keep_data: bool, tf_threads: int | None = None) -> None:
         self._size = input_size
         self._max_pixels = max_pixels
         self._keep = keep_data
+        self._tf_threads = tf_threads
+
+    def setup(self) -> None:
+        limit_tf_threads(self._tf_threads)  # before this worker's first TensorFlow op (the resize)
 
     def process(self, element: tuple[str, bytes], processed: dict | None = None):
         uri, data = element
@@ -409,7 +414,10 @@ def build_pipeline(p: beam.Pipeline, args: argparse.Namespace, cfg: InferenceCon
         )
     prepared = read.images | "DecodeForClassifier" >> beam.ParDo(
         PrepareForClassifier(
-            info.classifier.input_size, cfg.max_pixels, keep_data=detector is not None or want_previews
+            info.classifier.input_size,
+            cfg.max_pixels,
+            keep_data=detector is not None or want_previews,
+            tf_threads=cfg.tf_threads_per_call,
         ),
         processed=processed,
     ).with_outputs(ERRORS, SKIPPED, main="prepared")
@@ -417,7 +425,10 @@ def build_pipeline(p: beam.Pipeline, args: argparse.Namespace, cfg: InferenceCon
 
     scored = (
         prepared.prepared
-        | "Classify" >> RunInference(ClassifierHandler(args.classifier, info.classifier, cfg.classifier_batch_size))
+        | "Classify"
+        >> RunInference(
+            ClassifierHandler(args.classifier, info.classifier, cfg.classifier_batch_size, cfg.tf_threads_per_call)
+        )
         | "Scored" >> beam.MapTuple(lambda rec, pred: ScoredImage(rec, float(pred.inference)))
     )
     if detector is None:

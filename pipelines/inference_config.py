@@ -39,6 +39,7 @@ class BigQueryConfig:
 @dataclass(frozen=True)
 class InferenceConfig:
     classifier_batch_size: int = 32
+    tf_threads_per_call: int | None = 1  # None: TensorFlow's default (every core for each call)
     detector_images_per_batch: int = 2
     tile_batch_size: int = 32
     detector_gate: float | None = None  # None: detector on every image; else only where rust_probability >= gate

@@ -48,6 +48,25 @@ class Detections:
     error_message: str | None = None
 
 
+def limit_tf_threads(threads: int | None) -> None:
+    """Cap the threads one TensorFlow op may use in this process (``tf_threads_per_call``).
+
+    Only possible before the process runs its first TensorFlow op; later it is left as it is
+    (logged), so calling it from every worker's setup is safe.
+    """
+    if not threads:
+        return
+    import tensorflow as tf
+
+    if tf.config.threading.get_intra_op_parallelism_threads() == threads:
+        return
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        log.info("TensorFlow calls in this process use %d thread(s) each", threads)
+    except RuntimeError:
+        log.info("TensorFlow already running in this process: keeping its thread setting")
+
+
 class _Loaded:
     """A loaded SavedModel and its pixels signature (the signature needs the object alive)."""
 
@@ -59,12 +78,16 @@ class _Loaded:
 
 
 class ClassifierHandler(ModelHandler[tuple[ImageRecord, np.ndarray], tuple[ImageRecord, PredictionResult], _Loaded]):
-    def __init__(self, model_dir: str, metadata: serving.ModelMetadata, batch_size: int) -> None:
+    def __init__(
+        self, model_dir: str, metadata: serving.ModelMetadata, batch_size: int, tf_threads: int | None = None
+    ) -> None:
         super().__init__(min_batch_size=1, max_batch_size=batch_size)
         self._model_dir = model_dir
         self._metadata = metadata
+        self._tf_threads = tf_threads
 
     def load_model(self) -> _Loaded:
+        limit_tf_threads(self._tf_threads)
         log.info("loading classifier %s from %s", self._metadata.version, self._model_dir)
         return _Loaded(self._model_dir)
 
@@ -97,6 +120,7 @@ class DetectorHandler(ModelHandler[tuple[Any, ImageRecord], tuple[Any, Predictio
         self._config = config
 
     def load_model(self) -> _Loaded:
+        limit_tf_threads(self._config.tf_threads_per_call)
         log.info("loading detector %s from %s", self._metadata.version, self._model_dir)
         return _Loaded(self._model_dir)
 

@@ -394,3 +394,24 @@ def test_end_to_end_with_a_tiny_trained_detector(work, survey, classifier):
                 and 0 <= b[1] <= b[3] <= row["height"]
                 and b[4] >= meta.threshold - 1e-6
             )
+
+
+def _threads_after(code: str) -> str:
+    import subprocess
+    import sys
+
+    script = (
+        "import tensorflow as tf\n"
+        "from pipelines.inference_handlers import limit_tf_threads\n"
+        f"{code}\n"
+        "limit_tf_threads(1)\n"
+        "print('THREADS', tf.config.threading.get_intra_op_parallelism_threads())\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    return done.stdout.split("THREADS")[-1].strip()
+
+
+def test_tf_threads_per_call_applies_before_the_first_op_and_is_left_alone_after():
+    assert _threads_after("") == "1"
+    # A worker whose TensorFlow already ran keeps its setting instead of failing.
+    assert _threads_after("tf.constant(1.0) + 1.0") == "0"
