@@ -5,6 +5,7 @@ Lets training and inference tests run without the Beam dataset pipeline.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from pathlib import Path
 
@@ -42,9 +43,11 @@ def write_dataset(
     per_split: dict[str, tuple[int, int]] | None = None,
     size=(160, 120),
     seed: int = 0,
+    unlocated: dict[str, int] | None = None,
     **kwargs,
 ) -> Path:
-    """Write ``{split}-00000-of-00001.tfrecord`` for each split with (n_rust, n_clean) images."""
+    """Write ``{split}-00000-of-00001.tfrecord`` for each split with (n_rust, n_clean) images,
+    plus ``unlocated[split]`` rust images whose boxes are dropped (as class-folder sources give)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     per_split = per_split or {"train": (16, 16), "validation": (6, 6), "test": (6, 6)}
@@ -52,5 +55,8 @@ def write_dataset(
         with tf.io.TFRecordWriter(str(out_dir / f"{split}-00000-of-00001.tfrecord")) as writer:
             for record in synthetic_records(n_rust, n_clean, size, seed + 1000 * offset, **kwargs):
                 writer.write(schema.serialize(record))
+            extra = (unlocated or {}).get(split, 0)
+            for record in synthetic_records(extra, 0, size, seed + 1000 * offset + 500, **kwargs):
+                writer.write(schema.serialize(dataclasses.replace(record, boxes=(), box_labels=())))
     (out_dir / "label_map.pbtxt").write_text(load_labels().label_map_pbtxt())
     return out_dir

@@ -51,7 +51,11 @@ PATCHES = {"patch_scale": (0.2, 0.45), "max_patches": 2}
 def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("detector")
     data = write_dataset(
-        root / "data", {"train": (64, 16), "validation": (10, 4), "test": (16, 4)}, size=SIZES, **PATCHES
+        root / "data",
+        {"train": (64, 16), "validation": (10, 4), "test": (16, 4)},
+        size=SIZES,
+        unlocated={"train": 8},
+        **PATCHES,
     )
     config = train_detector.load_detector_config(None, TINY)
     report = train_detector.train(str(data), str(root / "model"), config)
@@ -110,6 +114,38 @@ def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     inter = np.clip(y1 - y0, 0, None) * np.clip(x1 - x0, 0, None)
     area = lambda z: (z[:, 2] - z[:, 0]) * (z[:, 3] - z[:, 1])  # noqa: E731
     return inter / (area(a)[:, None] + area(b)[None, :] - inter)
+
+
+def test_rust_photos_without_boxes_train_only_the_image_head(tmp_path):
+    from training.detector_data import _to_targets
+
+    config = small_model_config()
+    anchors = anchor_boxes(config)
+    boxes = tf.constant([[[0.2, 0.2, 0.6, 0.6]], [[-1.0] * 4], [[-1.0] * 4]], tf.float32)
+    labels = tf.constant([[1.0], [-1.0], [-1.0]])
+    batch = {"images": tf.zeros([3, 128, 128, 3], tf.uint8), "bounding_boxes": {"boxes": boxes, "labels": labels}}
+    flags = tf.constant([[1.0, 1.0], [0.0, 1.0], [1.0, 0.0]])  # box image, negative, rust without boxes
+    _, targets = _to_targets(anchors, AssignmentConfig(), config.box_variance, image_head=True)(batch, flags)
+    cls = targets["cls"].numpy()
+    assert (cls[0] == 1.0).sum() >= 1
+    assert (cls[1] == 0.0).all()  # every anchor of a clean photo is background
+    assert (cls[2] == -1.0).all()  # nobody drew where the rust is: no anchor is judged
+    np.testing.assert_array_equal(targets["image"].numpy(), [[1.0], [0.0], [1.0]])
+
+
+def test_image_score_blends_into_box_scores():
+    anchors = tf.constant([[0.1, 0.1, 0.3, 0.3], [0.5, 0.5, 0.9, 0.9]], tf.float32)
+    cls = tf.constant([[2.0, -1.0], [2.0, -1.0]])
+    outputs = {"box": tf.zeros([2, 2, 4]), "cls": cls, "image": tf.constant([[4.0], [-4.0]])}
+    anchor_scores = tf.sigmoid(cls).numpy()[0]
+    image_scores = tf.sigmoid(tf.constant([4.0, -4.0])).numpy()
+    for w in (0.0, 0.5):
+        out = decode(outputs, anchors, (0.1, 0.1, 0.2, 0.2), PostprocessConfig(image_score_weight=w, min_score=0.0))
+        for i in range(2):
+            expected = np.sort(anchor_scores ** (1 - w) * image_scores[i] ** w)[::-1]
+            np.testing.assert_allclose(out["detection_scores"].numpy()[i, :2], expected, rtol=1e-5)
+    with pytest.raises(ValueError, match="image score weights"):
+        PostprocessConfig(image_score_weight=1.5)
 
 
 def test_targets_decode_back_to_the_true_boxes_in_pixels_of_a_non_square_image():
@@ -243,12 +279,18 @@ def test_training_writes_metrics_card_grid_and_tensorboard_logs(trained):
     for key in ("AP", "AP50", "AP75", "AR1", "AR10", "AR100"):
         assert 0.0 <= metrics["splits"]["test"][key] <= 1.0
     assert metrics["data_counts"]["train"] == {
-        "images": 80,
+        "images": 88,
         "box_images": 64,
         "boxes": metrics["data_counts"]["train"]["boxes"],
         "negatives": 16,
-        "skipped": 0,
+        "skipped": 8,
     }
+    training = metrics["training"]
+    tried = training["validation_AP50_by_image_score_weight"]
+    assert set(tried) == {"0.0", "0.25", "0.5", "0.75"}
+    assert tried[str(training["image_score_weight"])] == max(tried.values())
+    assert serving.read_metadata(str(model_dir)).extra["image_score_weight"] == training["image_score_weight"]
+    assert len(training["history"]["image_loss"]) == TINY["finetune_epochs"]
     card = (model_dir / "model_card.md").read_text()
     assert "Fuzzy rust boxes" in card and f"{metrics['splits']['test']['AP50']:.3f}" in card
     assert (model_dir / "detections_grid.png").read_bytes()[:4] == b"\x89PNG"

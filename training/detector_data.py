@@ -2,7 +2,8 @@
 
 Which images a detector can learn from: those with rust boxes, and ``no_rust`` images (no rust
 anywhere, so every anchor is background). A ``rust`` image without boxes (class-folder sources)
-says nothing about where the rust is, so it is left out and counted.
+says nothing about where the rust is: its anchors are all ignored, and it trains only the
+model's image-level head (rust somewhere in the photo), when the model has one.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import tensorflow as tf
 from corrosion import preprocess
 from corrosion.labels import NO_RUST, load_labels
 from training.data import DatasetError, parsed_dataset
-from training.detector_targets import AssignmentConfig, assign
+from training.detector_targets import IGNORE, AssignmentConfig, assign
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,7 @@ class SplitCounts:
     box_images: int  # images with at least one rust box
     boxes: int
     negatives: int  # no_rust images (no boxes)
-    skipped: int  # rust images without boxes: unusable for detection
+    skipped: int  # rust images without boxes: no anchor targets; only the image-level head learns from them
 
     def as_dict(self) -> dict[str, int]:
         return dict(self.__dict__)
@@ -99,28 +100,35 @@ def count_split(data_dir: str, split: str, exclude: frozenset[str] = frozenset()
     return SplitCounts(images, box_images, boxes, negatives, images - box_images - negatives)
 
 
+POSITIVES, NEGATIVES, UNLOCATED = "positives", "negatives", "unlocated"  # box images, no_rust, rust without boxes
+
+
 def _decoded(
-    data_dir: str, split: str, size: int, max_boxes: int, positives: bool, exclude: frozenset[str] = frozenset()
+    data_dir: str, split: str, size: int, max_boxes: int, kind: str, exclude: frozenset[str] = frozenset()
 ) -> tf.data.Dataset:
-    """Decoded, resized, uint8-cached images with their (<= max_boxes) boxes padded to label -1."""
+    """Decoded, resized, uint8-cached images of one ``kind`` with their (<= max_boxes) boxes padded
+    to label -1, and the image-level target: (rust, located) as float32 (2,)."""
     negative = load_labels().image_label_id(NO_RUST)
+    flags = {POSITIVES: (1.0, 1.0), NEGATIVES: (0.0, 1.0), UNLOCATED: (1.0, 0.0)}[kind]
 
     def keep(ex):
         has_boxes = tf.shape(ex["boxes"])[0] > 0
-        return has_boxes if positives else (~has_boxes & (ex["label"] == negative))
+        is_negative = ex["label"] == negative
+        return {POSITIVES: has_boxes, NEGATIVES: ~has_boxes & is_negative, UNLOCATED: ~has_boxes & ~is_negative}[kind]
 
     def load(ex):
         image = tf.cast(tf.round(preprocess.decode_and_resize(ex["encoded"], size)), tf.uint8)
         boxes = tf.clip_by_value(ex["boxes"][:max_boxes], 0.0, 1.0)
         n = tf.shape(boxes)[0]
         pad = max_boxes - n
-        return {
+        batch = {
             "images": image,
             "bounding_boxes": {
                 "boxes": tf.pad(boxes, [[0, pad], [0, 0]], constant_values=-1.0),
                 "labels": tf.pad(tf.ones([n], tf.float32), [[0, pad]], constant_values=-1.0),
             },
         }
+        return batch, tf.constant(flags, tf.float32)
 
     return (
         parsed_dataset(data_dir, split)
@@ -169,15 +177,19 @@ def augmenter(config: AugmentConfig, seed: int):
     return apply
 
 
-def _to_targets(anchors, assignment: AssignmentConfig, variance):
+def _to_targets(anchors, assignment: AssignmentConfig, variance, image_head: bool):
     anchors = tf.constant(anchors, tf.float32)
 
-    def fn(batch):
+    def fn(batch, flags):
         images = tf.clip_by_value(tf.cast(batch["images"], tf.float32), 0.0, 255.0)
         cls, deltas = assign(
             anchors, batch["bounding_boxes"]["boxes"], batch["bounding_boxes"]["labels"], assignment, variance
         )
-        return images, {"box": tf.concat([deltas, cls[..., None]], axis=-1), "cls": cls}
+        cls = tf.where(flags[:, 1:2] > 0, cls, IGNORE)  # rust somewhere, nobody drew where: no anchor target
+        targets = {"box": tf.concat([deltas, cls[..., None]], axis=-1), "cls": cls}
+        if image_head:
+            targets["image"] = flags[:, 0:1]
+        return images, targets
 
     return fn
 
@@ -196,43 +208,73 @@ def training_dataset(
     augment: AugmentConfig,
     seed: int,
     exclude: frozenset[str] = frozenset(),
+    unlocated_per_positive: float = 0.0,
+    image_head: bool = False,
 ) -> tuple[tf.data.Dataset, int]:
-    """Endless augmented batches and the steps per epoch: every box image once, plus sampled negatives."""
+    """Endless augmented batches and the steps per epoch: every box image once, plus sampled
+    negatives and (for a model with an image head) sampled rust images without boxes."""
     if counts.box_images == 0:
         raise DatasetError(
             f"the training split has no image with rust boxes ({counts.images} images: {counts.negatives} negatives, "
             f"{counts.skipped} rust images without boxes); build the data set from a source with boxes (VOC XML or YOLO txt)"
         )
-    pos = _decoded(data_dir, "train", size, max_boxes, True, exclude).repeat().shuffle(256, seed=seed)
     n_neg = min(counts.negatives, int(round(counts.box_images * negatives_per_positive)))
-    if n_neg > 0:
-        neg = _decoded(data_dir, "train", size, max_boxes, False, exclude).repeat().shuffle(1024, seed=seed + 1)
-        weight = n_neg / (n_neg + counts.box_images)
-        ds = tf.data.Dataset.sample_from_datasets([pos, neg], [1.0 - weight, weight], seed=seed + 2)
-    else:
-        ds = pos
-    steps = max(1, math.ceil((counts.box_images + n_neg) / batch_size))
+    n_unl = min(counts.skipped, int(round(counts.box_images * unlocated_per_positive))) if image_head else 0
+    streams, weights = [], []
+    for kind, n, buffer, offset in (
+        (POSITIVES, counts.box_images, 256, 0),
+        (NEGATIVES, n_neg, 1024, 1),
+        (UNLOCATED, n_unl, 1024, 3),
+    ):
+        if n > 0:
+            ds = (
+                _decoded(data_dir, "train", size, max_boxes, kind, exclude).repeat().shuffle(buffer, seed=seed + offset)
+            )
+            streams.append(ds)
+            weights.append(n)
+    total = sum(weights)
+    ds = (
+        streams[0]
+        if len(streams) == 1
+        else tf.data.Dataset.sample_from_datasets(streams, [w / total for w in weights], seed=seed + 2)
+    )
+    steps = max(1, math.ceil(total / batch_size))
     log.info(
-        "training on %d box images (%d boxes) + %d of %d negatives per epoch, %d steps of %d",
+        "training on %d box images (%d boxes) + %d of %d negatives + %d of %d rust images without boxes "
+        "per epoch, %d steps of %d",
         counts.box_images,
         counts.boxes,
         n_neg,
         counts.negatives,
+        n_unl,
+        counts.skipped,
         steps,
         batch_size,
     )
-    ds = ds.batch(batch_size, drop_remainder=True).map(augmenter(augment, seed), num_parallel_calls=tf.data.AUTOTUNE)
-    ds = ds.map(_to_targets(anchors, assignment, variance), num_parallel_calls=tf.data.AUTOTUNE)
+    augment_batch = augmenter(augment, seed)
+    ds = ds.batch(batch_size, drop_remainder=True).map(
+        lambda batch, flags: (augment_batch(batch), flags), num_parallel_calls=tf.data.AUTOTUNE
+    )
+    ds = ds.map(_to_targets(anchors, assignment, variance, image_head), num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE), steps
 
 
 def loss_dataset(
-    data_dir: str, split: str, *, size: int, batch_size: int, max_boxes: int, anchors, assignment, variance
+    data_dir: str,
+    split: str,
+    *,
+    size: int,
+    batch_size: int,
+    max_boxes: int,
+    anchors,
+    assignment,
+    variance,
+    image_head: bool = False,
 ) -> tf.data.Dataset:
     """Un-augmented batches of a split's box images, for the validation loss.
 
     Box images only: the loss is divided by the batch's positive anchors, so a batch of negatives
     alone would be divided by 1 and swamp the figure. Negatives are judged by COCO AP instead.
     """
-    ds = _decoded(data_dir, split, size, max_boxes, positives=True).batch(batch_size)
-    return ds.map(_to_targets(anchors, assignment, variance)).prefetch(tf.data.AUTOTUNE)
+    ds = _decoded(data_dir, split, size, max_boxes, POSITIVES).batch(batch_size)
+    return ds.map(_to_targets(anchors, assignment, variance, image_head)).prefetch(tf.data.AUTOTUNE)

@@ -13,7 +13,7 @@ import tensorflow as tf
 from keras.utils import bounding_boxes
 
 from corrosion import serving
-from training.detector_model import BOX_OUTPUT, CLS_OUTPUT
+from training.detector_model import BOX_OUTPUT, CLS_OUTPUT, IMAGE_OUTPUT
 from training.detector_targets import BOX_FORMAT
 
 
@@ -23,6 +23,17 @@ class PostprocessConfig:
     pre_nms_top_k: int = 1000  # best-scoring anchors kept before NMS (speed)
     nms_iou: float = 0.5
     min_score: float = 0.01  # boxes below this never leave the model; the user's threshold is in metadata
+    # Box score = anchor score^(1 - w) * image score^w, w this weight (0: anchors alone; models
+    # without an image head ignore it). A clean photo of red paint may light up a few anchors, but
+    # the whole-image view says "no rust" and pulls them down. Used while training (best-epoch
+    # choice); training then picks the final weight on validation among choose_image_score_weight.
+    image_score_weight: float = 0.5
+    choose_image_score_weight: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75)
+
+    def __post_init__(self) -> None:
+        for w in (self.image_score_weight, *self.choose_image_score_weight):
+            if not 0.0 <= w <= 1.0:
+                raise ValueError(f"image score weights must be in [0, 1], got {w}")
 
 
 def decode(
@@ -33,6 +44,10 @@ def decode(
         anchors, outputs[BOX_OUTPUT], anchor_format=BOX_FORMAT, box_format=BOX_FORMAT, variance=list(variance)
     )
     scores = tf.sigmoid(tf.cast(outputs[CLS_OUTPUT], tf.float32))
+    w = config.image_score_weight
+    if w > 0.0 and IMAGE_OUTPUT in outputs:
+        image = tf.sigmoid(tf.cast(outputs[IMAGE_OUTPUT], tf.float32))  # (B, 1)
+        scores = tf.pow(scores, 1.0 - w) * tf.pow(image, w)
     k = min(config.pre_nms_top_k, int(anchors.shape[0]))
     top_scores, top_idx = tf.math.top_k(scores, k=k)
     top_boxes = tf.gather(boxes, top_idx, batch_dims=1)

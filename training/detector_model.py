@@ -17,6 +17,7 @@ from corrosion.weights import WeightSource, build_backbone
 
 BOX_OUTPUT = "box"
 CLS_OUTPUT = "cls"
+IMAGE_OUTPUT = "image"  # (N, 1) logit: is there rust anywhere in this view
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,10 @@ class DetectorModelConfig:
     prior_probability: float = 0.01
     norm_groups: int = 8  # GroupNormalization in the FPN and head: no batch statistics, no train/inference gap
     bn_momentum: float = 0.9  # batch norm of a from-scratch backbone (weights none): stats settle in tens of steps
+    # An image-level rust logit from the pooled top features, trained on every image (rust photos
+    # without boxes too); post-processing blends it into the box scores (see PostprocessConfig).
+    image_head: bool = True
+    image_head_dropout: float = 0.3
 
     def __post_init__(self) -> None:
         if self.input_size % 32 or self.input_size < 64:
@@ -98,7 +103,8 @@ def _conv_gn(keras, x, channels: int, stride: int, groups: int, name: str):
 
 
 def build_detector(config: DetectorModelConfig, weights: WeightSource):
-    """Keras model: 0..255 RGB -> {"box": (N, A, 4) deltas, "cls": (N, A) logits}; also returns the backbone."""
+    """Keras model: 0..255 RGB -> {"box": (N, A, 4) deltas, "cls": (N, A) logits[, "image": (N, 1) logit]};
+    also returns the backbone."""
     import keras
 
     backbone = build_backbone(config.backbone, config.input_size, weights, alpha=config.alpha)
@@ -163,6 +169,10 @@ def build_detector(config: DetectorModelConfig, weights: WeightSource):
         BOX_OUTPUT: keras.layers.Concatenate(axis=1, name=BOX_OUTPUT)(box_out),
         CLS_OUTPUT: keras.layers.Concatenate(axis=1, name=CLS_OUTPUT)(cls_out),
     }
+    if config.image_head:
+        pooled = keras.layers.GlobalAveragePooling2D(name="image_pool")(c_levels[-1])
+        pooled = keras.layers.Dropout(config.image_head_dropout, name="image_dropout")(pooled)
+        outputs[IMAGE_OUTPUT] = keras.layers.Dense(1, name=IMAGE_OUTPUT)(pooled)
     return keras.Model(images, outputs, name="rust_detector"), features
 
 

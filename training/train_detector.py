@@ -34,6 +34,7 @@ from training.tensorboard_logs import TensorBoardScalars
 log = logging.getLogger("training.train_detector")
 
 TRAINING_SPLIT, VALIDATION_SPLIT, TEST_SPLIT = "train", "validation", "test"
+LOSS_KEYS = ("loss", "cls_loss", "box_loss", "image_loss")
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,8 @@ class DetectorConfig:
     batch_size: int = 8
     max_boxes: int = 64  # per image, after which boxes are dropped (the data's maximum is logged)
     negatives_per_positive: float = 1.5  # no-rust images sampled per box image in each epoch
+    unlocated_per_positive: float = 0.75  # rust images without boxes per box image (image head only)
+    image_loss_weight: float = 1.0  # binary cross-entropy of the image head
     frozen_epochs: int = 4
     finetune_epochs: int = 56
     learning_rate: float = 2e-3
@@ -126,7 +129,14 @@ def train(
     from training.detector_data import count_split, held_out_sha256, loss_dataset, training_dataset
     from training.detector_decode import make_predict
     from training.detector_loss import BoxLoss, FocalLoss
-    from training.detector_model import BOX_OUTPUT, CLS_OUTPUT, anchor_boxes, build_detector, set_backbone_trainable
+    from training.detector_model import (
+        BOX_OUTPUT,
+        CLS_OUTPUT,
+        IMAGE_OUTPUT,
+        anchor_boxes,
+        build_detector,
+        set_backbone_trainable,
+    )
     from training.export import export_model
 
     started = time.time()
@@ -164,6 +174,8 @@ def train(
         augment=config.augment,
         seed=config.seed,
         exclude=exclude,
+        unlocated_per_positive=config.unlocated_per_positive,
+        image_head=m.image_head,
     )
     val_ds = loss_dataset(
         data,
@@ -174,12 +186,19 @@ def train(
         anchors=anchors,
         assignment=config.assignment,
         variance=m.box_variance,
+        image_head=m.image_head,
     )
-    predict = make_predict(model, anchors, m.box_variance, config.postprocess)
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
-    def detect(encoded: tf.Tensor) -> dict[str, tf.Tensor]:  # what the exported bytes signature computes
-        return predict(preprocess.decode_batch(encoded, m.input_size))
+    def detector_fns(post: PostprocessConfig):
+        predict = make_predict(model, anchors, m.box_variance, post)
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+        def detect(encoded: tf.Tensor) -> dict[str, tf.Tensor]:  # what the exported bytes signature computes
+            return predict(preprocess.decode_batch(encoded, m.input_size))
+
+        return predict, detect
+
+    predict, detect = detector_fns(config.postprocess)
 
     total_epochs = config.frozen_epochs + config.finetune_epochs
     selector = ValidationAP(detect, val_examples, config.eval_every, total_epochs)
@@ -187,6 +206,9 @@ def train(
     io_utils.make_dirs(model_dir)
     losses = {BOX_OUTPUT: BoxLoss(), CLS_OUTPUT: FocalLoss(config.focal_alpha, config.focal_gamma)}
     loss_weights = {BOX_OUTPUT: config.box_loss_weight, CLS_OUTPUT: 1.0}
+    if m.image_head:
+        losses[IMAGE_OUTPUT] = keras.losses.BinaryCrossentropy(from_logits=True)
+        loss_weights[IMAGE_OUTPUT] = config.image_loss_weight
 
     scalars = TensorBoardScalars(logs_dir)
     history: dict[str, list] = {}
@@ -224,12 +246,22 @@ def train(
             callbacks=[selector, scalars],
             verbose=2,
         )
-        for key in ("loss", "cls_loss", "box_loss", "val_loss", "val_cls_loss", "val_box_loss"):
+        for key in (*LOSS_KEYS, *(f"val_{k}" for k in LOSS_KEYS)):
             history.setdefault(key, []).extend(float(v) for v in fit.history.get(key, []))
         epoch += epochs
 
     selector.restore_best()
     log.info("selected epoch %d (validation AP50 %.3f)", selector.best_epoch, selector.best_ap50)
+    post, weight_choice = config.postprocess, {}
+    if m.image_head:
+        for w in post.choose_image_score_weight:
+            candidate = dataclasses.replace(post, image_score_weight=w)
+            ap50 = detection_eval.evaluate_split(detector_fns(candidate)[1], val_examples)[0]["AP50"]
+            weight_choice[w] = ap50
+            log.info("image score weight %.2f: validation AP50 %.3f", w, ap50 if ap50 is not None else float("nan"))
+        best = max(weight_choice, key=lambda w: -1.0 if weight_choice[w] is None else weight_choice[w])
+        post = dataclasses.replace(post, image_score_weight=best)
+        predict, detect = detector_fns(post)
     val_metrics, _ = detection_eval.evaluate_split(detect, val_examples, val_skipped)
     threshold = config.score_threshold
     threshold_source = "configuration"
@@ -252,6 +284,7 @@ def train(
             "max_detections": config.postprocess.max_detections,
             "nms_iou": config.postprocess.nms_iou,
             "min_score": config.postprocess.min_score,
+            "image_score_weight": post.image_score_weight if m.image_head else 0.0,
             "threshold_source": threshold_source,
             "box_format": "normalised ymin, xmin, ymax, xmax",
         },
@@ -265,6 +298,8 @@ def train(
         "selected_epoch": selector.best_epoch,
         "validation_history": selector.history,
         "threshold_source": threshold_source,
+        "image_score_weight": post.image_score_weight if m.image_head else None,
+        "validation_AP50_by_image_score_weight": {str(w): ap for w, ap in weight_choice.items()},
         "history": history,
     }
     report["data_counts"] = {s: c.as_dict() for s, c in counts.items()}
@@ -312,10 +347,11 @@ def _curves_png(history: dict[str, list], validation: list[dict]) -> bytes:
         ("val_cls_loss", "--"),
         ("box_loss", "-"),
         ("val_box_loss", "--"),
+        ("image_loss", "-"),
     ):
         if key in history:
             axes[0].plot(epochs, history[key], style, marker=".", label=key)
-    axes[0].set_title("loss (focal + smooth L1)")
+    axes[0].set_title("loss (focal + smooth L1 + image cross-entropy)")
     if validation:
         axes[1].plot(
             [v["epoch"] for v in validation], [v["AP50"] for v in validation], marker="o", label="validation AP50"
@@ -409,7 +445,8 @@ def model_card(report: dict, config: DetectorConfig, metadata: serving.ModelMeta
         "drawn loosely by the annotator pulls the prediction without exploding the gradient.",
         "- Images without boxes (`no_rust`) make every anchor background: that is how hard negatives (red paint, "
         "copper, clean steel) teach the model what is not rust. `rust` images without boxes (class-folder "
-        "sources) say nothing about where the rust is and are left out.",
+        "sources) say nothing about where the rust is: all their anchors are ignored.",
+        *_image_head_lines(report, config),
         "- Evaluation keeps the standard COCO IoU thresholds; with fuzzy regions AP50 is the meaningful figure, "
         "AP75 and AP@[.5:.95] mostly measure agreement with one annotator's box edges.",
         "",
@@ -459,6 +496,22 @@ def model_card(report: dict, config: DetectorConfig, metadata: serving.ModelMeta
         "",
     ]
     return "\n".join(lines)
+
+
+def _image_head_lines(report: dict, config: DetectorConfig) -> list[str]:
+    if not config.model.image_head:
+        return []
+    t = report["training"]
+    tried = ", ".join(f"{w}: {_fmt(ap)}" for w, ap in t["validation_AP50_by_image_score_weight"].items())
+    return [
+        "- Image-level head: the pooled top backbone features give one rust logit per image (binary "
+        f"cross-entropy, weight {config.image_loss_weight:g}), trained on box images and negatives and on "
+        f"{config.unlocated_per_positive:g} rust photo(s) without boxes per box image, so the many class-folder "
+        "photos teach the detector what rust looks like even where nobody drew a box. Box scores are "
+        "anchor score^(1-w) x image score^w: anchors firing on a clean photo (copper, red paint) are pulled "
+        f"down by the whole-image view. w = **{t['image_score_weight']:g}**, chosen on validation AP50 "
+        f"({tried}).",
+    ]
 
 
 def _held_out_lines(report: dict) -> list[str]:
