@@ -32,7 +32,7 @@ import numpy as np
 from PIL import Image
 
 from corrosion import images, serving, synthetic
-from pipelines import batch_inference
+from pipelines.local_runner import LOCAL_RUNNER
 
 log = logging.getLogger("benchmarks.bench_inference")
 REPO = Path(__file__).resolve().parent.parent
@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> dict:
         reduced_decode_all = max(decode_rate(sample, (size, size), args.workers) for _ in range(args.repeats))
         article = max(article_way(sample, model_dir, size) for _ in range(args.repeats))
         runner = [  # the local default of pipelines.batch_inference, with an explicit thread count
-            f"--runner={batch_inference.LOCAL_RUNNER}",
+            f"--runner={LOCAL_RUNNER}",
             "--direct_running_mode=multi_threading",
             f"--direct_num_workers={args.workers}",
         ]

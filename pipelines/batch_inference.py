@@ -53,6 +53,7 @@ from pipelines.inference_handlers import (
     classifier_pixels,
     limit_tf_threads,
 )
+from pipelines.local_runner import with_local_default
 
 log = logging.getLogger("pipelines.batch_inference")
 
@@ -74,9 +75,7 @@ COUNTERS = (
     "previews_written",
 )
 _GLOB_CHARS = re.compile(r"[*?\[]")
-# Without --runner: DirectRunner's in-process engine (what DirectRunner falls back to when it cannot
-# fetch its Prism binary), one thread per core; no download at run time, models loaded once.
-LOCAL_RUNNER = "apache_beam.runners.portability.fn_api_runner.FnApiRunner"
+# Without --runner: the in-process engine (pipelines.local_runner), one thread per core, models loaded once.
 LOCAL_DEFAULTS = ("--direct_running_mode=multi_threading", "--direct_num_workers=0")
 
 
@@ -635,9 +634,7 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     )  # fmt: skip
     if args.bigquery_table and cfg.bigquery.clear_before_load:
         clear_bigquery_night(args.bigquery_table, cfg, info)
-    if not any(a == "--runner" or a.startswith("--runner=") for a in beam_args):
-        beam_args = [f"--runner={LOCAL_RUNNER}", *LOCAL_DEFAULTS, *beam_args]
-    options = PipelineOptions(beam_args)
+    options = PipelineOptions(with_local_default(beam_args, *LOCAL_DEFAULTS))
     p = beam.Pipeline(options=options)
     build_pipeline(p, args, cfg, info)
     started = time.monotonic()

@@ -24,6 +24,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions
 from corrosion import io_utils, paths
 from corrosion.dataset_config import DatasetConfig, load_dataset_config
 from pipelines import dataset_transforms as T
+from pipelines.local_runner import with_local_default
 
 log = logging.getLogger("pipelines.build_dataset")
 
@@ -164,7 +165,7 @@ def run(argv: list[str] | None = None) -> dict:
     previous = paths.normalise(args.previous_manifest) if args.previous_manifest else None
     if previous and not io_utils.exists(previous):
         raise SystemExit(f"--previous_manifest {previous} does not exist")
-    options = PipelineOptions(beam_args)
+    options = PipelineOptions(with_local_default(beam_args))
     options.view_as(SetupOptions).save_main_session = False
     log.info("building data set from %s into %s", ", ".join(inputs), output_dir)
     pipeline = beam.Pipeline(options=options)

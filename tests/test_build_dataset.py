@@ -305,3 +305,15 @@ def test_overlapping_or_missing_inputs_are_refused(tmp_path):
         )
     with pytest.raises(SystemExit, match="does not exist"):
         build_dataset.run(["--input", str(tmp_path / "nope"), "--output_dir", str(tmp_path / "o")])
+
+
+def test_local_runs_name_the_in_process_engine_and_leave_a_given_runner_alone():
+    from pipelines.local_runner import LOCAL_RUNNER, with_local_default
+
+    assert with_local_default(["--temp_location=/tmp"], "--direct_num_workers=0") == [
+        f"--runner={LOCAL_RUNNER}",
+        "--direct_num_workers=0",
+        "--temp_location=/tmp",
+    ]
+    for given in (["--runner=DataflowRunner", "--project=p"], ["--runner", "DirectRunner"]):
+        assert with_local_default(given, "--direct_num_workers=0") == given
