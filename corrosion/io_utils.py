@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import posixpath
 
 from apache_beam.io.filesystems import FileSystems
@@ -46,9 +47,13 @@ def basename(path: str) -> str:
 
 
 def make_dirs(path: str) -> None:
-    """Create a local directory tree; object stores have no directories, so nothing to do there."""
-    if path and "://" not in path and not FileSystems.exists(path):
-        FileSystems.mkdirs(path)
+    """Create a local directory tree; object stores have no directories, so nothing to do there.
+
+    ``os.makedirs(exist_ok=True)`` rather than Beam's ``mkdirs``: several worker threads writing
+    previews into one new folder race, and Beam's local mkdirs fails on a folder that exists.
+    """
+    if path and not is_remote(path):
+        os.makedirs(path, exist_ok=True)
 
 
 def is_remote(path: str) -> bool:
