@@ -117,7 +117,7 @@ def pipeline_rate(folder: Path, model_dir: str, out: Path, extra: list[str]) -> 
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--images", type=int, default=240, help="photos the large pipeline run scores")
+    parser.add_argument("--images", type=int, default=400, help="photos the large pipeline run scores")
     parser.add_argument("--small_images", type=int, default=40, help="photos the small run scores (steady state)")
     parser.add_argument("--article_images", type=int, default=24, help="photos the article's loop scores")
     parser.add_argument("--unique", type=int, default=6)
