@@ -8,6 +8,8 @@ the model (``normalisation_layer``), so models always take 0..255 RGB.
 
 from __future__ import annotations
 
+import functools
+
 import tensorflow as tf
 
 # keras.applications preprocess_input modes by architecture prefix; "none" = the model normalises itself.
@@ -30,6 +32,18 @@ def resize_pixels(image: tf.Tensor, size: int) -> tf.Tensor:
     """RGB pixels (H, W, 3) or (N, H, W, 3), any dtype -> float32 (size, size, 3) in 0..255."""
     image = tf.image.resize(tf.cast(image, tf.float32), (size, size), method="bilinear", antialias=True)
     return tf.clip_by_value(image, 0.0, 255.0)
+
+
+@functools.cache
+def resize_one(size: int) -> tf.types.experimental.PolymorphicFunction:
+    """``resize_pixels`` of one uint8 (H, W, 3) image as a single graph call, for Python loops.
+
+    Run eagerly its three ops cost over four times their arithmetic (2.7 vs 0.6 ms CPU for a
+    375x500 view): 5% of the inference pipeline's time per photo. Any H and W, traced once.
+    """
+    return tf.function(
+        lambda image: resize_pixels(image, size), input_signature=[tf.TensorSpec([None, None, 3], tf.uint8)]
+    )
 
 
 def decode_pixels(encoded: tf.Tensor) -> tf.Tensor:

@@ -233,4 +233,4 @@ def classifier_pixels(record_data: bytes, name: str, input_size: int, max_pixels
     from corrosion import preprocess
 
     img = images.decode(record_data, name, max_pixels, reduce_to=(input_size, input_size))
-    return preprocess.resize_pixels(np.asarray(img), input_size).numpy()
+    return preprocess.resize_one(input_size)(np.asarray(img)).numpy()

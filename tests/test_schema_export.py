@@ -50,3 +50,14 @@ def test_export_model_signatures_agree(tmp_path):
     assert by_bytes.shape == (3,)
     np.testing.assert_allclose(by_bytes, by_pixels, rtol=1e-6)
     assert serving.read_metadata(str(tmp_path / "m")) == meta
+
+
+def test_inference_pipelines_compiled_resize_is_the_shared_resize():
+    """The batch pipeline's one-call resize gives the very tensor training's resize gives, any shape."""
+    rng = np.random.default_rng(3)
+    for shape in [(375, 500, 3), (500, 375, 3), (64, 64, 3), (30, 90, 3)]:
+        pixels = rng.integers(0, 256, size=shape, dtype=np.uint8)
+        np.testing.assert_array_equal(
+            preprocess.resize_one(56)(pixels).numpy(), preprocess.resize_pixels(pixels, 56).numpy()
+        )
+    assert preprocess.resize_one(56) is preprocess.resize_one(56)  # one traced function per size
