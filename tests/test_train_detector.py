@@ -40,6 +40,7 @@ TINY = {
     "fine_tune_from": None,
     "negatives_per_positive": 0.5,
     "eval_every": 4,
+    "ema_momentum": 0.8,  # about 100 steps in all: the production 0.99 would still be averaging the start
     "augment": {"zoom": [0.0, 0.0], "translate": 0.0},
 }
 # Non-square photos of several shapes, big enough patches to learn in a minute of CPU.
