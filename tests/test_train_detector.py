@@ -313,3 +313,29 @@ def test_evaluate_on_a_raw_voc_folder_and_through_training_evaluate(trained, tmp
 
     again = evaluate.evaluate(str(trained["model_dir"]), str(trained["data"]), str(tmp_path / "eval2"), ("test",))
     assert again["splits"]["test"]["AP50"] == pytest.approx(trained["report"]["splits"]["test"]["AP50"], abs=1e-6)
+
+
+def _kernel_seen_at_last_epoch_end(selector_after_swap: bool) -> tuple[np.ndarray, np.ndarray]:
+    import keras
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    seen: list[np.ndarray] = []
+    selector = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: seen.append(model.get_weights()[0]))
+    for phase in range(2):  # two phases, as in training: a fresh optimizer and swapper each
+        model.compile(keras.optimizers.SGD(0.1, use_ema=True, ema_momentum=0.8), "mse")
+        swap = train_detector.ema_swap(0.8)
+        callbacks = [*swap, selector] if selector_after_swap else [selector, *swap]
+        x = np.random.default_rng(phase).random((64, 3)).astype(np.float32)
+        model.fit(x, x.sum(1, keepdims=True), epochs=3, batch_size=8, verbose=0, callbacks=callbacks)
+    return seen[-1], model.get_weights()[0]
+
+
+def test_the_validation_selector_sees_and_keeps_the_averaged_weights():
+    """After ``ema_swap`` the selector judges and snapshots the averaged weights, which are also what
+    fit ends on (and what is exported); placed before it, it would judge the raw last step."""
+    seen, final = _kernel_seen_at_last_epoch_end(selector_after_swap=True)
+    np.testing.assert_allclose(seen, final, rtol=1e-6)
+    seen_raw, final_raw = _kernel_seen_at_last_epoch_end(selector_after_swap=False)
+    assert np.abs(seen_raw - final_raw).max() > 1e-4
+    assert train_detector.ema_swap(None) == []

@@ -120,6 +120,12 @@ class ValidationAP(keras.callbacks.Callback):
             variable.assign(value)
 
 
+def ema_swap(momentum: float | None) -> list[keras.callbacks.Callback]:
+    """Callbacks to put before the validation selector so that it evaluates and keeps the averaged
+    weights (fit then ends on them too). A fresh one per phase: its state belongs to one optimizer."""
+    return [keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if momentum is not None else []
+
+
 def train(
     data: str, model_dir: str, config: DetectorConfig, config_file: str | None = None, hold_out: str | None = None
 ) -> dict:
@@ -225,11 +231,6 @@ def train(
         ),
     ]
 
-    def ema_swap() -> list:
-        """A fresh swapper per phase (its state belongs to one optimizer), before the selector so that
-        the selector evaluates and keeps the averaged weights; fit then ends on them too."""
-        return [keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if config.ema_momentum is not None else []
-
     epoch = 0
     for name, epochs, lr, trainable_from in phases:
         if epochs <= 0:
@@ -254,7 +255,7 @@ def train(
             initial_epoch=epoch,
             steps_per_epoch=steps,
             validation_data=val_ds,
-            callbacks=[*ema_swap(), selector, scalars],
+            callbacks=[*ema_swap(config.ema_momentum), selector, scalars],
             verbose=2,
         )
         for key in (*LOSS_KEYS, *(f"val_{k}" for k in LOSS_KEYS)):
