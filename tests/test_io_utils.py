@@ -30,7 +30,7 @@ def test_many_threads_writing_into_one_new_folder_all_succeed(tmp_path: Path) ->
         worker.join()
 
     assert errors == []
-    assert sorted(p.name for p in folder.iterdir()) == sorted(f"{i}.jpg" for i in range(16))
+    assert sorted(p.name for p in folder.iterdir()) == sorted(f"{i}.jpg" for i in range(threads_count))
     assert (folder / "7.jpg").read_bytes() == bytes([7])
 
 

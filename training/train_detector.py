@@ -230,7 +230,6 @@ def train(
             config.fine_tune_from or backbone.layers[0].name,
         ),
     ]
-
     epoch = 0
     for name, epochs, lr, trainable_from in phases:
         if epochs <= 0:
@@ -242,8 +241,7 @@ def train(
                 _schedule(keras, lr, steps, epochs, config.warmup_epochs),
                 weight_decay=config.weight_decay,
                 clipnorm=10.0,
-                use_ema=config.ema_momentum is not None,
-                ema_momentum=config.ema_momentum or 0.99,
+                **({"use_ema": True, "ema_momentum": config.ema_momentum} if config.ema_momentum is not None else {}),
             ),
             loss=losses,
             loss_weights=loss_weights,
