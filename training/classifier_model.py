@@ -54,7 +54,7 @@ class ClassifierConfig:
     # phase 2: fine-tune the top of the backbone
     fine_tune_epochs: int = 20
     fine_tune_learning_rate: float = 2e-5
-    fine_tune_from: str = "block_13_expand"  # first backbone layer fine-tuned (MobileNetV2: blocks 13-16 + Conv_1)
+    fine_tune_from: str = "block_11_expand"  # first backbone layer fine-tuned (MobileNetV2: blocks 11-16 + Conv_1)
     early_stopping_patience: int = 4  # epochs without a better validation ROC-AUC
     # data
     cache_images: bool = True  # decoded, resized images kept in memory between epochs
