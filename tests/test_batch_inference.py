@@ -22,6 +22,7 @@ from PIL import Image
 from corrosion import grading, results, serving, synthetic
 from pipelines import batch_inference as bi
 from pipelines import inference_test_models as doubles
+from pipelines import inference_transforms as transforms
 
 BAD_REASONS = {"truncated": "corrupt_image", "empty": "empty_file", "not_image": "not_an_image", "huge": "too_large"}
 
@@ -208,9 +209,9 @@ def test_bigquery_rows_and_table_settings_without_network(work, survey, classifi
     assert "`proj.surveys.rust`" in sql and params == {"run_date": "2026-11-24", "survey_id": "hull-7"}
 
 
-def _info_for(survey_id: str, day: dt.date) -> bi.RunInfo:
+def _info_for(survey_id: str, day: dt.date) -> transforms.RunInfo:
     meta = serving.ModelMetadata("classifier", "v", 32, 0.5, ("no_rust", "rust"), "x", "none")
-    return bi.RunInfo(survey_id, day, "", meta, None, "", survey_id)
+    return transforms.RunInfo(survey_id, day, "", meta, None, "", survey_id)
 
 
 def test_skip_processed_scores_only_new_images_and_reruns_do_not_duplicate(work, classifier, detector):
@@ -258,7 +259,9 @@ def test_rerun_removes_stale_shards_of_the_same_night_and_survey_only(tmp_path):
     for name in ("s-results-00000-of-00002.csv", "s-results-00001-of-00002.csv", "other-results-00000-of-00001.csv"):
         (night / name).write_text("old\n")
     (night / "s-results-00000-of-00001.csv").write_text("new\n")
-    removed = bi._remove_stale(None, str(night / "s-results-*.csv"), [str(night / "s-results-00000-of-00001.csv")])
+    removed = transforms.remove_stale(
+        None, str(night / "s-results-*.csv"), [str(night / "s-results-00000-of-00001.csv")]
+    )
     assert removed == 2
     assert sorted(p.name for p in night.iterdir()) == [
         "other-results-00000-of-00001.csv",
@@ -307,6 +310,39 @@ def test_previews_and_report_name_every_rust_image(night, survey):
             assert img.format == "JPEG" and max(img.size) <= 1600
     assert len(list(night["previews"].glob("*.jpg"))) == len(flagged)
     assert f"<tr><td>Unreadable files (errors)</td><td>{len(survey.bad_files)}</td></tr>" in html
+
+
+def test_the_command_runs_with_workers_in_other_processes_as_on_dataflow(work, survey, classifier, detector, night):
+    """``python -m`` makes the job module ``__main__``; elements crossing to a worker process
+    must not refer to classes there (Dataflow workers have their own ``__main__``)."""
+    import subprocess
+    import sys
+
+    out = work / "out_processes"
+    args = [
+        "--input", str(survey.root / "*"),
+        "--classifier", classifier,
+        "--detector", detector,
+        "--output", str(out),
+        "--survey_id", "hull-7",
+        "--report", str(work / "report_processes" / "survey.html"),
+        "--direct_running_mode=multi_processing",
+        "--direct_num_workers=2",
+    ]  # fmt: skip
+    repo = Path(__file__).resolve().parents[1]
+    done = subprocess.run(
+        [sys.executable, "-m", "pipelines.batch_inference", *args], cwd=repo, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads(done.stdout[done.stdout.index("{") :])
+    assert summary["all_inputs_accounted_for"]
+    key = ("image_uri", "rust_probability", "boxes")
+    threaded = sorted(tuple(r[k] for k in key) for r in night["rows"])
+    assert sorted(tuple(r[k] for k in key) for r in csv_rows(summary["results"])) == threaded
+    assert len(error_rows(summary["errors"])) == len(survey.bad_files)
+    assert len(list((work / "report_processes" / "previews").glob("*.jpg"))) == len(
+        list(night["previews"].glob("*.jpg"))
+    )
 
 
 def test_detector_gate_runs_the_detector_only_above_it(work, survey, detector):
