@@ -96,17 +96,22 @@ def error_rows(pattern: str) -> list[dict]:
     return out
 
 
-@pytest.fixture(scope="module")
-def night(work, survey, classifier, detector) -> dict:
-    """One full run: classifier + detector, previews and report."""
-    summary = run_pipeline(
+def full_run_args(survey: synthetic.Survey, classifier: str, detector: str, out: Path, report_dir: Path) -> list[str]:
+    """Arguments of a full run of ``survey``: classifier + detector, previews and report."""
+    return [
         "--input", str(survey.root / "*"),
         "--classifier", classifier,
         "--detector", detector,
-        "--output", str(work / "out"),
+        "--output", str(out),
         "--survey_id", "hull-7",
-        "--report", str(work / "report" / "survey.html"),
-    )  # fmt: skip
+        "--report", str(report_dir / "survey.html"),
+    ]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def night(work, survey, classifier, detector) -> dict:
+    """One full run: classifier + detector, previews and report."""
+    summary = run_pipeline(*full_run_args(survey, classifier, detector, work / "out", work / "report"))
     return {
         "summary": summary,
         "rows": csv_rows(summary["results"]),
@@ -318,17 +323,11 @@ def test_the_command_runs_with_workers_in_other_processes_as_on_dataflow(work, s
     import subprocess
     import sys
 
-    out = work / "out_processes"
     args = [
-        "--input", str(survey.root / "*"),
-        "--classifier", classifier,
-        "--detector", detector,
-        "--output", str(out),
-        "--survey_id", "hull-7",
-        "--report", str(work / "report_processes" / "survey.html"),
+        *full_run_args(survey, classifier, detector, work / "out_processes", work / "report_processes"),
         "--direct_running_mode=multi_processing",
         "--direct_num_workers=2",
-    ]  # fmt: skip
+    ]
     repo = Path(__file__).resolve().parents[1]
     done = subprocess.run(
         [sys.executable, "-m", "pipelines.batch_inference", *args], cwd=repo, capture_output=True, text=True
