@@ -14,8 +14,10 @@ from datasets import write_dataset
 from corrosion import preprocess, serving, synthetic
 from corrosion.config import ConfigError, config_path, load_config
 from corrosion.labels import load_labels
-from training import data
-from training.classifier_model import ClassifierConfig
+from corrosion.weights import resolve_weights
+from training import data, train_detector
+from training.classifier_model import ClassifierConfig, load_exported_classifier
+from training.detector_model import DetectorModelConfig, build_detector, init_backbone_from_classifier
 from training.train_classifier import Trainer, main
 
 SIZE = 64
@@ -138,6 +140,62 @@ def test_serving_preprocessing_is_training_preprocessing(trained, dataset):
     by_bytes = loaded.signatures[serving.BYTES_SIGNATURE](image_bytes=encoded)[serving.CLASSIFIER_OUTPUT]
     by_pixels = loaded.signatures[serving.PIXELS_SIGNATURE](images=tf.constant(trained_on))[serving.CLASSIFIER_OUTPUT]
     np.testing.assert_allclose(by_bytes.numpy(), by_pixels.numpy(), rtol=1e-6, atol=1e-7)
+
+
+def test_an_exported_classifier_restores_to_the_scores_it_serves(trained):
+    model_dir, _ = trained
+    parts = load_exported_classifier(model_dir)
+    pixels = np.random.default_rng(3).uniform(0, 255, (3, SIZE, SIZE, 3)).astype("float32")
+    served = tf.saved_model.load(model_dir).signatures[serving.PIXELS_SIGNATURE](images=tf.constant(pixels))
+    np.testing.assert_allclose(
+        parts.inference.predict(pixels, verbose=0).ravel(), served[serving.CLASSIFIER_OUTPUT].numpy(), atol=1e-6
+    )
+
+
+def test_the_detector_backbone_starts_from_the_classifiers_layer_by_layer(trained):
+    model_dir, _ = trained
+    classifier_backbone = load_exported_classifier(model_dir).backbone
+    config = DetectorModelConfig(alpha=0.35, input_size=96, fpn_channels=16, head_depth=1)
+    _, backbone = build_detector(config, resolve_weights("none"))
+    weighted = [layer for layer in backbone.layers if layer.weights]
+
+    def same_as_classifier(layer) -> bool:
+        theirs = classifier_backbone.get_layer(layer.name).get_weights()
+        return all(np.array_equal(a, b) for a, b in zip(layer.get_weights(), theirs, strict=True))
+
+    assert not all(same_as_classifier(layer) for layer in weighted)  # a fresh init differs
+    copied = init_backbone_from_classifier(backbone, model_dir, config)
+    assert copied == len(weighted) > 50
+    assert all(same_as_classifier(layer) for layer in weighted)
+
+    wider = DetectorModelConfig(alpha=0.5, input_size=64, fpn_channels=16, head_depth=1)
+    _, other = build_detector(wider, resolve_weights("none"))
+    with pytest.raises(ValueError, match=r"weight shapes .*backbones differ \(detector MobileNetV2 alpha 0.5\)"):
+        init_backbone_from_classifier(other, model_dir, wider)
+
+
+def test_detector_training_from_a_classifier_records_where_its_backbone_came_from(trained, dataset, tmp_path, caplog):
+    model_dir, _ = trained
+    overrides = {
+        "model": {"alpha": 0.35, "input_size": 96, "fpn_channels": 16, "head_depth": 1},
+        "weights": "none",
+        "init_from_classifier": model_dir,
+        "frozen_epochs": 1,
+        "finetune_epochs": 1,
+        "eval_every": 1,
+    }
+    report = train_detector.train(dataset, str(tmp_path / "det"), train_detector.load_detector_config(None, overrides))
+    version = serving.read_metadata(model_dir).version
+    assert report["backbone_init"]["version"] == version and report["backbone_init"]["same_data_set"] is True
+    assert version in serving.read_metadata(str(tmp_path / "det")).weights
+    assert "Backbone started from classifier" in (tmp_path / "det" / "model_card.md").read_text()
+
+    # a classifier trained on another data set may have seen this one's test photos: said, not hidden
+    config = train_detector.load_detector_config(None, overrides)
+    _, backbone = build_detector(config.model, resolve_weights("none"))
+    info = train_detector._init_from_classifier(backbone, config, str(tmp_path / "elsewhere"), frozenset())
+    assert info["same_data_set"] is False
+    assert "may include this data set's validation or test photos" in caplog.text
 
 
 def test_single_class_data_set_is_a_clear_error(tmp_path):

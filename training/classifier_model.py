@@ -188,3 +188,36 @@ def unfreeze_from(backbone: keras.Model, first_layer: str) -> int:
 def auc_metric() -> keras.metrics.AUC:
     """Validation ROC-AUC for checkpoint selection and early stopping (the report uses exact AUCs)."""
     return keras.metrics.AUC(curve="ROC", num_thresholds=1000, name="auc")
+
+
+def load_exported_classifier(model_dir: str) -> ClassifierParts:
+    """An exported classifier (``training.train_classifier``) rebuilt as Keras parts with its trained weights.
+
+    The SavedModel keeps only a serving graph, but its checkpoint holds the variables of
+    ``parts.inference``; rebuilding that model from metadata.json and reading the checkpoint gives
+    back a Keras backbone that another model (the detector) can start from.
+    """
+    import tensorflow as tf
+
+    from corrosion import io_utils, serving
+
+    meta = serving.read_metadata(model_dir)
+    if meta.kind != "classifier":
+        raise ValueError(
+            f"{model_dir} holds a {meta.kind} (metadata.json), not a classifier from training.train_classifier"
+        )
+    cfg = ClassifierConfig(
+        backbone=meta.backbone, input_size=meta.input_size, backbone_kwargs=dict(meta.extra.get("backbone_kwargs", {}))
+    )
+    parts = build_classifier(cfg, WeightSource("none", None, f"classifier {meta.version}"))
+    checkpoint = io_utils.join(model_dir, "variables", "variables")
+    try:
+        status = tf.train.Checkpoint(model=parts.inference).read(checkpoint)
+        status.expect_partial()  # the serving module's own objects (signatures) have no Keras counterpart
+        status.assert_existing_objects_matched()
+    except (AssertionError, ValueError, tf.errors.OpError) as exc:
+        raise ValueError(
+            f"cannot restore classifier {meta.version} from {checkpoint}: {exc}. Its SavedModel must come from "
+            "training.train_classifier of this project (a MobileNetV2-style classifier whose metadata names its backbone)"
+        ) from exc
+    return parts

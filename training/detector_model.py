@@ -194,3 +194,39 @@ def set_backbone_trainable(features, trainable_from: str | None, train_batch_nor
         layer.trainable = i >= start and (train_batch_norm or not is_bn)
         count += int(layer.trainable and bool(layer.weights))
     return count
+
+
+def init_backbone_from_classifier(backbone, classifier_dir: str, config: DetectorModelConfig) -> int:
+    """Copy an exported rust classifier's backbone weights into the detector's; returns the layers copied.
+
+    The classifier learnt rust against copper, red paint and clean steel from every image-level
+    label in the data set; the detector has only the photos with boxes. Starting from its features gives the box head
+    what no box annotation here can teach. Layer by layer, by name: input sizes may differ.
+    """
+    from training.classifier_model import load_exported_classifier
+
+    parts = load_exported_classifier(classifier_dir)
+    source = parts.backbone
+    copied = 0
+    for layer in backbone.layers:
+        if not layer.weights:
+            continue
+        try:
+            source_layer = source.get_layer(layer.name)
+        except ValueError as exc:
+            raise ValueError(
+                f"init_from_classifier: the classifier in {classifier_dir} has a {source.name} backbone without layer "
+                f"{layer.name!r}; the detector's is {config.backbone} (alpha {config.alpha}): train the classifier "
+                "with the detector's backbone"
+            ) from exc
+        values = source_layer.get_weights()
+        want = [tuple(w.shape) for w in layer.weights]
+        if [v.shape for v in values] != want:
+            raise ValueError(
+                f"init_from_classifier: layer {layer.name!r} of the classifier in {classifier_dir} has weight shapes "
+                f"{[v.shape for v in values]}, the detector's {want}: the backbones differ (detector {config.backbone} "
+                f"alpha {config.alpha}); use a classifier trained with the same backbone and alpha"
+            )
+        layer.set_weights(values)
+        copied += 1
+    return copied

@@ -44,6 +44,9 @@ class DetectorConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     postprocess: PostprocessConfig = field(default_factory=PostprocessConfig)
     weights: str | None = None  # None: the project's resolution ($CORROSION_WEIGHTS, configs/weights.yaml)
+    # An exported classifier (training.train_classifier) whose fine-tuned backbone the detector starts
+    # from, on top of ``weights``; None: ``weights`` alone.
+    init_from_classifier: str | None = None
     batch_size: int = 8
     max_boxes: int = 64  # per image, after which boxes are dropped (the data's maximum is logged)
     negatives_per_positive: float = 1.5  # no-rust images sampled per box image in each epoch
@@ -169,6 +172,7 @@ def train(
 
     weights = resolve_weights(config.weights)
     model, backbone = build_detector(m, weights)
+    backbone_init = _init_from_classifier(backbone, config, data, exclude)
     anchors = anchor_boxes(m)
     train_ds, steps = training_dataset(
         data,
@@ -289,7 +293,8 @@ def train(
         threshold=float(threshold),
         class_names=("rust",),
         backbone=m.backbone,
-        weights=weights.description,
+        weights=weights.description
+        + (f", then classifier {backbone_init['version']}'s backbone" if backbone_init else ""),
         extra={
             "max_detections": config.postprocess.max_detections,
             "nms_iou": config.postprocess.nms_iou,
@@ -313,6 +318,8 @@ def train(
         "history": history,
     }
     report["data_counts"] = {s: c.as_dict() for s, c in counts.items()}
+    if backbone_init:
+        report["backbone_init"] = backbone_init
     if hold_out:
         report["held_out"] = {"folder": hold_out, "images_excluded_from_training": len(exclude)}
         report["held_out"]["metrics"] = detection_eval.evaluate_detector(
@@ -324,6 +331,60 @@ def train(
     io_utils.write_text(io_utils.join(model_dir, "model_card.md"), model_card(report, config, metadata, config_file))
     log.info("done in %.1f min: %s", (time.time() - started) / 60, _summary(report))
     return report
+
+
+def _init_from_classifier(backbone, config: DetectorConfig, data: str, exclude: frozenset[str]) -> dict | None:
+    """Start the backbone from a classifier's (``init_from_classifier``) and say what that classifier saw.
+
+    A classifier trained on the same data set learnt from its train split only, so validation and
+    test stay unseen; one trained elsewhere may have seen them, which would flatter every metric
+    here. Held-out images (``--hold_out``) that sit in the train split were seen by the classifier
+    with their image label (rust), though never with boxes.
+    """
+    import csv
+
+    from training.detector_model import init_backbone_from_classifier
+
+    folder = config.init_from_classifier
+    if not folder:
+        return None
+    meta = serving.read_metadata(folder)
+    copied = init_backbone_from_classifier(backbone, folder, config.model)
+    trained_on = meta.extra.get("data")
+    same_data = trained_on is not None and _same_location(trained_on, data)
+    info = {
+        "classifier": folder,
+        "version": meta.version,
+        "layers_copied": copied,
+        "classifier_data": trained_on,
+        "same_data_set": same_data,
+    }
+    log.info("backbone: %d layers from classifier %s (%s), trained on %s", copied, meta.version, folder, trained_on)
+    if not same_data:
+        log.warning(
+            "classifier %s was trained on %s, not on %s: its training photos may include this data set's validation "
+            "or test photos, which would flatter the detector's metrics. Use a classifier trained on %s",
+            meta.version,
+            trained_on,
+            data,
+            data,
+        )
+    elif exclude:
+        rows = csv.DictReader(io_utils.read_text(io_utils.join(data, "manifest.csv")).splitlines())
+        seen = {r["sha256"] for r in rows if r["sha256"] in exclude and r["split"] == TRAINING_SPLIT}
+        info["held_out_images_in_classifier_training"] = len(seen)
+        if seen:
+            log.warning(
+                "%d held-out images are in the train split the classifier learnt from (image label only, no boxes)",
+                len(seen),
+            )
+    return info
+
+
+def _same_location(a: str, b: str) -> bool:
+    if io_utils.is_remote(a) or io_utils.is_remote(b):
+        return a.rstrip("/") == b.rstrip("/")
+    return os.path.realpath(a) == os.path.realpath(b)
 
 
 def _versions() -> dict[str, str]:
@@ -426,11 +487,12 @@ def model_card(report: dict, config: DetectorConfig, metadata: serving.ModelMeta
         f"Boxes scoring at least **{metadata.threshold:.3f}** ({t['threshold_source']}) count as rust.",
         "",
         "## Model and why",
-        f"- `{m.backbone}` (alpha {m.alpha}) at {m.input_size} px, ImageNet weights ({metadata.weights}), features at "
+        f"- `{m.backbone}` (alpha {m.alpha}) at {m.input_size} px, weights: {metadata.weights}; features at "
         f"strides 8/16/32 (`{'`, `'.join(m.feature_layers)}`) plus {m.extra_levels} extra stride-2 level(s), merged "
         f"top-down in a {m.fpn_channels}-channel FPN; one SSD-lite head (separable convolutions, depth {m.head_depth}, group norm) "
         f"shared across levels, {m.anchors_per_location} anchors per location (scales {list(m.anchor_scales)}, "
         f"aspect ratios {list(m.aspect_ratios)}, sizes {list(m.anchor_sizes)} of the image side).",
+        *_backbone_init_lines(report),
         "- Why SSD-lite with anchors rather than FCOS or CenterNet: rust regions range from a fist-sized spot to the "
         "whole photo and come in every aspect ratio; anchors at four scales up to the full image cover that range "
         "with the IoU-based assignment that Keras's box utilities already provide (`compute_iou`, "
@@ -533,6 +595,34 @@ def _image_head_lines(report: dict, config: DetectorConfig) -> list[str]:
     ]
 
 
+def _backbone_init_lines(report: dict) -> list[str]:
+    init = report.get("backbone_init")
+    if not init:
+        return []
+    if init["same_data_set"]:
+        seen = init.get("held_out_images_in_classifier_training")
+        provenance = (
+            "it learnt from this data set's train split only, so validation and test photos are unseen by both models"
+            + (
+                f"; {seen} of the held-out images below (or near-duplicates of them) sit in that split: the "
+                "classifier saw them with their image label, never with boxes"
+                if seen
+                else ""
+            )
+        )
+    else:
+        provenance = (
+            f"**it was trained on `{init['classifier_data']}`, not on this data set: it may have seen validation or "
+            "test photos, so the figures below may be optimistic**"
+        )
+    return [
+        f"- Backbone started from classifier `{init['version']}` (`{init['classifier']}`, {init['layers_copied']} "
+        "layers): features fine-tuned on every photo labelled rust / no rust, which teach what rust looks like "
+        "next to copper, red paint and clean steel far better than the few box images can; "
+        f"{provenance}."
+    ]
+
+
 def _held_out_lines(report: dict) -> list[str]:
     held = report.get("held_out")
     if not held:
@@ -570,6 +660,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--batch_size", type=int, default=None)
     parser.add_argument("--weights", default=None, help="imagenet, none or a .h5 path (default: project resolution)")
     parser.add_argument(
+        "--init_from_classifier",
+        default=None,
+        help="exported classifier directory (training.train_classifier on the same --data) whose backbone to start from",
+    )
+    parser.add_argument(
         "--hold_out",
         default=None,
         help="raw labelled folder (e.g. a benchmark's test images) kept out of training with its near-duplicates, "
@@ -577,7 +672,8 @@ def main(argv: list[str] | None = None) -> dict:
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    overrides = {k: getattr(args, k) for k in ("frozen_epochs", "finetune_epochs", "batch_size", "weights")}
+    flags = ("frozen_epochs", "finetune_epochs", "batch_size", "weights", "init_from_classifier")
+    overrides = {k: getattr(args, k) for k in flags}
     config = load_detector_config(args.config, overrides)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     return train(args.data, args.model_dir, config, args.config, args.hold_out)
