@@ -174,6 +174,7 @@ def test_the_detector_backbone_starts_from_the_classifiers_layer_by_layer(traine
         init_backbone_from_classifier(other, model_dir, wider)
 
 
+@pytest.mark.slow
 def test_detector_training_from_a_classifier_records_where_its_backbone_came_from(trained, dataset, tmp_path, caplog):
     model_dir, _ = trained
     overrides = {

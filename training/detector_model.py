@@ -200,8 +200,8 @@ def init_backbone_from_classifier(backbone, classifier_dir: str, config: Detecto
     """Copy an exported rust classifier's backbone weights into the detector's; returns the layers copied.
 
     The classifier learnt rust against copper, red paint and clean steel from every image-level
-    label in the data set; the detector has only the photos with boxes. Starting from its features gives the box head
-    what no box annotation here can teach. Layer by layer, by name: input sizes may differ.
+    label in the data set, the detector only from the photos with boxes. Layer by layer, by name:
+    the input sizes may differ.
     """
     from training.classifier_model import load_exported_classifier
 

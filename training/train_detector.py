@@ -293,8 +293,7 @@ def train(
         threshold=float(threshold),
         class_names=("rust",),
         backbone=m.backbone,
-        weights=weights.description
-        + (f", then classifier {backbone_init['version']}'s backbone" if backbone_init else ""),
+        weights=weights.description + (f", then the backbone of {backbone_init['version']}" if backbone_init else ""),
         extra={
             "max_detections": config.postprocess.max_detections,
             "nms_iou": config.postprocess.nms_iou,
@@ -617,8 +616,8 @@ def _backbone_init_lines(report: dict) -> list[str]:
         )
     return [
         f"- Backbone started from classifier `{init['version']}` (`{init['classifier']}`, {init['layers_copied']} "
-        "layers): features fine-tuned on every photo labelled rust / no rust, which teach what rust looks like "
-        "next to copper, red paint and clean steel far better than the few box images can; "
+        "layers): features fine-tuned on every photo labelled rust / no rust (copper, red paint and clean steel "
+        "among them), not only on the few photos with boxes; "
         f"{provenance}."
     ]
 
