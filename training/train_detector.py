@@ -368,8 +368,8 @@ def _init_from_classifier(backbone, config: DetectorConfig, data: str, exclude: 
             data,
             data,
         )
-    elif exclude:
-        rows = csv.DictReader(io_utils.read_text(io_utils.join(data, "manifest.csv")).splitlines())
+    elif exclude and io_utils.exists(manifest := io_utils.join(data, "manifest.csv")):
+        rows = csv.DictReader(io_utils.read_text(manifest).splitlines())
         seen = {r["sha256"] for r in rows if r["sha256"] in exclude and r["split"] == TRAINING_SPLIT}
         info["held_out_images_in_classifier_training"] = len(seen)
         if seen:
