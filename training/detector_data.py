@@ -45,13 +45,24 @@ class SplitCounts:
         return dict(self.__dict__)
 
 
+def manifest_rows(data_dir: str) -> list[dict[str, str]]:
+    """The data set's manifest.csv rows (path, sha256, group, split, ...); none for a data set without one."""
+    import csv
+
+    from corrosion import io_utils
+
+    manifest = io_utils.join(data_dir, "manifest.csv")
+    if not io_utils.exists(manifest):
+        return []
+    return list(csv.DictReader(io_utils.read_text(manifest).splitlines()))
+
+
 def held_out_sha256(folder: str, data_dir: str) -> frozenset[str]:
     """SHA-256 of every image under ``folder``, widened to their near-duplicate groups in the data set's manifest.
 
     Used to keep a benchmark folder (the article's test images) out of training even when the
     data set's split put them, or a resized copy of them, in ``train``.
     """
-    import csv
     import hashlib
 
     from corrosion import discovery, io_utils
@@ -64,11 +75,9 @@ def held_out_sha256(folder: str, data_dir: str) -> frozenset[str]:
     }
     if not hashes:
         raise DatasetError(f"--hold_out {folder} holds no images")
-    manifest = io_utils.join(data_dir, "manifest.csv")
-    if io_utils.exists(manifest):
-        rows = list(csv.DictReader(io_utils.read_text(manifest).splitlines()))
-        groups = {r["group"] for r in rows if r["sha256"] in hashes and r.get("group")}
-        hashes |= {r["sha256"] for r in rows if r.get("group") in groups}
+    rows = manifest_rows(data_dir)
+    groups = {r["group"] for r in rows if r["sha256"] in hashes and r.get("group")}
+    hashes |= {r["sha256"] for r in rows if r.get("group") in groups}
     log.info("holding %d images (with their near-duplicate groups) out of training", len(hashes))
     return frozenset(hashes)
 

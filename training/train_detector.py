@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import keras
 import numpy as np
 
-from corrosion import io_utils, serving
+from corrosion import io_utils, paths, serving
 from corrosion.config import config_path, load_config
 from corrosion.weights import resolve_weights
 from training.detector_data import AugmentConfig, SplitCounts
@@ -340,8 +340,7 @@ def _init_from_classifier(backbone, config: DetectorConfig, data: str, exclude: 
     here. Held-out images (``--hold_out``) that sit in the train split were seen by the classifier
     with their image label (rust), though never with boxes.
     """
-    import csv
-
+    from training.detector_data import manifest_rows
     from training.detector_model import init_backbone_from_classifier
 
     folder = config.init_from_classifier
@@ -368,8 +367,7 @@ def _init_from_classifier(backbone, config: DetectorConfig, data: str, exclude: 
             data,
             data,
         )
-    elif exclude and io_utils.exists(manifest := io_utils.join(data, "manifest.csv")):
-        rows = csv.DictReader(io_utils.read_text(manifest).splitlines())
+    elif exclude and (rows := manifest_rows(data)):
         seen = {r["sha256"] for r in rows if r["sha256"] in exclude and r["split"] == TRAINING_SPLIT}
         info["held_out_images_in_classifier_training"] = len(seen)
         if seen:
@@ -382,8 +380,8 @@ def _init_from_classifier(backbone, config: DetectorConfig, data: str, exclude: 
 
 def _same_location(a: str, b: str) -> bool:
     if io_utils.is_remote(a) or io_utils.is_remote(b):
-        return a.rstrip("/") == b.rstrip("/")
-    return os.path.realpath(a) == os.path.realpath(b)
+        return paths.normalise(a) == paths.normalise(b)
+    return os.path.realpath(a) == os.path.realpath(b)  # symlinked data dirs are the same data set
 
 
 def _versions() -> dict[str, str]:
