@@ -9,6 +9,9 @@ Every exported model directory holds a SavedModel and ``metadata.json``. Signatu
 Classifier outputs: ``rust_probability`` [N]. Detector outputs (TF Object Detection API names):
 ``detection_boxes`` [N, K, 4] normalised (ymin, xmin, ymax, xmax), ``detection_scores`` [N, K],
 ``detection_classes`` [N, K] (1 = rust), ``num_detections`` [N].
+A classifier directory may also hold ``classifier.tflite`` (``training.export_lite``): the pixels
+signature as a float32 LiteRT model, checked against the SavedModel when written; the pipeline runs
+it where present (``classifier_runtime`` in configs/inference.yaml), see ``corrosion.lite_runtime``.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ PIXELS_SIGNATURE = "serving_pixels"
 BYTES_INPUT = "image_bytes"
 PIXELS_INPUT = "images"
 CLASSIFIER_OUTPUT = "rust_probability"
+CLASSIFIER_LITE_FILE = "classifier.tflite"
 DETECTOR_OUTPUTS = ("detection_boxes", "detection_scores", "detection_classes", "num_detections")
 
 

@@ -37,7 +37,7 @@ from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.ml.inference.base import RunInference
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from corrosion import io_utils, results, serving
+from corrosion import io_utils, lite_runtime, results, serving
 from corrosion.config import config_path, load_config
 from pipelines.inference_config import InferenceConfig
 from pipelines.inference_handlers import (
@@ -138,7 +138,13 @@ def build_pipeline(p: beam.Pipeline, args: argparse.Namespace, cfg: InferenceCon
         prepared.prepared
         | "Classify"
         >> RunInference(
-            ClassifierHandler(args.classifier, info.classifier, cfg.classifier_batch_size, cfg.tf_threads_per_call)
+            ClassifierHandler(
+                args.classifier,
+                info.classifier,
+                cfg.classifier_batch_size,
+                cfg.tf_threads_per_call,
+                info.classifier_runtime,
+            )
         )
         | "Scored" >> beam.MapTuple(lambda rec, pred: ScoredImage(rec, float(pred.inference)))
     )
@@ -286,6 +292,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--report", help="HTML report file (previews go beside it unless --previews is given)")
     parser.add_argument("--config", default=None, help="inference YAML (default configs/inference.yaml)")
     parser.add_argument(
+        "--classifier_runtime",
+        choices=lite_runtime.RUNTIMES,
+        help="overrides the config's classifier_runtime (auto: the LiteRT copy where the classifier has one)",
+    )
+    parser.add_argument(
         "--run_date", type=dt.date.fromisoformat, help="night to (re)process, YYYY-MM-DD (default today, UTC)"
     )
     parser.add_argument(
@@ -307,7 +318,7 @@ def default_survey_id(args: argparse.Namespace) -> str:
     return parts[-1] if parts else "survey"
 
 
-def make_run_info(args: argparse.Namespace, now: dt.datetime | None = None) -> RunInfo:
+def make_run_info(args: argparse.Namespace, cfg: InferenceConfig, now: dt.datetime | None = None) -> RunInfo:
     now = now or dt.datetime.now(dt.UTC)
     run_date = args.run_date or now.date()
     processed_at = now if run_date == now.date() else dt.datetime.combine(run_date, dt.time(0), dt.UTC)
@@ -326,6 +337,7 @@ def make_run_info(args: argparse.Namespace, now: dt.datetime | None = None) -> R
         detector=detector,
         partition_dir=io_utils.join(args.output, f"date={run_date.isoformat()}"),
         file_stem=re.sub(r"[^A-Za-z0-9._-]+", "_", survey_id) or "survey",
+        classifier_runtime=lite_runtime.resolve_runtime(args.classifier, cfg.classifier_runtime),
     )
 
 
@@ -337,11 +349,14 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     for name, path in (("--input", args.input), ("--input_list", args.input_list)):
         if path and not GLOB_CHARS.search(path) and not io_utils.exists(path):
             raise SystemExit(f"{name} {path} does not exist")
-    cfg = load_config(InferenceConfig, args.config or config_path("inference.yaml"))
-    info = make_run_info(args)
+    cfg = load_config(
+        InferenceConfig, args.config or config_path("inference.yaml"), {"classifier_runtime": args.classifier_runtime}
+    )
+    info = make_run_info(args, cfg)
     log.info(
-        "survey %s, night %s: classifier %s, detector %s (%s)",
-        info.survey_id, info.run_date, info.classifier.version, info.detector.version if info.detector else "none",
+        "survey %s, night %s: classifier %s (%s), detector %s (%s)",
+        info.survey_id, info.run_date, info.classifier.version, info.classifier_runtime,
+        info.detector.version if info.detector else "none",
         "every image" if cfg.detector_gate is None else f"where rust_probability >= {cfg.detector_gate}",
     )  # fmt: skip
     if args.bigquery_table and cfg.bigquery.clear_before_load:
@@ -366,6 +381,7 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "run_date": info.run_date.isoformat(),
         "processed_at": info.processed_at,
         "classifier_version": info.classifier.version,
+        "classifier_runtime": info.classifier_runtime,
         "detector_version": info.detector.version if info.detector else None,
         "seconds": round(elapsed, 2),
         "counters": counters,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from corrosion.lite_runtime import RUNTIMES
+
 
 @dataclass(frozen=True)
 class TilingConfig:
@@ -39,6 +41,7 @@ class BigQueryConfig:
 @dataclass(frozen=True)
 class InferenceConfig:
     classifier_batch_size: int = 32
+    classifier_runtime: str = "auto"  # auto | litert | savedmodel (corrosion.lite_runtime)
     tf_threads_per_call: int | None = 1  # None: TensorFlow's default (every core for each call)
     detector_images_per_batch: int = 2
     tile_batch_size: int = 32
@@ -50,3 +53,7 @@ class InferenceConfig:
     merge: MergeConfig = field(default_factory=MergeConfig)
     outputs: OutputConfig = field(default_factory=OutputConfig)
     bigquery: BigQueryConfig = field(default_factory=BigQueryConfig)
+
+    def __post_init__(self) -> None:
+        if self.classifier_runtime not in RUNTIMES:
+            raise ValueError(f"classifier_runtime must be one of {RUNTIMES}, got {self.classifier_runtime!r}")

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
-from corrosion import images, serving, tiling
+from corrosion import images, lite_runtime, serving, tiling
 from pipelines.inference_config import InferenceConfig
 
 log = logging.getLogger(__name__)
@@ -77,28 +77,45 @@ class _Loaded:
         self.fn = self.saved.signatures[serving.PIXELS_SIGNATURE]
 
 
-class ClassifierHandler(ModelHandler[tuple[ImageRecord, np.ndarray], tuple[ImageRecord, PredictionResult], _Loaded]):
+class _SavedClassifier(_Loaded):
+    """The SavedModel's pixels signature with ``LiteClassifier``'s call: pixels -> probabilities."""
+
+    def __call__(self, pixels: np.ndarray) -> np.ndarray:
+        import tensorflow as tf
+
+        out = self.fn(**{serving.PIXELS_INPUT: tf.constant(pixels)})[serving.CLASSIFIER_OUTPUT]
+        return out.numpy().reshape(-1)
+
+
+class ClassifierHandler(ModelHandler[tuple[ImageRecord, np.ndarray], tuple[ImageRecord, PredictionResult], Any]):
+    """``runtime`` (resolved by ``lite_runtime.resolve_runtime``): ``litert`` runs classifier.tflite, else the SavedModel."""
+
     def __init__(
-        self, model_dir: str, metadata: serving.ModelMetadata, batch_size: int, tf_threads: int | None = None
+        self,
+        model_dir: str,
+        metadata: serving.ModelMetadata,
+        batch_size: int,
+        tf_threads: int | None = None,
+        runtime: str = "savedmodel",
     ) -> None:
         super().__init__(min_batch_size=1, max_batch_size=batch_size)
         self._model_dir = model_dir
         self._metadata = metadata
         self._tf_threads = tf_threads
+        self._runtime = runtime
 
-    def load_model(self) -> _Loaded:
+    def load_model(self) -> _SavedClassifier | lite_runtime.LiteClassifier:
+        log.info("loading classifier %s (%s) from %s", self._metadata.version, self._runtime, self._model_dir)
+        if self._runtime == "litert":
+            return lite_runtime.LiteClassifier.from_model_dir(self._model_dir, self._tf_threads)
         limit_tf_threads(self._tf_threads)
-        log.info("loading classifier %s from %s", self._metadata.version, self._model_dir)
-        return _Loaded(self._model_dir)
+        return _SavedClassifier(self._model_dir)
 
     def run_inference(
-        self, batch: Sequence[tuple[ImageRecord, np.ndarray]], model: _Loaded, inference_args: dict | None = None
+        self, batch: Sequence[tuple[ImageRecord, np.ndarray]], model, inference_args: dict | None = None
     ) -> Iterable[tuple[ImageRecord, PredictionResult]]:
-        import tensorflow as tf
-
         records = [r for r, _ in batch]
-        pixels = np.stack([p for _, p in batch]).astype(np.float32, copy=False)
-        probs = model.fn(**{serving.PIXELS_INPUT: tf.constant(pixels)})[serving.CLASSIFIER_OUTPUT].numpy().reshape(-1)
+        probs = model(np.stack([p for _, p in batch]).astype(np.float32, copy=False))
         return [
             (r, PredictionResult(None, float(p), self._metadata.version)) for r, p in zip(records, probs, strict=True)
         ]

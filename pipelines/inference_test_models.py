@@ -6,6 +6,7 @@
   loses it in a downscaled whole image exactly as a real detector would. It is not a detector of
   rust in real photos.
 - ``export_tiny_classifier``: a seeded random-weight Keras CNN: real SavedModel, meaningless scores.
+  Classifiers are exported with their LiteRT copy (``training.export_lite``) when asked (``lite``).
 - ``export_mobilenet_classifier``: a MobileNetV2 classifier of the production shape, for speed.
 """
 
@@ -14,7 +15,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from corrosion import serving
-from training.export import export_model
+from training.export import classifier_predict_fn, export_model
 
 
 def rust_colour_mask(images: tf.Tensor) -> tf.Tensor:
@@ -48,9 +49,8 @@ def export_colour_rule_detector(
     return export_model(model_dir, predict, tf.Module(), meta)
 
 
-def export_tiny_classifier(
-    model_dir: str, input_size: int = 32, threshold: float = 0.5, seed: int = 0, version: str = "tiny-classifier-test"
-) -> str:
+def tiny_classifier(input_size: int = 32, seed: int = 0):
+    """A seeded random-weight Keras CNN of the classifier's input and output shapes."""
     import keras
 
     keras.utils.set_random_seed(seed)
@@ -59,13 +59,20 @@ def export_tiny_classifier(
     x = keras.layers.Conv2D(4, 3, activation="relu")(x)
     x = keras.layers.GlobalAveragePooling2D()(x)
     outputs = keras.layers.Dense(1, activation="sigmoid")(x)
-    model = keras.Model(inputs, outputs)
+    return keras.Model(inputs, outputs)
 
-    def predict(images: tf.Tensor) -> dict[str, tf.Tensor]:
-        return {serving.CLASSIFIER_OUTPUT: tf.reshape(model(images, training=False), [-1])}
 
+def export_tiny_classifier(
+    model_dir: str,
+    input_size: int = 32,
+    threshold: float = 0.5,
+    seed: int = 0,
+    version: str = "tiny-classifier-test",
+    lite: bool = False,
+) -> str:
+    model = tiny_classifier(input_size, seed)
     meta = serving.ModelMetadata("classifier", version, input_size, threshold, ("no_rust", "rust"), "tiny-cnn", "none")
-    return export_model(model_dir, predict, model, meta)
+    return _export_classifier(model_dir, model, meta, lite)
 
 
 def mobilenet_classifier(input_size: int = 224, weights: str | None = None):
@@ -83,12 +90,23 @@ def mobilenet_classifier(input_size: int = 224, weights: str | None = None):
 
 
 def export_keras_classifier(
-    model_dir: str, model, input_size: int, threshold: float = 0.5, version: str = "bench"
+    model_dir: str, model, input_size: int, threshold: float = 0.5, version: str = "bench", lite: bool = False
 ) -> str:
-    def predict(images: tf.Tensor) -> dict[str, tf.Tensor]:
-        return {serving.CLASSIFIER_OUTPUT: tf.reshape(model(images, training=False), [-1])}
-
     meta = serving.ModelMetadata(
         "classifier", version, input_size, threshold, ("no_rust", "rust"), "MobileNetV2", "none"
     )
-    return export_model(model_dir, predict, model, meta)
+    return _export_classifier(model_dir, model, meta, lite)
+
+
+def _export_classifier(model_dir: str, model, meta: serving.ModelMetadata, lite: bool) -> str:
+    """SavedModel, and with ``lite`` its checked LiteRT copy, as ``training.train_classifier`` exports."""
+    export_model(model_dir, classifier_predict_fn(model), model, meta)
+    if lite:
+        from training import export_lite
+        from training.classifier_model import ClassifierConfig
+
+        cfg = ClassifierConfig()
+        export_lite.export_classifier_lite(
+            model_dir, model, meta.input_size, cfg.lite_max_abs_diff, cfg.lite_check_images
+        )
+    return model_dir

@@ -61,6 +61,7 @@ class RunInfo:
     detector: serving.ModelMetadata | None
     partition_dir: str  # OUTPUT/date=YYYY-MM-DD
     file_stem: str  # survey id made safe for file names
+    classifier_runtime: str = "savedmodel"  # litert | savedmodel (lite_runtime.resolve_runtime)
 
 
 @dataclass(frozen=True)

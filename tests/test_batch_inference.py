@@ -344,6 +344,27 @@ def test_the_command_runs_with_workers_in_other_processes_as_on_dataflow(work, s
     )
 
 
+def test_the_litert_copy_gives_the_rows_of_the_savedmodel(work, survey, night):
+    """The classifier's LiteRT copy (the default where present) must not change a decision."""
+    assert night["summary"]["classifier_runtime"] == "litert"  # the trained classifier has its copy
+    # A random CNN: its scores differ from image to image (the one-epoch trained one is near-constant).
+    classifier = doubles.export_tiny_classifier(str(work / "random_lite"), input_size=32, seed=3, lite=True)
+    rows = {}
+    for runtime in ("litert", "savedmodel"):
+        summary = run_pipeline(
+            "--input", str(survey.root / "*"), "--classifier", classifier, "--output", str(work / f"out_{runtime}"),
+            "--classifier_runtime", runtime,
+        )  # fmt: skip
+        assert summary["classifier_runtime"] == runtime and summary["all_inputs_accounted_for"]
+        rows[runtime] = {r["image_uri"]: r for r in csv_rows(summary["results"])}
+    lite, saved = rows["litert"], rows["savedmodel"]
+    assert saved.keys() == lite.keys() and len(saved) == len(survey.images)
+    assert len({r["rust_probability"] for r in saved.values()}) > 1
+    for uri, row in saved.items():
+        assert row["rust_probability"] == pytest.approx(lite[uri]["rust_probability"], abs=1e-5), uri
+        assert row["is_rust"] == lite[uri]["is_rust"], uri
+
+
 def test_detector_gate_runs_the_detector_only_above_it(work, survey, detector):
     # A random CNN, whose scores differ from image to image (the one-epoch trained one is near-constant).
     classifier = doubles.export_tiny_classifier(str(work / "random_classifier"), input_size=32, seed=3)

@@ -92,6 +92,11 @@ def test_trains_evaluates_and_exports(trained):
     assert 1 <= len(history["phase 1 (frozen)"]["loss"]) <= 2 and len(history["phase 2 (fine-tune)"]["loss"]) == 1
     assert on_disk["baseline"]["test"]["n"] == 12 and on_disk["beats_baseline"] in (True, False)
     assert on_disk["export_check"]["images"] == 12 and on_disk["export_check"]["max_abs_difference"] < 1e-4
+    # the pipeline's LiteRT copy, checked against the SavedModel before it was written
+    assert (root / serving.CLASSIFIER_LITE_FILE).stat().st_size > 0
+    assert (
+        on_disk["export_check"]["lite"]["images"] == 8 and on_disk["export_check"]["lite"]["max_abs_difference"] < 1e-4
+    )
 
     meta = serving.read_metadata(model_dir)
     assert (meta.kind, meta.input_size, meta.class_names, meta.backbone) == (

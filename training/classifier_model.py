@@ -67,6 +67,11 @@ class ClassifierConfig:
     baseline_steps: int = 500  # full-batch steps; the logistic loss is convex, this converges
     baseline_l2: float = 1e-3
     augmentation: AugmentationConfig = field(default_factory=AugmentationConfig)
+    # export: a float32 LiteRT copy for the pipeline's CPU workers (training.export_lite), written
+    # only when its scores match the SavedModel's on lite_check_images synthetic photos
+    export_lite: bool = True
+    lite_max_abs_diff: float = 1e-4
+    lite_check_images: int = 8
 
     def __post_init__(self) -> None:
         if self.input_size < 32:

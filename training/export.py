@@ -16,6 +16,15 @@ from corrosion import preprocess, serving
 log = logging.getLogger(__name__)
 
 
+def classifier_predict_fn(model) -> Callable[[tf.Tensor], dict[str, tf.Tensor]]:
+    """The classifier's serving function: a Keras model of (N, 1) sigmoid outputs -> ``rust_probability`` [N]."""
+
+    def predict(images: tf.Tensor) -> dict[str, tf.Tensor]:
+        return {serving.CLASSIFIER_OUTPUT: tf.reshape(model(images, training=False), [-1])}
+
+    return predict
+
+
 class _ServingModule(tf.Module):
     def __init__(self, predict: Callable[[tf.Tensor], dict[str, tf.Tensor]], input_size: int, trackable) -> None:
         super().__init__()

@@ -35,9 +35,9 @@ from corrosion.config import config_path, load_config
 from corrosion.labels import RUST, LabelConfig, load_labels
 from corrosion.weights import WeightSource, resolve_weights
 from training import classification_metrics as cm
-from training import data, model_card, plots
+from training import data, export_lite, model_card, plots
 from training.classifier_model import ClassifierConfig, ClassifierParts, auc_metric, build_classifier, unfreeze_from
-from training.export import export_model
+from training.export import classifier_predict_fn, export_model
 from training.tensorboard_logs import TensorBoardScalars
 
 log = logging.getLogger("training.train_classifier")
@@ -377,8 +377,12 @@ class Trainer:
         seconds = time.time() - started
 
         metadata = self.metadata(source, threshold, summaries)
-        export_model(self.model_dir, self.predict_fn(parts.inference), parts.inference, metadata)
+        export_model(self.model_dir, classifier_predict_fn(parts.inference), parts.inference, metadata)
         export_check = self.check_export(scores["test"])
+        if c.export_lite:
+            export_check["lite"] = export_lite.export_classifier_lite(
+                self.model_dir, parts.inference, c.input_size, c.lite_max_abs_diff, c.lite_check_images
+            )
         if not io_utils.is_remote(self.model_dir):
             shutil.rmtree(ckpt_dir, ignore_errors=True)  # the SavedModel is the product; the weights are in it
 
@@ -427,12 +431,6 @@ class Trainer:
         if baseline is not None and not metrics["beats_baseline"]:
             log.warning("the trained model does NOT beat the frozen-features baseline on test; see model_card.md")
         return metrics
-
-    def predict_fn(self, model: keras.Model):
-        def predict(images: tf.Tensor) -> dict[str, tf.Tensor]:
-            return {serving.CLASSIFIER_OUTPUT: tf.reshape(model(images, training=False), [-1])}
-
-        return predict
 
     def metadata(self, source: WeightSource, threshold: float, summaries: dict) -> serving.ModelMetadata:
         c = self.cfg
