@@ -130,7 +130,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--height", type=int, default=3000)
     parser.add_argument("--classifier", help="exported classifier (default out/models/classifier, else MobileNetV2)")
     parser.add_argument("--detector", help="also time the tiled detector path (default out/models/detector if present)")
-    parser.add_argument("--detector_images", type=int, default=16, help="photos the detector run scores")
+    parser.add_argument("--detector_images", type=int, default=48, help="photos the large detector run scores")
+    parser.add_argument("--detector_small_images", type=int, default=8, help="photos the small detector run scores")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2, help="DirectRunner worker threads")
     parser.add_argument("--out", default=str(REPO / "bench_out" / "inference.json"))
     args = parser.parse_args(argv)
@@ -189,12 +190,27 @@ def main(argv: list[str] | None = None) -> dict:
         )
         detector_rate = None
         if detector_dir:
-            det_folder = work / "detector_photos"
-            det_folder.mkdir()
-            for path in paths[: args.detector_images]:
-                os.link(path, det_folder / path.name)
-            detector_rate, det_summary = pipeline_rate(
-                det_folder, model_dir, work / "out_detector", [*runner, "--detector", detector_dir]
+            det_folders = {}
+            for name, count in (("large", args.detector_images), ("small", args.detector_small_images)):
+                det_folders[name] = work / f"detector_photos_{name}"
+                det_folders[name].mkdir()
+                for path in paths[:count]:
+                    os.link(path, det_folders[name] / path.name)
+
+            def detector_rates(runtime: str) -> tuple[float, float, dict]:
+                """(incl. start-up, steady state, summary) of classifier + tiled detector."""
+                flags = [*runner, "--detector", detector_dir, f"--detector_runtime={runtime}"]
+                large, det_summary = pipeline_rate(det_folders["large"], model_dir, work / "out_det", flags)
+                small = pipeline_rate(det_folders["small"], model_dir, work / "out_det_small", flags)[1]
+                marginal = (args.detector_images - args.detector_small_images) / (
+                    det_summary["seconds"] - small["seconds"]
+                )
+                return large, marginal, det_summary
+
+            detector_rate, detector_steady, det_summary = detector_rates("auto")
+            detector_runtime = det_summary["detector_runtime"]
+            detector_steady_savedmodel = (
+                detector_rates("savedmodel")[1] if detector_runtime != "savedmodel" else detector_steady
             )
             views_per_image = det_summary["counters"]["detector_views"] / max(
                 1, det_summary["counters"]["images_scored"]
@@ -229,6 +245,9 @@ def main(argv: list[str] | None = None) -> dict:
         if detector_rate is not None:
             figures["detector"] = serving.read_metadata(detector_dir).version
             figures["pipeline_with_detector_images_per_s"] = round(detector_rate, 3)
+            figures["detector_runtime"] = detector_runtime
+            figures["pipeline_with_detector_steady_images_per_s"] = round(detector_steady, 3)
+            figures["pipeline_with_detector_steady_savedmodel_images_per_s"] = round(detector_steady_savedmodel, 3)
             figures["detector_views_per_image"] = round(views_per_image, 1)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -248,8 +267,11 @@ def main(argv: list[str] | None = None) -> dict:
     )
     if detector_rate is not None:
         print(
-            f"  with the tiled detector ({figures['detector']}, {views_per_image:.0f} views/photo, incl. start-up): "
-            f"{detector_rate:.2f} images/s"
+            f"  with the tiled detector ({figures['detector']}, {views_per_image:.0f} views/photo):\n"
+            f"    incl. start-up, {args.detector_images} photos:                 {detector_rate:7.2f} images/s\n"
+            f"{f'    steady state ({detector_runtime}):':<54}{detector_steady:7.2f} images/s\n"
+            f"    steady state, SavedModel detector:                {detector_steady_savedmodel:7.2f} images/s  "
+            f"(LiteRT {detector_steady / detector_steady_savedmodel:.2f}x)"
         )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

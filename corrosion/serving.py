@@ -9,9 +9,12 @@ Every exported model directory holds a SavedModel and ``metadata.json``. Signatu
 Classifier outputs: ``rust_probability`` [N]. Detector outputs (TF Object Detection API names):
 ``detection_boxes`` [N, K, 4] normalised (ymin, xmin, ymax, xmax), ``detection_scores`` [N, K],
 ``detection_classes`` [N, K] (1 = rust), ``num_detections`` [N].
-A classifier directory may also hold ``classifier.tflite`` (``training.export_lite``): the pixels
-signature as a float32 LiteRT model, checked against the SavedModel when written; the pipeline runs
-it where present (``classifier_runtime`` in configs/inference.yaml), see ``corrosion.lite_runtime``.
+Detectors also have ``serving_decode``: the network's raw outputs by name (``box`` deltas, ``cls``
+logits, ``image`` logit) -> the detector outputs; the pixels signature is the network then this
+(``python -m training.export_lite`` adds it to a detector exported before it existed).
+Float32 LiteRT copies (``training.export_lite``, checked against the SavedModel when written), run
+by the pipeline where present (``*_runtime`` in configs/inference.yaml; ``corrosion.lite_runtime``):
+``classifier.tflite`` is the classifier's pixels signature, ``detector.tflite`` the detector's network.
 """
 
 from __future__ import annotations
@@ -28,7 +31,9 @@ PIXELS_SIGNATURE = "serving_pixels"
 BYTES_INPUT = "image_bytes"
 PIXELS_INPUT = "images"
 CLASSIFIER_OUTPUT = "rust_probability"
+DECODE_SIGNATURE = "serving_decode"
 CLASSIFIER_LITE_FILE = "classifier.tflite"
+DETECTOR_LITE_FILE = "detector.tflite"
 DETECTOR_OUTPUTS = ("detection_boxes", "detection_scores", "detection_classes", "num_detections")
 
 

@@ -161,7 +161,7 @@ def build_pipeline(p: beam.Pipeline, args: argparse.Namespace, cfg: InferenceCon
         detected = (
             to_detect
             | "KeyForDetector" >> beam.Map(lambda s: (s, s.record))
-            | "Detect" >> RunInference(DetectorHandler(args.detector, detector, cfg))
+            | "Detect" >> RunInference(DetectorHandler(args.detector, detector, cfg, info.detector_runtime))
             | "Detections" >> beam.MapTuple(lambda s, pred: (s, pred.inference))
         )
         parts = [detected]
@@ -291,11 +291,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--previews", help="directory for JPEG previews of rust images")
     parser.add_argument("--report", help="HTML report file (previews go beside it unless --previews is given)")
     parser.add_argument("--config", default=None, help="inference YAML (default configs/inference.yaml)")
-    parser.add_argument(
-        "--classifier_runtime",
-        choices=lite_runtime.RUNTIMES,
-        help="overrides the config's classifier_runtime (auto: the LiteRT copy where the classifier has one)",
-    )
+    for kind in ("classifier", "detector"):
+        parser.add_argument(
+            f"--{kind}_runtime",
+            choices=lite_runtime.RUNTIMES,
+            help=f"overrides the config's {kind}_runtime (auto: the LiteRT copy where the {kind} has one)",
+        )
     parser.add_argument(
         "--run_date", type=dt.date.fromisoformat, help="night to (re)process, YYYY-MM-DD (default today, UTC)"
     )
@@ -338,6 +339,9 @@ def make_run_info(args: argparse.Namespace, cfg: InferenceConfig, now: dt.dateti
         partition_dir=io_utils.join(args.output, f"date={run_date.isoformat()}"),
         file_stem=re.sub(r"[^A-Za-z0-9._-]+", "_", survey_id) or "survey",
         classifier_runtime=lite_runtime.resolve_runtime(args.classifier, cfg.classifier_runtime),
+        detector_runtime=lite_runtime.resolve_runtime(args.detector, cfg.detector_runtime, "detector")
+        if args.detector
+        else None,
     )
 
 
@@ -350,13 +354,15 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
         if path and not GLOB_CHARS.search(path) and not io_utils.exists(path):
             raise SystemExit(f"{name} {path} does not exist")
     cfg = load_config(
-        InferenceConfig, args.config or config_path("inference.yaml"), {"classifier_runtime": args.classifier_runtime}
+        InferenceConfig,
+        args.config or config_path("inference.yaml"),
+        {"classifier_runtime": args.classifier_runtime, "detector_runtime": args.detector_runtime},
     )
     info = make_run_info(args, cfg)
     log.info(
-        "survey %s, night %s: classifier %s (%s), detector %s (%s)",
+        "survey %s, night %s: classifier %s (%s), detector %s (%s, %s)",
         info.survey_id, info.run_date, info.classifier.version, info.classifier_runtime,
-        info.detector.version if info.detector else "none",
+        info.detector.version if info.detector else "none", info.detector_runtime,
         "every image" if cfg.detector_gate is None else f"where rust_probability >= {cfg.detector_gate}",
     )  # fmt: skip
     if args.bigquery_table and cfg.bigquery.clear_before_load:
@@ -382,6 +388,7 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "processed_at": info.processed_at,
         "classifier_version": info.classifier.version,
         "classifier_runtime": info.classifier_runtime,
+        "detector_runtime": info.detector_runtime,
         "detector_version": info.detector.version if info.detector else None,
         "seconds": round(elapsed, 2),
         "counters": counters,

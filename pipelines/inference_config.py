@@ -42,6 +42,7 @@ class BigQueryConfig:
 class InferenceConfig:
     classifier_batch_size: int = 32
     classifier_runtime: str = "auto"  # auto | litert | savedmodel (corrosion.lite_runtime)
+    detector_runtime: str = "auto"
     tf_threads_per_call: int | None = 1  # None: TensorFlow's default (every core for each call)
     detector_images_per_batch: int = 2
     tile_batch_size: int = 32
@@ -55,5 +56,6 @@ class InferenceConfig:
     bigquery: BigQueryConfig = field(default_factory=BigQueryConfig)
 
     def __post_init__(self) -> None:
-        if self.classifier_runtime not in RUNTIMES:
-            raise ValueError(f"classifier_runtime must be one of {RUNTIMES}, got {self.classifier_runtime!r}")
+        for name in ("classifier_runtime", "detector_runtime"):
+            if getattr(self, name) not in RUNTIMES:
+                raise ValueError(f"{name} must be one of {RUNTIMES}, got {getattr(self, name)!r}")

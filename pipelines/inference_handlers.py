@@ -87,6 +87,15 @@ class _SavedClassifier(_Loaded):
         return out.numpy().reshape(-1)
 
 
+class _SavedDetector(_Loaded):
+    """The SavedModel's pixels signature with ``LiteDetector``'s call: pixels -> detector outputs (numpy)."""
+
+    def __call__(self, pixels: np.ndarray) -> dict[str, np.ndarray]:
+        import tensorflow as tf
+
+        return {k: v.numpy() for k, v in self.fn(**{serving.PIXELS_INPUT: tf.constant(pixels)}).items()}
+
+
 class ClassifierHandler(ModelHandler[tuple[ImageRecord, np.ndarray], tuple[ImageRecord, PredictionResult], Any]):
     """``runtime`` (resolved by ``lite_runtime.resolve_runtime``): ``litert`` runs classifier.tflite, else the SavedModel."""
 
@@ -106,9 +115,9 @@ class ClassifierHandler(ModelHandler[tuple[ImageRecord, np.ndarray], tuple[Image
 
     def load_model(self) -> _SavedClassifier | lite_runtime.LiteClassifier:
         log.info("loading classifier %s (%s) from %s", self._metadata.version, self._runtime, self._model_dir)
+        limit_tf_threads(self._tf_threads)  # TensorFlow still resizes the pixels
         if self._runtime == "litert":
             return lite_runtime.LiteClassifier.from_model_dir(self._model_dir, self._tf_threads)
-        limit_tf_threads(self._tf_threads)
         return _SavedClassifier(self._model_dir)
 
     def run_inference(
@@ -127,27 +136,34 @@ class ClassifierHandler(ModelHandler[tuple[ImageRecord, np.ndarray], tuple[Image
         return "corrosion_classifier"
 
 
-class DetectorHandler(ModelHandler[tuple[Any, ImageRecord], tuple[Any, PredictionResult], _Loaded]):
-    """Elements are (any key, ImageRecord with its bytes); the key comes back with the Detections."""
+class DetectorHandler(ModelHandler[tuple[Any, ImageRecord], tuple[Any, PredictionResult], Any]):
+    """Elements are (any key, ImageRecord with its bytes); the key comes back with the Detections.
 
-    def __init__(self, model_dir: str, metadata: serving.ModelMetadata, config: InferenceConfig) -> None:
+    ``runtime`` ``litert``: the network's LiteRT copy, then the SavedModel's decode signature."""
+
+    def __init__(
+        self, model_dir: str, metadata: serving.ModelMetadata, config: InferenceConfig, runtime: str = "savedmodel"
+    ) -> None:
         super().__init__(min_batch_size=1, max_batch_size=config.detector_images_per_batch)
         self._model_dir = model_dir
         self._metadata = metadata
         self._config = config
+        self._runtime = runtime
 
-    def load_model(self) -> _Loaded:
+    def load_model(self) -> _SavedDetector | lite_runtime.LiteDetector:
         limit_tf_threads(self._config.tf_threads_per_call)
-        log.info("loading detector %s from %s", self._metadata.version, self._model_dir)
-        return _Loaded(self._model_dir)
+        log.info("loading detector %s (%s) from %s", self._metadata.version, self._runtime, self._model_dir)
+        if self._runtime == "litert":
+            return lite_runtime.LiteDetector.from_model_dir(self._model_dir, self._config.tf_threads_per_call)
+        return _SavedDetector(self._model_dir)
 
     def run_inference(
-        self, batch: Sequence[tuple[Any, ImageRecord]], model: _Loaded, inference_args: dict | None = None
+        self, batch: Sequence[tuple[Any, ImageRecord]], model, inference_args: dict | None = None
     ) -> Iterable[tuple[Any, PredictionResult]]:
         out = []
         for key, record in batch:
             try:
-                result = detect_image(model.fn, record, self._metadata, self._config)
+                result = detect_image(model, record, self._metadata, self._config)
             except images.ImageError as exc:
                 result = Detections(error_reason=exc.reason, error_message=str(exc))
             out.append((key, PredictionResult(None, result, self._metadata.version)))
@@ -199,20 +215,16 @@ def detector_views(
     return views, np.concatenate(chunks), sx, sy
 
 
-def detect_image(fn, record: ImageRecord, metadata: serving.ModelMetadata, config: InferenceConfig) -> Detections:
-    """Tile, detect, map to original pixels, merge. ``fn`` is the detector's pixels signature."""
-    import tensorflow as tf
-
+def detect_image(model, record: ImageRecord, metadata: serving.ModelMetadata, config: InferenceConfig) -> Detections:
+    """Tile, detect, map to original pixels, merge. ``model``: pixels -> detector outputs (numpy)."""
     views, pixels, sx, sy = detector_views(record, metadata.input_size, config)
     dw, dh = max(v.x1 for v in views), max(v.y1 for v in views)  # the decoded image's size
     all_boxes, all_scores = [], []
     step = max(1, config.tile_batch_size)
     for start in range(0, len(views), step):
-        out = fn(**{serving.PIXELS_INPUT: tf.constant(pixels[start : start + step])})
-        boxes = out["detection_boxes"].numpy()
-        scores = out["detection_scores"].numpy()
-        classes = out["detection_classes"].numpy()
-        counts = out["num_detections"].numpy().astype(int).reshape(-1)
+        out = model(pixels[start : start + step])
+        boxes, scores, classes = out["detection_boxes"], out["detection_scores"], out["detection_classes"]
+        counts = out["num_detections"].astype(int).reshape(-1)
         for i, view in enumerate(views[start : start + step]):
             n = counts[i]
             keep = (scores[i, :n] >= metadata.threshold) & (np.round(classes[i, :n]) == 1)

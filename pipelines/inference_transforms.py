@@ -62,6 +62,7 @@ class RunInfo:
     partition_dir: str  # OUTPUT/date=YYYY-MM-DD
     file_stem: str  # survey id made safe for file names
     classifier_runtime: str = "savedmodel"  # litert | savedmodel (lite_runtime.resolve_runtime)
+    detector_runtime: str | None = None  # None: no detector
 
 
 @dataclass(frozen=True)

@@ -440,6 +440,7 @@ def test_end_to_end_with_a_tiny_trained_detector(work, survey, classifier):
     )  # fmt: skip
     rows, errors = csv_rows(summary["results"]), error_rows(summary["errors"])
     assert len(rows) == 7 and len(errors) == 4
+    assert summary["detector_runtime"] == "litert"  # train_detector exports the network's LiteRT copy
     schema = results.load_schema()
     for row in rows:
         assert results.validate_row(row, schema) == []
@@ -450,6 +451,23 @@ def test_end_to_end_with_a_tiny_trained_detector(work, survey, classifier):
                 and 0 <= b[1] <= b[3] <= row["height"]
                 and b[4] >= meta.threshold - 1e-6
             )
+    # The SavedModel alone finds the same boxes (a box a hair either side of the threshold aside).
+    saved = run_pipeline(
+        "--input", str(survey.root / "*"), "--classifier", classifier, "--detector", str(work / "trained_detector"),
+        "--output", str(work / "trained_out_savedmodel"), "--detector_runtime", "savedmodel",
+    )  # fmt: skip
+    assert saved["detector_runtime"] == "savedmodel"
+    by_uri = {r["image_uri"]: json.loads(r["boxes"]) for r in csv_rows(saved["results"])}
+    assert by_uri.keys() == {r["image_uri"] for r in rows}
+    for row in rows:
+        for x, y in (
+            (json.loads(row["boxes"]), by_uri[row["image_uri"]]),
+            (by_uri[row["image_uri"]], json.loads(row["boxes"])),
+        ):
+            for b in x:
+                if b[4] >= meta.threshold + 0.01:
+                    close = [c for c in y if np.abs(np.subtract(b[:4], c[:4])).max() < 0.5 and abs(b[4] - c[4]) < 1e-3]
+                    assert close, (row["image_uri"], b, y)
 
 
 def _threads_after(code: str) -> str:

@@ -69,7 +69,7 @@ def test_a_copy_that_disagrees_with_the_saved_model_is_not_written(tmp_path):
 
 def test_a_file_without_the_contract_names_is_refused_at_load(tmp_path):
     plain = tf.lite.TFLiteConverter.from_keras_model(doubles.tiny_classifier(SIZE)).convert()
-    with pytest.raises(ValueError, match="must take 'images' and give 'rust_probability'.*export_lite"):
+    with pytest.raises(ValueError, match=r"must take \['images'\] and give \['rust_probability'\].*export_lite"):
         lite_runtime.LiteClassifier(plain, source="plain.tflite")
 
 
@@ -111,3 +111,40 @@ def test_the_command_adds_the_copy_to_an_earlier_export(tmp_path):
     )
     on_disk = json.loads((tmp_path / "old" / serving.METADATA_FILE).read_text())
     assert on_disk["version"] == "old-export" and on_disk["extra"]["lite"]["images"] == 8
+
+
+def test_a_detector_exported_before_its_decode_signature_gets_it_and_its_copy(tmp_path):
+    """``python -m training.export_lite`` on a detector: rebuilt from its config, checked, re-exported."""
+    from corrosion.weights import WeightSource
+    from training.detector_decode import make_predict
+    from training.detector_model import anchor_boxes, build_detector
+    from training.export import export_model
+    from training.train_detector import load_detector_config
+
+    tiny = "model: {input_size: 64, alpha: 0.35, fpn_channels: 16, head_depth: 1}\n"
+    (tmp_path / "tiny.yaml").write_text(tiny)
+    (tmp_path / "wrong.yaml").write_text(tiny.replace("fpn_channels: 16", "fpn_channels: 24"))
+    cfg = load_detector_config(str(tmp_path / "tiny.yaml"))
+    model, _ = build_detector(cfg.model, WeightSource("none", None, "test"))
+    predict = make_predict(model, anchor_boxes(cfg.model), cfg.model.box_variance, cfg.postprocess)
+    model_dir = str(tmp_path / "old_detector")
+    extra = {"max_detections": 100, "nms_iou": 0.5, "min_score": 0.01, "image_score_weight": 0.5}
+    meta = serving.ModelMetadata("detector", "old-det", 64, 0.3, ("rust",), "MobileNetV2", "none", extra)
+    export_model(model_dir, predict, model, meta)  # as train_detector did before serving_decode
+
+    with pytest.raises(ValueError, match=r"does not fit the weights.*--detector_config\)\. Nothing changed"):
+        export_lite.main([model_dir, "--detector_config", str(tmp_path / "wrong.yaml")])
+    assert not lite_runtime.has_lite(model_dir, "detector")
+    assert serving.DECODE_SIGNATURE not in tf.saved_model.load(model_dir).signatures
+
+    assert export_lite.main([model_dir, "--detector_config", str(tmp_path / "tiny.yaml")]) == 0
+    assert lite_runtime.resolve_runtime(model_dir, "auto", "detector") == "litert"
+    loaded = tf.saved_model.load(model_dir)
+    assert serving.DECODE_SIGNATURE in loaded.signatures
+    meta_after = serving.read_metadata(model_dir)
+    assert meta_after.version == "old-det" and meta_after.extra["lite"]["file"] == serving.DETECTOR_LITE_FILE
+    pixels = export_lite.check_pixels(64, 2, seed=4)
+    out = lite_runtime.LiteDetector.from_model_dir(model_dir, saved=loaded)(pixels)
+    saved = loaded.signatures[serving.PIXELS_SIGNATURE](images=tf.constant(pixels))
+    for name in serving.DETECTOR_OUTPUTS:
+        assert out[name].shape == tuple(saved[name].shape), name

@@ -244,6 +244,41 @@ def _random_boxes_ap50(data) -> float:
     return coco_metrics(results)["AP50"]
 
 
+def same_detections(a: dict, b: dict, min_score: float, slack: float = 0.02) -> None:
+    """Every detection of ``a`` scoring >= min_score is in ``b`` (same box, same score), and back.
+
+    The other side is searched down to ``min_score - slack``, so a score a hair either side of the
+    cut (float sums differ by CPU) cannot fail it."""
+    for x, y in ((a, b), (b, a)):
+        for i in range(len(x["num_detections"])):
+            nx, ny = int(x["num_detections"][i]), int(y["num_detections"][i])
+            keep = y["detection_scores"][i, :ny] >= min_score - slack
+            ys, yb = y["detection_scores"][i, :ny][keep], y["detection_boxes"][i, :ny][keep]
+            for score, box in zip(x["detection_scores"][i, :nx], x["detection_boxes"][i, :nx], strict=True):
+                if score < min_score:
+                    continue
+                close = (np.abs(yb - box).max(axis=1) < 1e-3) & (np.abs(ys - score) < 1e-3)
+                assert close.any(), (i, score, box)
+
+
+def test_the_network_lite_copy_with_the_saved_decode_gives_the_saved_detections(trained):
+    from corrosion import lite_runtime
+
+    model_dir = str(trained["model_dir"])
+    check = trained["report"]["lite_export"]
+    assert check["file"] == serving.DETECTOR_LITE_FILE and check["max_abs_difference"] < 1e-3
+    assert serving.read_metadata(model_dir).extra["lite"] == check
+    loaded = tf.saved_model.load(model_dir)
+    assert serving.DECODE_SIGNATURE in loaded.signatures
+    records = synthetic_records(4, 2, size=[(200, 90), (90, 200)], seed=11, **PATCHES)
+    pixels = tf.stack([preprocess.decode_and_resize(r.encoded, 128) for r in records]).numpy()
+    saved = {k: v.numpy() for k, v in loaded.signatures[serving.PIXELS_SIGNATURE](images=pixels).items()}
+    lite = lite_runtime.LiteDetector.from_model_dir(model_dir)(pixels)
+    assert set(lite) == set(serving.DETECTOR_OUTPUTS)
+    assert (saved["detection_scores"] >= 0.1).sum() >= 3  # a trained model: there is something to compare
+    same_detections(saved, lite, min_score=0.1)
+
+
 def test_export_reloads_with_detection_outputs(trained):
     model_dir = str(trained["model_dir"])
     meta = serving.read_metadata(model_dir)

@@ -78,3 +78,18 @@ def make_predict(model, anchors, variance, config: PostprocessConfig) -> Callabl
         return decode(model(images, training=False), anchors, variance, config)
 
     return predict
+
+
+def make_decode_signature(model, anchors, variance, config: PostprocessConfig):
+    """``decode`` as a concrete function of the network's named raw outputs: the SavedModel's
+    ``serving_decode``, which runs after the network's LiteRT copy (``corrosion.lite_runtime``)."""
+    anchors = tf.constant(anchors, tf.float32)
+    specs = {
+        name: tf.TensorSpec([None, *tensor.shape[1:]], tf.float32, name=name) for name, tensor in model.output.items()
+    }
+    names = sorted(specs)
+
+    def run(*tensors: tf.Tensor) -> dict[str, tf.Tensor]:
+        return decode(dict(zip(names, tensors, strict=True)), anchors, variance, config)
+
+    return tf.function(run, input_signature=[specs[n] for n in names]).get_concrete_function()

@@ -45,11 +45,12 @@ def export_model(
     predict: Callable[[tf.Tensor], dict[str, tf.Tensor]],
     trackable: tf.Module,
     metadata: serving.ModelMetadata,
+    extra_signatures: dict[str, tf.types.experimental.ConcreteFunction] | None = None,
 ) -> str:
     """Write ``model_dir`` (SavedModel + metadata.json).
 
     ``predict`` maps float32 (N, S, S, 3) RGB 0..255 to the output dict; ``trackable`` owns the
-    variables it uses (usually the Keras model).
+    variables it uses (usually the Keras model). ``extra_signatures``: e.g. the detector's decode.
     """
     module = _ServingModule(predict, metadata.input_size, trackable)
     size = metadata.input_size
@@ -60,6 +61,7 @@ def export_model(
     signatures = {
         serving.BYTES_SIGNATURE: module.serve_bytes.get_concrete_function(),
         serving.PIXELS_SIGNATURE: pixels_fn.get_concrete_function(),
+        **(extra_signatures or {}),
     }
     tf.saved_model.save(module, model_dir, signatures=signatures)
     serving.write_metadata(model_dir, metadata)

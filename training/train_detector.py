@@ -65,6 +65,11 @@ class DetectorConfig:
     focal_alpha: float = 0.25
     focal_gamma: float = 2.0
     box_loss_weight: float = 1.0
+    # export: a float32 LiteRT copy of the network for the pipeline's CPU workers (training.export_lite),
+    # written only when its raw outputs on lite_check_images synthetic photos match the Keras network's
+    export_lite: bool = True
+    lite_max_abs_diff: float = 1e-3  # on raw box deltas and logits
+    lite_check_images: int = 8
     jit_compile: bool = False  # XLA: compiling MobileNetV2 + head costs a minute on CPU for little per-step gain
     eval_every: int = 2  # epochs between validation COCO evaluations (best epoch kept)
     score_threshold: float | None = None  # None: chosen on validation (max F1 at IoU 0.5)
@@ -136,10 +141,10 @@ def train(
     import tensorflow as tf
 
     from corrosion import preprocess
-    from training import detection_eval
+    from training import detection_eval, export_lite
     from training.data import DatasetError
     from training.detector_data import count_split, held_out_sha256, loss_dataset, training_dataset
-    from training.detector_decode import make_predict
+    from training.detector_decode import make_decode_signature, make_predict
     from training.detector_loss import BoxLoss, FocalLoss
     from training.detector_model import (
         BOX_OUTPUT,
@@ -303,7 +308,13 @@ def train(
             "box_format": "normalised ymin, xmin, ymax, xmax",
         },
     )
-    export_model(model_dir, predict, model, metadata)
+    decode = make_decode_signature(model, anchors, m.box_variance, post)
+    export_model(model_dir, predict, model, metadata, {serving.DECODE_SIGNATURE: decode})
+    lite = None
+    if config.export_lite:
+        lite = export_lite.export_detector_lite(
+            model_dir, model, m.input_size, config.lite_max_abs_diff, config.lite_check_images
+        )
     report = detection_eval.evaluate_detector(model_dir, data, model_dir, splits=(VALIDATION_SPLIT, TEST_SPLIT))
     report["training"] = {
         "seconds": round(train_seconds, 1),
@@ -317,6 +328,8 @@ def train(
         "history": history,
     }
     report["data_counts"] = {s: c.as_dict() for s, c in counts.items()}
+    if lite:
+        report["lite_export"] = lite
     if backbone_init:
         report["backbone_init"] = backbone_init
     if hold_out:
