@@ -268,7 +268,7 @@ def main(argv: list[str] | None = None) -> dict:
     if detector_rate is not None:
         print(
             f"  with the tiled detector ({figures['detector']}, {views_per_image:.0f} views/photo):\n"
-            f"    incl. start-up, {args.detector_images} photos:                 {detector_rate:7.2f} images/s\n"
+            f"{f'    incl. start-up, {args.detector_images} photos:':<54}{detector_rate:7.2f} images/s\n"
             f"{f'    steady state ({detector_runtime}):':<54}{detector_steady:7.2f} images/s\n"
             f"    steady state, SavedModel detector:                {detector_steady_savedmodel:7.2f} images/s  "
             f"(LiteRT {detector_steady / detector_steady_savedmodel:.2f}x)"

@@ -34,6 +34,14 @@ def exists(path: str) -> bool:
     return FileSystems.exists(path)
 
 
+def remove_if_exists(path: str) -> bool:
+    """Delete one file; False when there was none."""
+    if not FileSystems.exists(path):
+        return False
+    FileSystems.delete([path])
+    return True
+
+
 def join(base: str, *parts: str) -> str:
     return FileSystems.join(base, *parts)
 

@@ -11,12 +11,14 @@ a 224 px image; detector: 310 vs 480 ms for the 21 views of a 12 MP photo, one t
   signature, the very function its pixels signature ends with.
 
 A LiteRT interpreter must not be called from two threads at once, while RunInference shares one
-model object among all threads of a worker process; so each thread gets its own interpreter of the
-same model bytes. ``invoke`` releases the GIL, so threads run in parallel.
+model object among all threads of a worker process; so threads borrow interpreters of the same
+model bytes from a pool (``LiteModel``). ``invoke`` releases the GIL, so threads run in parallel.
 """
 
 from __future__ import annotations
 
+import os
+import queue
 import threading
 from collections.abc import Sequence
 
@@ -49,50 +51,82 @@ def resolve_runtime(model_dir: str, requested: str, kind: str = "classifier") ->
 
 
 class LiteModel:
-    """Named float32 inputs -> named outputs (numpy), one interpreter per calling thread."""
+    """Named float32 inputs -> named outputs (numpy), from any number of threads.
+
+    Interpreters are pooled: a calling thread borrows one, and at most ``max_interpreters``
+    (default: the machine's cores) are ever made, since each keeps its own activation memory
+    for the largest batch it has run (~0.1-0.5 GB at 32 views) and more of them than cores
+    gains nothing. A thread finding all in use waits for one.
+    """
 
     def __init__(
-        self, model_bytes: bytes, threads: int | None, source: str, inputs: Sequence[str], outputs: Sequence[str]
+        self,
+        model_bytes: bytes,
+        threads: int | None,
+        source: str,
+        inputs: Sequence[str],
+        outputs: Sequence[str],
+        max_interpreters: int | None = None,
     ) -> None:
         self._bytes = model_bytes
         self._threads = threads
         self.source = source
-        self._local = threading.local()
-        runner = self._runner()  # fail here, at load, on a file that is not a model of the contract
-        have_in, have_out = runner.get_input_details(), runner.get_output_details()
+        self._limit = max(1, max_interpreters or os.cpu_count() or 1)
+        self._pool: queue.LifoQueue = queue.LifoQueue()
+        self._made = 0
+        self._lock = threading.Lock()
+        runner = self._borrow()  # fail here, at load, on a file that is not a model of the contract
+        have_in, have_out = runner[1].get_input_details(), runner[1].get_output_details()
+        self._pool.put(runner)
         if not set(inputs) <= set(have_in) or not set(outputs) <= set(have_out):
             raise ValueError(
                 f"{source} takes {sorted(have_in)} and gives {sorted(have_out)}; it must take {sorted(inputs)} and give "
                 f"{sorted(outputs)}. Re-create it with python -m training.export_lite MODEL_DIR"
             )
-        self.outputs = tuple(have_out)
 
-    def _runner(self):
-        runner = getattr(self._local, "runner", None)
-        if runner is None:
-            from ai_edge_litert.interpreter import Interpreter
+    @property
+    def interpreters(self) -> int:
+        return self._made
 
-            interpreter = Interpreter(model_content=self._bytes, num_threads=self._threads or None)
-            runner = interpreter.get_signature_runner()
-            self._local.interpreter = interpreter  # the runner needs it alive
-            self._local.runner = runner
-        return runner
+    def _borrow(self):
+        try:
+            return self._pool.get_nowait()
+        except queue.Empty:
+            pass
+        with self._lock:
+            make = self._made < self._limit
+            self._made += make
+        if not make:
+            return self._pool.get()
+        from ai_edge_litert.interpreter import Interpreter
+
+        interpreter = Interpreter(model_content=self._bytes, num_threads=self._threads or None)
+        return interpreter, interpreter.get_signature_runner()  # the runner needs its interpreter alive
 
     def __call__(self, **inputs: np.ndarray) -> dict[str, np.ndarray]:
         arrays = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in inputs.items()}
-        return {k: np.asarray(v) for k, v in self._runner()(**arrays).items()}
+        borrowed = self._borrow()
+        try:
+            return {k: np.array(v) for k, v in borrowed[1](**arrays).items()}  # copies, before another thread runs it
+        finally:
+            self._pool.put(borrowed)
 
 
 class LiteClassifier:
     """Float32 pixels (N, S, S, 3) RGB 0..255 -> rust probabilities (N,)."""
 
-    def __init__(self, model_bytes: bytes, threads: int | None = 1, source: str = "<bytes>") -> None:
-        self._model = LiteModel(model_bytes, threads, source, (serving.PIXELS_INPUT,), (serving.CLASSIFIER_OUTPUT,))
+    def __init__(
+        self, model_bytes: bytes, threads: int | None = 1, source: str = "<bytes>", max_interpreters: int | None = None
+    ) -> None:
+        names = (serving.PIXELS_INPUT,), (serving.CLASSIFIER_OUTPUT,)
+        self._model = LiteModel(model_bytes, threads, source, *names, max_interpreters=max_interpreters)
 
     @classmethod
-    def from_model_dir(cls, model_dir: str, threads: int | None = 1) -> LiteClassifier:
+    def from_model_dir(
+        cls, model_dir: str, threads: int | None = 1, max_interpreters: int | None = None
+    ) -> LiteClassifier:
         path = lite_path(model_dir)
-        return cls(io_utils.read_bytes(path), threads, source=path)
+        return cls(io_utils.read_bytes(path), threads, path, max_interpreters)
 
     def __call__(self, pixels: np.ndarray) -> np.ndarray:
         out = self._model(**{serving.PIXELS_INPUT: pixels})[serving.CLASSIFIER_OUTPUT]
@@ -111,7 +145,9 @@ class LiteDetector:
         self._decode = decode
 
     @classmethod
-    def from_model_dir(cls, model_dir: str, threads: int | None = 1, saved=None) -> LiteDetector:
+    def from_model_dir(
+        cls, model_dir: str, threads: int | None = 1, saved=None, max_interpreters: int | None = None
+    ) -> LiteDetector:
         """``saved``: the already loaded SavedModel of ``model_dir`` (loaded here when None)."""
         import tensorflow as tf
 
@@ -124,7 +160,8 @@ class LiteDetector:
         decode = saved.signatures[serving.DECODE_SIGNATURE]
         path = lite_path(model_dir, "detector")
         raw = tuple(decode.structured_input_signature[1])
-        return cls(LiteModel(io_utils.read_bytes(path), threads, path, (serving.PIXELS_INPUT,), raw), decode)
+        network = LiteModel(io_utils.read_bytes(path), threads, path, (serving.PIXELS_INPUT,), raw, max_interpreters)
+        return cls(network, decode)
 
     def __call__(self, pixels: np.ndarray) -> dict[str, np.ndarray]:
         import tensorflow as tf

@@ -144,6 +144,7 @@ def build_pipeline(p: beam.Pipeline, args: argparse.Namespace, cfg: InferenceCon
                 cfg.classifier_batch_size,
                 cfg.tf_threads_per_call,
                 info.classifier_runtime,
+                cfg.lite_interpreters_per_process,
             )
         )
         | "Scored" >> beam.MapTuple(lambda rec, pred: ScoredImage(rec, float(pred.inference)))

@@ -43,6 +43,7 @@ class InferenceConfig:
     classifier_batch_size: int = 32
     classifier_runtime: str = "auto"  # auto | litert | savedmodel (corrosion.lite_runtime)
     detector_runtime: str = "auto"
+    lite_interpreters_per_process: int | None = None  # None: one per core (each holds its batch's activations)
     tf_threads_per_call: int | None = 1  # None: TensorFlow's default (every core for each call)
     detector_images_per_batch: int = 2
     tile_batch_size: int = 32

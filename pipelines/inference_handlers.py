@@ -2,8 +2,9 @@
 
 Both are keyed: elements are ``(ImageRecord, example)`` and predictions ``(ImageRecord,
 PredictionResult)``, so each result stays attached to its image without a join. Each worker
-process loads a SavedModel once (RunInference's per-process shared model, used by all threads)
-and calls its ``serving_pixels`` signature on batches.
+process loads a model once (RunInference's per-process shared model, used by all threads) and
+calls it on batches: the model's LiteRT copy where the runtime resolves to ``litert``
+(``corrosion.lite_runtime``), else the SavedModel's ``serving_pixels`` signature.
 
 - Classifier: examples are reduced-scale decodes already resized to the model input.
 - Detector: examples are the encoded bytes; the handler decodes at the tiles' model scale,
@@ -106,18 +107,22 @@ class ClassifierHandler(ModelHandler[tuple[ImageRecord, np.ndarray], tuple[Image
         batch_size: int,
         tf_threads: int | None = None,
         runtime: str = "savedmodel",
+        lite_interpreters: int | None = None,
     ) -> None:
         super().__init__(min_batch_size=1, max_batch_size=batch_size)
         self._model_dir = model_dir
         self._metadata = metadata
         self._tf_threads = tf_threads
         self._runtime = runtime
+        self._lite_interpreters = lite_interpreters
 
     def load_model(self) -> _SavedClassifier | lite_runtime.LiteClassifier:
         log.info("loading classifier %s (%s) from %s", self._metadata.version, self._runtime, self._model_dir)
         limit_tf_threads(self._tf_threads)  # TensorFlow still resizes the pixels
         if self._runtime == "litert":
-            return lite_runtime.LiteClassifier.from_model_dir(self._model_dir, self._tf_threads)
+            return lite_runtime.LiteClassifier.from_model_dir(
+                self._model_dir, self._tf_threads, self._lite_interpreters
+            )
         return _SavedClassifier(self._model_dir)
 
     def run_inference(
@@ -154,7 +159,10 @@ class DetectorHandler(ModelHandler[tuple[Any, ImageRecord], tuple[Any, Predictio
         limit_tf_threads(self._config.tf_threads_per_call)
         log.info("loading detector %s (%s) from %s", self._metadata.version, self._runtime, self._model_dir)
         if self._runtime == "litert":
-            return lite_runtime.LiteDetector.from_model_dir(self._model_dir, self._config.tf_threads_per_call)
+            c = self._config
+            return lite_runtime.LiteDetector.from_model_dir(
+                self._model_dir, c.tf_threads_per_call, max_interpreters=c.lite_interpreters_per_process
+            )
         return _SavedDetector(self._model_dir)
 
     def run_inference(

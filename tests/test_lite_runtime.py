@@ -40,12 +40,22 @@ def test_the_lite_copy_scores_like_the_saved_model_and_the_check_is_recorded(lit
 
 
 def test_one_model_called_from_several_threads_gives_the_sequential_scores(lite_classifier):
-    lite = lite_runtime.LiteClassifier.from_model_dir(lite_classifier)
+    path = lite_runtime.lite_path(lite_classifier)
+    model = lite_runtime.LiteModel(
+        open(path, "rb").read(), 1, path, (serving.PIXELS_INPUT,), (serving.CLASSIFIER_OUTPUT,), max_interpreters=3
+    )
+
+    def lite(pixels: np.ndarray) -> np.ndarray:
+        return model(**{serving.PIXELS_INPUT: pixels})[serving.CLASSIFIER_OUTPUT]
+
     batches = [np.random.default_rng(i).uniform(0, 255, (8, SIZE, SIZE, 3)).astype(np.float32) for i in range(8)]
     expected = [lite(b) for b in batches]
     got: dict[int, np.ndarray] = {}
 
+    start = threading.Barrier(len(batches))
+
     def score(i: int) -> None:
+        start.wait()
         for _ in range(5):
             got[i] = lite(batches[i])
 
@@ -56,6 +66,7 @@ def test_one_model_called_from_several_threads_gives_the_sequential_scores(lite_
         t.join()
     for i, want in enumerate(expected):
         np.testing.assert_array_equal(got[i], want)
+    assert 1 <= model.interpreters <= 3  # 8 threads never made more than the limit
 
 
 def test_a_copy_that_disagrees_with_the_saved_model_is_not_written(tmp_path):
@@ -148,3 +159,13 @@ def test_a_detector_exported_before_its_decode_signature_gets_it_and_its_copy(tm
     saved = loaded.signatures[serving.PIXELS_SIGNATURE](images=tf.constant(pixels))
     for name in serving.DETECTOR_OUTPUTS:
         assert out[name].shape == tuple(saved[name].shape), name
+
+
+def test_a_new_export_into_the_same_folder_removes_the_old_copy(tmp_path):
+    """A LiteRT file left from the model an export replaces would be run under the new version."""
+    model_dir = doubles.export_tiny_classifier(str(tmp_path / "clf"), input_size=SIZE, seed=0, lite=True)
+    assert lite_runtime.resolve_runtime(model_dir, "auto") == "litert"
+    doubles.export_tiny_classifier(model_dir, input_size=SIZE, seed=1, version="retrained")
+    assert not lite_runtime.has_lite(model_dir)
+    assert lite_runtime.resolve_runtime(model_dir, "auto") == "savedmodel"
+    assert serving.read_metadata(model_dir).version == "retrained"
