@@ -143,7 +143,9 @@ def test_a_detector_exported_before_its_decode_signature_gets_it_and_its_copy(tm
     meta = serving.ModelMetadata("detector", "old-det", 64, 0.3, ("rust",), "MobileNetV2", "none", extra)
     export_model(model_dir, predict, model, meta)  # as train_detector did before serving_decode
 
-    with pytest.raises(ValueError, match=r"does not fit the weights.*--detector_config\)\. Nothing changed"):
+    with pytest.raises(
+        ValueError, match=r"cannot restore the weights.*does not fit.*--detector_config\)\. Nothing changed"
+    ):
         export_lite.main([model_dir, "--detector_config", str(tmp_path / "wrong.yaml")])
     assert not lite_runtime.has_lite(model_dir, "detector")
     assert serving.DECODE_SIGNATURE not in tf.saved_model.load(model_dir).signatures

@@ -202,9 +202,8 @@ def load_exported_classifier(model_dir: str) -> ClassifierParts:
     ``parts.inference``; rebuilding that model from metadata.json and reading the checkpoint gives
     back a Keras backbone that another model (the detector) can start from.
     """
-    import tensorflow as tf
-
-    from corrosion import io_utils, serving
+    from corrosion import serving
+    from training.export import restore_exported_weights
 
     meta = serving.read_metadata(model_dir)
     if meta.kind != "classifier":
@@ -215,14 +214,10 @@ def load_exported_classifier(model_dir: str) -> ClassifierParts:
         backbone=meta.backbone, input_size=meta.input_size, backbone_kwargs=dict(meta.extra.get("backbone_kwargs", {}))
     )
     parts = build_classifier(cfg, WeightSource("none", None, f"classifier {meta.version}"))
-    checkpoint = io_utils.join(model_dir, "variables", "variables")
-    try:
-        status = tf.train.Checkpoint(model=parts.inference).read(checkpoint)
-        status.expect_partial()  # the serving module's own objects (signatures) have no Keras counterpart
-        status.assert_existing_objects_matched()
-    except (AssertionError, ValueError, tf.errors.OpError) as exc:
-        raise ValueError(
-            f"cannot restore classifier {meta.version} from {checkpoint}: {exc}. Its SavedModel must come from "
-            "training.train_classifier of this project (a MobileNetV2-style classifier whose metadata names its backbone)"
-        ) from exc
+    restore_exported_weights(
+        parts.inference,
+        model_dir,
+        f"classifier {meta.version} must come from training.train_classifier of this project "
+        "(a MobileNetV2-style classifier whose metadata names its backbone)",
+    )
     return parts

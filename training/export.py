@@ -25,6 +25,18 @@ def classifier_predict_fn(model) -> Callable[[tf.Tensor], dict[str, tf.Tensor]]:
     return predict
 
 
+def restore_exported_weights(model, model_dir: str, advice: str) -> None:
+    """Read the weights of an ``export_model`` SavedModel into ``model``, a Keras model rebuilt with
+    the same architecture; ValueError naming ``model_dir``, the cause and ``advice`` when it does not fit."""
+    checkpoint = io_utils.join(model_dir, "variables", "variables")
+    try:
+        status = tf.train.Checkpoint(model=model).read(checkpoint)
+        status.expect_partial()  # the serving module's own objects (signatures) have no Keras counterpart
+        status.assert_existing_objects_matched()
+    except (AssertionError, ValueError, tf.errors.OpError) as exc:
+        raise ValueError(f"cannot restore the weights of {model_dir} ({exc}): {advice}") from exc
+
+
 class _ServingModule(tf.Module):
     def __init__(self, predict: Callable[[tf.Tensor], dict[str, tf.Tensor]], input_size: int, trackable) -> None:
         super().__init__()

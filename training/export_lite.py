@@ -102,7 +102,7 @@ def add_detector_lite(model_dir: str, detector_config_path: str, max_abs_diff: f
     from corrosion.weights import WeightSource
     from training.detector_decode import make_decode_signature, make_predict
     from training.detector_model import anchor_boxes, build_detector
-    from training.export import export_model
+    from training.export import export_model, restore_exported_weights
     from training.train_detector import load_detector_config
 
     meta = serving.read_metadata(model_dir)
@@ -114,15 +114,12 @@ def add_detector_lite(model_dir: str, detector_config_path: str, max_abs_diff: f
             f"{meta.backbone} at {meta.input_size} px: give the config it was trained with (--detector_config)"
         )
     model, _ = build_detector(m, WeightSource("none", None, f"detector {meta.version}"))
-    try:
-        status = tf.train.Checkpoint(model=model).read(io_utils.join(model_dir, "variables", "variables"))
-        status.expect_partial()  # the serving module's own objects have no Keras counterpart
-        status.assert_existing_objects_matched()
-    except (AssertionError, ValueError, tf.errors.OpError) as exc:
-        raise ValueError(
-            f"the network described by {detector_config_path} does not fit the weights of {model_dir} ({exc}); "
-            "give the config it was trained with (--detector_config). Nothing changed"
-        ) from exc
+    restore_exported_weights(
+        model,
+        model_dir,
+        f"the network described by {detector_config_path} does not fit; give the config it was trained with "
+        "(--detector_config). Nothing changed",
+    )
     keys = ("max_detections", "nms_iou", "min_score", "image_score_weight")
     post = dataclasses.replace(cfg.postprocess, **{k: meta.extra[k] for k in keys if k in meta.extra})
     anchors = anchor_boxes(m)
