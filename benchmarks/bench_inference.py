@@ -119,6 +119,19 @@ def pipeline_rate(folder: Path, model_dir: str, out: Path, extra: list[str]) -> 
     return summary["counters"]["images_scored"] / elapsed, summary
 
 
+def steady_rates(
+    large: Path, small: Path, counts: tuple[int, int], model_dir: str, out: Path, flags: list[str], repeats: int
+) -> tuple[float, float, dict]:
+    """(images/s including start-up, steady state, summary) of the pipeline: best of ``repeats`` runs
+    on the ``large`` and the ``small`` folder (``counts`` photos each); steady state is the marginal
+    rate between them, what a night of thousands of photos sees."""
+    large_runs = [pipeline_rate(large, model_dir, out / "large", flags) for _ in range(repeats)]
+    small_runs = [pipeline_rate(small, model_dir, out / "small", flags) for _ in range(repeats)]
+    best, summary = max(large_runs, key=lambda r: r[0])
+    small_seconds = min(r[1]["seconds"] for r in small_runs)
+    return best, (counts[0] - counts[1]) / (summary["seconds"] - small_seconds), summary
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", type=int, default=400, help="photos the large pipeline run scores")
@@ -173,13 +186,9 @@ def main(argv: list[str] | None = None) -> dict:
             os.link(path, small / path.name)
 
         def rates(runtime: str) -> tuple[float, float, dict]:
-            """(incl. start-up, steady state, summary of the best large run) with this classifier runtime."""
             flags = [*runner, f"--classifier_runtime={runtime}"]
-            large = [pipeline_rate(work / "photos", model_dir, work / "out", flags) for _ in range(args.repeats)]
-            small_runs = [pipeline_rate(small, model_dir, work / "out_small", flags) for _ in range(args.repeats)]
-            best, summary = max(large, key=lambda r: r[0])
-            small_seconds = min(r[1]["seconds"] for r in small_runs)
-            return best, (args.images - args.small_images) / (summary["seconds"] - small_seconds), summary
+            counts = (args.images, args.small_images)
+            return steady_rates(work / "photos", small, counts, model_dir, work / "out", flags, args.repeats)
 
         pipeline, steady, summary = rates("auto")
         runtime = summary["classifier_runtime"]
@@ -198,14 +207,11 @@ def main(argv: list[str] | None = None) -> dict:
                     os.link(path, det_folders[name] / path.name)
 
             def detector_rates(runtime: str) -> tuple[float, float, dict]:
-                """(incl. start-up, steady state, summary) of classifier + tiled detector."""
+                """Classifier + tiled detector, one run of each size (they are long)."""
                 flags = [*runner, "--detector", detector_dir, f"--detector_runtime={runtime}"]
-                large, det_summary = pipeline_rate(det_folders["large"], model_dir, work / "out_det", flags)
-                small = pipeline_rate(det_folders["small"], model_dir, work / "out_det_small", flags)[1]
-                marginal = (args.detector_images - args.detector_small_images) / (
-                    det_summary["seconds"] - small["seconds"]
-                )
-                return large, marginal, det_summary
+                counts = (args.detector_images, args.detector_small_images)
+                folders = det_folders["large"], det_folders["small"]
+                return steady_rates(*folders, counts, model_dir, work / "out_det", flags, repeats=1)
 
             detector_rate, detector_steady, det_summary = detector_rates("auto")
             detector_runtime = det_summary["detector_runtime"]

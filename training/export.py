@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import tensorflow as tf
 
-from corrosion import io_utils, preprocess, serving
+from corrosion import io_utils, lite_runtime, preprocess, serving
 
 log = logging.getLogger(__name__)
 
@@ -64,10 +64,10 @@ def export_model(
     ``predict`` maps float32 (N, S, S, 3) RGB 0..255 to the output dict; ``trackable`` owns the
     variables it uses (usually the Keras model). ``extra_signatures``: e.g. the detector's decode.
     """
-    for name in (serving.CLASSIFIER_LITE_FILE, serving.DETECTOR_LITE_FILE):
+    for kind in lite_runtime.LITE_FILES:
         # a LiteRT copy of the model this export replaces must never be run in its name
-        if io_utils.remove_if_exists(io_utils.join(model_dir, name)):
-            log.info("removed %s of the model exported to %s before", name, model_dir)
+        if io_utils.remove_if_exists(lite_runtime.lite_path(model_dir, kind)):
+            log.info("removed the %s LiteRT copy of the model exported to %s before", kind, model_dir)
     module = _ServingModule(predict, metadata.input_size, trackable)
     size = metadata.input_size
     pixels_fn = tf.function(

@@ -125,8 +125,8 @@ def add_detector_lite(model_dir: str, detector_config_path: str, max_abs_diff: f
     anchors = anchor_boxes(m)
     predict = make_predict(model, anchors, m.box_variance, post)
     pixels = check_pixels(meta.input_size, check_images, seed=1)
-    saved = tf.saved_model.load(model_dir).signatures[serving.PIXELS_SIGNATURE]
-    before = saved(**{serving.PIXELS_INPUT: tf.constant(pixels)})
+    loaded = tf.saved_model.load(model_dir)
+    before = loaded.signatures[serving.PIXELS_SIGNATURE](**{serving.PIXELS_INPUT: tf.constant(pixels)})
     after = predict(tf.constant(pixels))
     diff = max(float(np.max(np.abs(before[k].numpy() - after[k].numpy()))) for k in serving.DETECTOR_OUTPUTS)
     if not diff <= max_abs_diff:
@@ -134,7 +134,7 @@ def add_detector_lite(model_dir: str, detector_config_path: str, max_abs_diff: f
             f"rebuilt from {detector_config_path}, {model_dir} gives other detections (difference {diff:.2e}); "
             "give the config it was trained with (--detector_config). Nothing changed"
         )
-    if serving.DECODE_SIGNATURE not in tf.saved_model.load(model_dir).signatures:
+    if serving.DECODE_SIGNATURE not in loaded.signatures:
         decode = make_decode_signature(model, anchors, m.box_variance, post)
         export_model(model_dir, predict, model, meta, {serving.DECODE_SIGNATURE: decode})
     return export_detector_lite(model_dir, model, meta.input_size, max_abs_diff, check_images)
