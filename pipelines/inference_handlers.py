@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -66,6 +67,32 @@ def limit_tf_threads(threads: int | None) -> None:
         log.info("TensorFlow calls in this process use %d thread(s) each", threads)
     except RuntimeError:
         log.info("TensorFlow already running in this process: keeping its thread setting")
+
+
+class ModelChangedError(RuntimeError):
+    """The model folder holds another model than the one this run's rows are labelled with."""
+
+
+def load_unchanged(model_dir: str, expected: serving.ModelMetadata, load: Callable[[], Any]) -> Any:
+    """``load()``, then a check that ``model_dir`` still holds the model the run started with.
+
+    The run reads metadata.json once, at launch, and labels every row with that version and
+    threshold; workers load the model later (minutes later on Dataflow). A re-export into the same
+    folder in between would score rows with the new model under the old version, which
+    ``--skip_processed`` would then trust. Checked after the load (and after a failed one: an
+    export in progress removes the LiteRT copy first), so a load that overlaps an export is caught.
+    """
+    try:
+        model = load()
+    finally:
+        now = serving.read_metadata(model_dir).version
+        if now != expected.version:
+            raise ModelChangedError(
+                f"{model_dir} changed during this run: it held {expected.kind} {expected.version} at launch and "
+                f"holds {now} now, so rows would be labelled with the wrong model. Run the job again; to retrain "
+                "while jobs run, export into a new folder and point the job at it"
+            )
+    return model
 
 
 class _Loaded:
@@ -120,10 +147,12 @@ class ClassifierHandler(ModelHandler[tuple[ImageRecord, np.ndarray], tuple[Image
         log.info("loading classifier %s (%s) from %s", self._metadata.version, self._runtime, self._model_dir)
         limit_tf_threads(self._tf_threads)  # TensorFlow still resizes the pixels
         if self._runtime == "litert":
-            return lite_runtime.LiteClassifier.from_model_dir(
-                self._model_dir, self._tf_threads, self._lite_interpreters
+            load = partial(
+                lite_runtime.LiteClassifier.from_model_dir, self._model_dir, self._tf_threads, self._lite_interpreters
             )
-        return _SavedClassifier(self._model_dir)
+        else:
+            load = partial(_SavedClassifier, self._model_dir)
+        return load_unchanged(self._model_dir, self._metadata, load)
 
     def run_inference(
         self, batch: Sequence[tuple[ImageRecord, np.ndarray]], model, inference_args: dict | None = None
@@ -160,10 +189,15 @@ class DetectorHandler(ModelHandler[tuple[Any, ImageRecord], tuple[Any, Predictio
         log.info("loading detector %s (%s) from %s", self._metadata.version, self._runtime, self._model_dir)
         if self._runtime == "litert":
             c = self._config
-            return lite_runtime.LiteDetector.from_model_dir(
-                self._model_dir, c.tf_threads_per_call, max_interpreters=c.lite_interpreters_per_process
+            load = partial(
+                lite_runtime.LiteDetector.from_model_dir,
+                self._model_dir,
+                c.tf_threads_per_call,
+                max_interpreters=c.lite_interpreters_per_process,
             )
-        return _SavedDetector(self._model_dir)
+        else:
+            load = partial(_SavedDetector, self._model_dir)
+        return load_unchanged(self._model_dir, self._metadata, load)
 
     def run_inference(
         self, batch: Sequence[tuple[Any, ImageRecord]], model, inference_args: dict | None = None

@@ -365,6 +365,44 @@ def test_the_litert_copy_gives_the_rows_of_the_savedmodel(work, survey, night):
         assert row["is_rust"] == lite[uri]["is_rust"], uri
 
 
+def test_a_model_folder_re_exported_after_launch_fails_the_worker_load_naming_both_versions(
+    work, classifier, detector, tmp_path
+):
+    """Rows are labelled with the version read at launch: a worker must not score them with another model."""
+    import dataclasses
+
+    from pipelines.inference_handlers import ClassifierHandler, DetectorHandler, ModelChangedError
+
+    def re_export(source: str, name: str) -> tuple[str, serving.ModelMetadata]:
+        """A copy of ``source`` whose metadata.json says another version, as a re-export leaves it."""
+        model_dir = str(shutil.copytree(source, tmp_path / name))
+        at_launch = serving.read_metadata(model_dir)
+        serving.write_metadata(model_dir, dataclasses.replace(at_launch, version=at_launch.version + "-retrained"))
+        return model_dir, at_launch
+
+    clf_dir, clf_meta = re_export(classifier, "classifier")
+    det_dir, det_meta = re_export(detector, "detector")
+    handlers = {
+        "litert": ClassifierHandler(clf_dir, clf_meta, 8, runtime="litert"),
+        "savedmodel": ClassifierHandler(clf_dir, clf_meta, 8, runtime="savedmodel"),
+        "detector": DetectorHandler(det_dir, det_meta, bi.InferenceConfig(), runtime="savedmodel"),
+    }
+    for name, handler in handlers.items():
+        meta = det_meta if name == "detector" else clf_meta
+        version = re.escape(meta.version)
+        with pytest.raises(
+            ModelChangedError, match=f"held {meta.kind} {version} at launch and holds {version}-retrained"
+        ):
+            handler.load_model()
+    # an export in progress has already removed the LiteRT copy: still the same clear error, not a missing file
+    (Path(clf_dir) / serving.CLASSIFIER_LITE_FILE).unlink()
+    with pytest.raises(ModelChangedError, match="changed during this run"):
+        handlers["litert"].load_model()
+    # the folder as it was at launch loads and scores
+    unchanged = ClassifierHandler(classifier, serving.read_metadata(classifier), 8, runtime="litert").load_model()
+    assert unchanged(np.zeros((2, clf_meta.input_size, clf_meta.input_size, 3), np.float32)).shape == (2,)
+
+
 def test_detector_gate_runs_the_detector_only_above_it(work, survey, detector):
     # A random CNN, whose scores differ from image to image (the one-epoch trained one is near-constant).
     classifier = doubles.export_tiny_classifier(str(work / "random_classifier"), input_size=32, seed=3)
