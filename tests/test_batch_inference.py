@@ -382,13 +382,13 @@ def test_a_model_folder_re_exported_after_launch_fails_the_worker_load_naming_bo
 
     clf_dir, clf_meta = re_export(classifier, "classifier")
     det_dir, det_meta = re_export(detector, "detector")
-    handlers = {
-        "litert": ClassifierHandler(clf_dir, clf_meta, 8, runtime="litert"),
-        "savedmodel": ClassifierHandler(clf_dir, clf_meta, 8, runtime="savedmodel"),
-        "detector": DetectorHandler(det_dir, det_meta, bi.InferenceConfig(), runtime="savedmodel"),
-    }
-    for name, handler in handlers.items():
-        meta = det_meta if name == "detector" else clf_meta
+    lite_classifier = ClassifierHandler(clf_dir, clf_meta, 8, runtime="litert")
+    handlers = (
+        (lite_classifier, clf_meta),
+        (ClassifierHandler(clf_dir, clf_meta, 8, runtime="savedmodel"), clf_meta),
+        (DetectorHandler(det_dir, det_meta, bi.InferenceConfig(), runtime="savedmodel"), det_meta),
+    )
+    for handler, meta in handlers:
         version = re.escape(meta.version)
         with pytest.raises(
             ModelChangedError, match=f"held {meta.kind} {version} at launch and holds {version}-retrained"
@@ -397,7 +397,7 @@ def test_a_model_folder_re_exported_after_launch_fails_the_worker_load_naming_bo
     # an export in progress has already removed the LiteRT copy: still the same clear error, not a missing file
     (Path(clf_dir) / serving.CLASSIFIER_LITE_FILE).unlink()
     with pytest.raises(ModelChangedError, match="changed during this run"):
-        handlers["litert"].load_model()
+        lite_classifier.load_model()
     # the folder as it was at launch loads and scores
     unchanged = ClassifierHandler(classifier, serving.read_metadata(classifier), 8, runtime="litert").load_model()
     assert unchanged(np.zeros((2, clf_meta.input_size, clf_meta.input_size, 3), np.float32)).shape == (2,)
