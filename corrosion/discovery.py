@@ -20,9 +20,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 
-from apache_beam.io.filesystems import FileSystems
-
-from corrosion import class_folders, io_utils, paths, voc, yolo
+from corrosion import class_folders, io_utils, listing, paths, voc, yolo
 from corrosion.annotations import LabelledImage
 from corrosion.dataset_config import canonical_split
 from corrosion.labels import NO_RUST, LabelConfig
@@ -47,7 +45,7 @@ class ImageTask:
     layout: str  # voc | yolo | folders | flat
     class_hint: str | None = None  # from a class folder
     label_path: str | None = None  # YOLO label file, when one exists
-    yolo_names: tuple[str, ...] | None = None
+    yolo_names: tuple[str | None, ...] | None = None  # data.yaml names indexed by class id
     yolo_error: tuple[str, str, str] | None = None  # (reason, path, detail) when data.yaml is unusable
 
 
@@ -101,13 +99,34 @@ def source_name(root: str) -> str:
     return paths.name(paths.normalise(root)) or "input"
 
 
+def list_inputs(root: str, exclude: Iterable[str] = ()) -> tuple[list[str], list[Reject]]:
+    """Every readable file under ``root`` (local or gs://; normalised, sorted) and a reject for each
+    name that is no readable file (dangling symlink, FIFO, device, non-UTF-8 name).
+
+    Files under ``exclude`` (a tool's own output folder inside its input) are left out.
+    """
+    found, rejects, left_out = [], [], 0
+    excluded = tuple(paths.normalise(e) for e in exclude if e)
+    for item in listing.walk(root):
+        if any(paths.is_within(item.path, e) for e in excluded):
+            left_out += 1
+        elif isinstance(item, listing.Problem):
+            rejects.append(Reject(item.path, DISCOVER, item.reason, item.detail))
+        else:
+            found.append(paths.normalise(item.path))
+    if left_out:
+        log.info("left out %d file(s) under %s (this run's own output)", left_out, ", ".join(excluded))
+    return sorted(found), rejects
+
+
 def list_files(root: str) -> list[str]:
-    """Every file under ``root`` (local or gs://), normalised paths, sorted."""
-    root = paths.normalise(root)
-    if not io_utils.is_remote(root) and not FileSystems.exists(root):
-        raise FileNotFoundError(f"input folder {root} does not exist")
-    result = FileSystems.match([paths.join(root, "**")])[0]
-    return sorted(paths.normalise(m.path) for m in result.metadata_list)
+    """Every readable file under ``root`` (local or gs://), normalised paths, sorted."""
+    return list_inputs(root)[0]
+
+
+def read_annotation(path: str) -> bytes:
+    """An annotation file's bytes, refused unread past ``io_utils.MAX_ANNOTATION_BYTES``."""
+    return io_utils.read_bytes(path, io_utils.MAX_ANNOTATION_BYTES)
 
 
 def unit_of(path: str) -> str:
@@ -204,7 +223,7 @@ def plan_unit(root: str, unit: str, files: Iterable[str], labels: LabelConfig) -
 
 def parse_annotation(
     task: AnnotationTask,
-    read: Callable[[str], bytes] = io_utils.read_bytes,
+    read: Callable[[str], bytes] = read_annotation,
     exists: Callable[[str], bool] = io_utils.exists,
 ) -> tuple[str | None, ParsedAnnotation]:
     """(image path it claims, parsed or refused annotation); the path is None when no image can be named."""
@@ -214,8 +233,9 @@ def parse_annotation(
     except AnnotationError as exc:
         return task.default_image, ParsedAnnotation(task.path, error=exc.to_reject())
     except OSError as exc:
+        reason = exc.reason if isinstance(exc, io_utils.FileTooLarge) else "read_error"
         return task.default_image, ParsedAnnotation(
-            task.path, error=Reject(task.path, ANNOTATION, "read_error", f"{task.path}: {exc}")
+            task.path, error=Reject(task.path, ANNOTATION, reason, f"{task.path}: cannot be read ({exc})")
         )
     if exists(image):
         return image, ParsedAnnotation(task.path, annotation)
@@ -336,14 +356,16 @@ def _label_yolo(task: ImageTask, labels: LabelConfig, data: bytes | None, read: 
             None, _image_reject(task, reason, detail), (Reject(task.label_path, ANNOTATION, reason, detail),)
         )
     try:
-        boxes = yolo.parse_labels(read(task.label_path).decode("utf-8"), task.label_path, task.yolo_names)
+        text = read_annotation(task.label_path).decode("utf-8-sig")
+        boxes = yolo.parse_labels(text, task.label_path, task.yolo_names)
     except AnnotationError as exc:
         return Labelling(
             None, _image_reject(task, exc.reason, f"its label file was refused: {exc}"), (exc.to_reject(),)
         )
     except (OSError, UnicodeDecodeError) as exc:
-        row = Reject(task.label_path, ANNOTATION, "read_error", f"{task.label_path}: {exc}")
-        return Labelling(None, _image_reject(task, "read_error", row.detail), (row,))
+        reason = exc.reason if isinstance(exc, io_utils.FileTooLarge) else "read_error"
+        row = Reject(task.label_path, ANNOTATION, reason, f"{task.label_path}: cannot be read ({exc})")
+        return Labelling(None, _image_reject(task, reason, row.detail), (row,))
     try:
         info = images.probe(data if data is not None else read(task.path), task.path)
     except images.ImageError as exc:
@@ -361,16 +383,20 @@ def _label_yolo(task: ImageTask, labels: LabelConfig, data: bytes | None, read: 
 # ---------------------------------------------------------------- plain-Python scan
 
 
-def scan(root: str, labels: LabelConfig, missing_annotation_is_negative: bool = False) -> ScanResult:
+def scan(
+    root: str, labels: LabelConfig, missing_annotation_is_negative: bool = False, exclude: Iterable[str] = ()
+) -> ScanResult:
     """Every labelled image under ``root`` (local or gs://) and every input that could not be used.
 
     The same steps as the dataset pipeline's discovery, without decoding images (only YOLO images
-    are probed for their size), so a model can be evaluated on a raw labelled folder.
+    are probed for their size), so a model can be evaluated on a raw labelled folder. Files under
+    ``exclude`` (the caller's own output folder) are not inputs.
     """
     root = paths.normalise(root)
     result = ScanResult()
     units: dict[str, list[str]] = defaultdict(list)
-    for f in list_files(root):
+    found, result.rejects = list_inputs(root, exclude)
+    for f in found:
         units[unit_of(f)].append(f)
     tasks: list[ImageTask] = []
     claims: dict[str, list[ParsedAnnotation]] = defaultdict(list)

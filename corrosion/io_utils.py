@@ -7,17 +7,34 @@ import posixpath
 
 from apache_beam.io.filesystems import FileSystems
 
+# Annotation files (VOC XML, YOLO txt, data.yaml, manifests) larger than this are refused unread.
+MAX_ANNOTATION_BYTES = 16 * 2**20
+MAX_DATA_YAML_BYTES = 2**20
 
-def read_bytes(path: str) -> bytes:
-    """Whole file as bytes; FileNotFoundError naming the path when it is missing."""
+
+class FileTooLarge(OSError):
+    """A file over the size a reader accepts; raised before more than the limit is read."""
+
+    reason = "file_too_large"
+
+
+def read_bytes(path: str, max_bytes: int | None = None) -> bytes:
+    """Whole file as bytes; FileNotFoundError naming the path when it is missing.
+
+    ``max_bytes`` bounds the read: one byte more than that is read at most, then FileTooLarge.
+    """
     if not FileSystems.exists(path):
         raise FileNotFoundError(f"{path} does not exist")
     with FileSystems.open(path, compression_type="uncompressed") as handle:
-        return handle.read()
+        data = handle.read() if max_bytes is None else handle.read(max_bytes + 1)
+    if max_bytes is not None and len(data) > max_bytes:
+        raise FileTooLarge(f"{path}: larger than {max_bytes} bytes; refused")
+    return data
 
 
-def read_text(path: str) -> str:
-    return read_bytes(path).decode("utf-8")
+def read_text(path: str, max_bytes: int | None = None, errors: str = "strict") -> str:
+    """UTF-8 text (a leading byte-order mark dropped); ``errors="replace"`` for lenient readers."""
+    return read_bytes(path, max_bytes).decode("utf-8-sig", errors)
 
 
 def write_bytes(path: str, data: bytes) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import posixpath
+import re
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
@@ -59,3 +60,28 @@ def relative(path: str, root: str) -> str:
 
 def is_image(path: str) -> bool:
     return ext(path) in IMAGE_EXTENSIONS
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def is_undecodable(path: str) -> bool:
+    """A name read from disk with bytes that are not UTF-8 (Python keeps them as surrogate escapes)."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def display(path: str) -> str:
+    """``path`` printable on one line: undecodable bytes as ``\\xNN``, control characters escaped.
+
+    Result rows, CSVs and logs carry this form, so a name holding a newline cannot split a row and
+    a Latin-1 name cannot crash a UTF-8 coder; ordinary names are returned unchanged.
+    """
+    if is_undecodable(path):
+        path = path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    if _CONTROL.search(path):
+        path = _CONTROL.sub(lambda m: repr(m.group())[1:-1], path)
+    return path

@@ -7,7 +7,9 @@ a short stable code (tests and stats count by it) and whose ``detail`` tells a p
 from __future__ import annotations
 
 import json
+import reprlib
 from dataclasses import asdict, dataclass
+from typing import Any
 
 # Stages, in the order an input meets them.
 DISCOVER = "discover"
@@ -26,6 +28,16 @@ class Reject:
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
+
+
+_SHORT = reprlib.Repr()
+_SHORT.maxstring, _SHORT.maxother, _SHORT.maxlist, _SHORT.maxdict, _SHORT.maxlevel = 80, 80, 8, 8, 3
+
+
+def short_repr(value: Any) -> str:
+    """``repr`` bounded in length and depth: a message quoting a hostile value stays one short line
+    (a YAML alias bomb expands to gigabytes when printed whole)."""
+    return _SHORT.repr(value)
 
 
 class AnnotationError(ValueError):

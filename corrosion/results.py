@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from corrosion import io_utils
+from corrosion import csv_rows, io_utils
 from corrosion.config import config_path
 
 SCHEMA_FILE = "bigquery_schema.json"
@@ -107,19 +107,19 @@ def _csv_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float):
-        return repr(value)
+        return csv_rows.Number(repr(value))
+    if isinstance(value, int):
+        return csv_rows.Number(str(value))
     return str(value)
 
 
 def csv_line(row: Mapping[str, Any], columns: Sequence[str]) -> str:
-    """One CSV record (no newline) with RFC 4180 quoting; nulls are empty fields."""
-    out = io.StringIO()
-    csv.writer(out, lineterminator="").writerow([_csv_value(row.get(c)) for c in columns])
-    return out.getvalue()
+    """One CSV record (no newline), RFC 4180 and spreadsheet-safe (``csv_rows``); nulls are empty fields."""
+    return csv_rows.record(_csv_value(row.get(c)) for c in columns)
 
 
 def csv_header(columns: Sequence[str]) -> str:
-    return ",".join(columns)
+    return csv_rows.header(columns)
 
 
 def parse_csv_value(text: str, kind: str) -> Any:

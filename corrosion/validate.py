@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import math
 from dataclasses import dataclass, replace
 
 from PIL import Image
@@ -99,10 +100,12 @@ def validate(
     encoded, fmt = data, KEPT_FORMATS.get(info.format)
     if fmt == "jpeg" and _jpeg_mode(data) not in ("RGB", "L"):  # CMYK/YCCK JPEGs: not every decoder copes
         fmt = None
+    if info.high_depth:  # 16-bit / 32-bit / float pixels: store the scaled 8-bit view every decoder agrees on
+        fmt = None
     if info.orientation != 1:
         fixes.append(FIX_ORIENTATION)
     if info.orientation != 1 or fmt is None:
-        encoded, fmt = images.encode_jpeg(img, cfg.reencode_quality), "jpeg"
+        encoded, fmt = images.encode_for_record(img, cfg.reencode_quality)
         fixes.append(FIX_REENCODED)
     record = schema.Record(
         encoded=encoded,
@@ -191,6 +194,12 @@ def _clean_boxes(
             box = replace(box, label=labels.box_class(box.label))
         except UnknownLabelError as exc:
             raise ValidationError("unknown_label", labelled.image_path, f"{where}: {exc}") from exc
+        if not all(math.isfinite(v) for v in (raw.xmin, raw.ymin, raw.xmax, raw.ymax)):
+            # NaN passes every comparison below; the readers refuse it, this keeps any other source honest
+            dropped.append(
+                Reject(where, BOX, "non_finite_box", f"{name} has a coordinate that is not a finite number; dropped")
+            )
+            continue
         if raw.xmax < raw.xmin or raw.ymax < raw.ymin:
             dropped.append(Reject(where, BOX, "inverted_box", f"{name} has max < min; dropped"))
             continue

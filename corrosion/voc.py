@@ -7,6 +7,7 @@ absolute path on another machine) is ignored. XML is parsed with defusedxml, so 
 
 from __future__ import annotations
 
+import math
 import xml.etree.ElementTree as StdET
 from dataclasses import dataclass, replace
 
@@ -16,7 +17,7 @@ import defusedxml.ElementTree as SafeET
 from corrosion import io_utils, paths
 from corrosion.annotations import Box, LabelledImage
 from corrosion.labels import NO_RUST, RUST, LabelConfig
-from corrosion.rejects import AnnotationError, box_class_or_reject
+from corrosion.rejects import AnnotationError, box_class_or_reject, short_repr
 
 
 @dataclass(frozen=True)
@@ -56,19 +57,25 @@ def parse_voc(data: bytes | str, annotation_path: str) -> VocAnnotation:
 
 
 def _number(text: str | None, what: str, path: str) -> float:
+    """A finite number: NaN passes every range check (all comparisons are false), so it is refused here."""
     try:
-        return float((text or "").strip())
+        value = float((text or "").strip())
     except ValueError as exc:
-        raise AnnotationError("malformed_xml", path, f"{what} is {text!r}, not a number") from exc
+        raise AnnotationError("malformed_xml", path, f"{what} is {short_repr(text)}, not a number") from exc
+    if not math.isfinite(value):
+        raise AnnotationError("malformed_xml", path, f"{what} is {short_repr(text)}, not a finite number")
+    return value
 
 
 def _size(root, path: str) -> tuple[int, int] | None:
     size = root.find("size")
     if size is None:
         return None
-    w = int(_number(size.findtext("width"), "<size><width>", path))
-    h = int(_number(size.findtext("height"), "<size><height>", path))
-    return (w, h) if w > 0 and h > 0 else None
+    w = _number(size.findtext("width"), "<size><width>", path)
+    h = _number(size.findtext("height"), "<size><height>", path)
+    if not (0 < w < 2**31 and 0 < h < 2**31):
+        return None  # absent or zero (labelImg writes 0 when it could not tell): the real size is used
+    return int(w), int(h)
 
 
 def _flag(obj, tag: str) -> bool:

@@ -8,6 +8,7 @@ Following ``corrosion.synthetic`` and labelImg, coordinates refer to the stored 
 
 from __future__ import annotations
 
+import math
 import posixpath
 from dataclasses import dataclass
 
@@ -16,7 +17,7 @@ import yaml
 from corrosion import io_utils, paths
 from corrosion.annotations import Box, LabelledImage
 from corrosion.labels import NO_RUST, RUST, LabelConfig
-from corrosion.rejects import AnnotationError, box_class_or_reject
+from corrosion.rejects import AnnotationError, box_class_or_reject, short_repr
 
 DATA_YAML_NAMES = ("data.yaml", "data.yml", "dataset.yaml")
 
@@ -24,7 +25,7 @@ DATA_YAML_NAMES = ("data.yaml", "data.yml", "dataset.yaml")
 @dataclass(frozen=True)
 class YoloDataset:
     yaml_path: str
-    names: tuple[str, ...]
+    names: tuple[str | None, ...]  # indexed by class id; None where data.yaml names no class
     split_dirs: dict[str, str]  # yaml key (train/val/test) -> resolved images folder (may not exist)
 
 
@@ -37,27 +38,70 @@ class YoloBox:
     h: float
 
 
+MAX_CLASS_ID = 9_999  # a names dict keyed beyond this is refused (it would size the id table)
+
+
 def read_data_yaml(yaml_path: str) -> YoloDataset:
+    """Class names by id and split folders; AnnotationError for anything unusable (never an exception
+    of another type: hostile YAML, a folder named data.yaml, a BOM, mixed key types)."""
     try:
-        data = yaml.safe_load(io_utils.read_text(yaml_path)) or {}
+        text = io_utils.read_text(yaml_path, io_utils.MAX_DATA_YAML_BYTES)
+        if any(isinstance(e, yaml.AliasEvent) for e in yaml.parse(text, Loader=yaml.SafeLoader)):
+            raise AnnotationError(
+                "malformed_data_yaml",
+                yaml_path,
+                "uses YAML aliases (*name); refused (alias bombs expand without bound)",
+            )
+        data = yaml.safe_load(text) or {}
     except FileNotFoundError as exc:
         raise AnnotationError("missing_data_yaml", yaml_path, "data.yaml does not exist") from exc
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise AnnotationError("malformed_data_yaml", yaml_path, f"not valid YAML ({exc})") from exc
+        raise AnnotationError("malformed_data_yaml", yaml_path, f"not valid YAML ({short_repr(str(exc))})") from exc
+    except io_utils.FileTooLarge as exc:
+        raise AnnotationError("malformed_data_yaml", yaml_path, str(exc)) from exc
+    except OSError as exc:  # a folder named data.yaml, permissions
+        raise AnnotationError(
+            "malformed_data_yaml", yaml_path, f"cannot be read as a file ({exc.strerror or exc})"
+        ) from exc
     if not isinstance(data, dict) or "names" not in data:
         raise AnnotationError("malformed_data_yaml", yaml_path, "needs a 'names' list of class names")
-    names = data["names"]
-    if isinstance(names, dict):  # Ultralytics also writes {0: name, 1: name}
-        names = [names[k] for k in sorted(names)]
-    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-        raise AnnotationError("malformed_data_yaml", yaml_path, f"'names' must be a list of strings, got {names!r}")
+    names = _names_by_id(data["names"], yaml_path)
     yaml_dir = paths.parent(yaml_path)
     split_dirs = {
         key: resolve_split_dir(str(data[key]), yaml_dir)
         for key in ("train", "val", "test")
         if isinstance(data.get(key), str)
     }
-    return YoloDataset(yaml_path, tuple(names), split_dirs)
+    return YoloDataset(yaml_path, names, split_dirs)
+
+
+def _names_by_id(names: object, yaml_path: str) -> tuple[str | None, ...]:
+    """``names`` as a table indexed by class id (None where an id has no name).
+
+    A list names ids 0, 1, ...; Ultralytics also writes ``{0: name, 2: name}``, whose keys are the
+    ids themselves, so a dict is mapped by key, never by position.
+    """
+    if isinstance(names, list) and all(isinstance(n, str) for n in names):
+        return tuple(names)
+    if isinstance(names, dict):
+        table: dict[int, str] = {}
+        for key, name in names.items():
+            class_id = key if isinstance(key, int) and not isinstance(key, bool) else None
+            if isinstance(key, str) and key.strip().isdigit():
+                class_id = int(key)
+            if class_id is None or not 0 <= class_id <= MAX_CLASS_ID or not isinstance(name, str):
+                raise AnnotationError(
+                    "malformed_data_yaml",
+                    yaml_path,
+                    f"'names' entry {short_repr(key)}: {short_repr(name)} is not 'class id (0..{MAX_CLASS_ID}): name'",
+                )
+            table[class_id] = name
+        return tuple(table.get(i) for i in range(max(table, default=-1) + 1))
+    raise AnnotationError(
+        "malformed_data_yaml",
+        yaml_path,
+        f"'names' must be a list of strings or an id: name map, got {short_repr(names)}",
+    )
 
 
 def resolve_split_dir(declared: str, yaml_dir: str) -> str:
@@ -80,7 +124,7 @@ def label_path_for(image_path: str) -> str:
     return paths.join(paths.parent(folder), "labels", posixpath.splitext(name)[0] + ".txt")
 
 
-def parse_labels(text: str, label_path: str, names: tuple[str, ...]) -> tuple[YoloBox, ...]:
+def parse_labels(text: str, label_path: str, names: tuple[str | None, ...]) -> tuple[YoloBox, ...]:
     boxes = []
     for number, line in enumerate(text.splitlines(), start=1):
         fields = line.split()
@@ -94,14 +138,24 @@ def parse_labels(text: str, label_path: str, names: tuple[str, ...]) -> tuple[Yo
             class_id = int(fields[0])
             cx, cy, w, h = (float(v) for v in fields[1:])
         except ValueError as exc:
-            raise AnnotationError("malformed_yolo", label_path, f"line {number} is not numeric: {line!r}") from exc
-        if not 0 <= class_id < len(names):
+            raise AnnotationError(
+                "malformed_yolo", label_path, f"line {number} is not numeric: {short_repr(line)}"
+            ) from exc
+        if not all(math.isfinite(v) for v in (cx, cy, w, h)):
+            raise AnnotationError(
+                "malformed_yolo",
+                label_path,
+                f"line {number} has a value that is not a finite number: {short_repr(line)}",
+            )
+        name = names[class_id] if 0 <= class_id < len(names) else None
+        if name is None:
+            known = {i: n for i, n in enumerate(names) if n is not None}
             raise AnnotationError(
                 "unknown_label",
                 label_path,
-                f"line {number}: class id {class_id} is not in data.yaml names {list(names)}",
+                f"line {number}: class id {class_id} is not in data.yaml names {short_repr(known)}",
             )
-        boxes.append(YoloBox(names[class_id], cx, cy, w, h))
+        boxes.append(YoloBox(name, cx, cy, w, h))
     return tuple(boxes)
 
 
@@ -152,7 +206,7 @@ def read_yolo(image_path: str, names: tuple[str, ...], labels: LabelConfig, sour
 
     label_path = label_path_for(image_path)
     try:
-        text = io_utils.read_text(label_path)
+        text = io_utils.read_text(label_path, io_utils.MAX_ANNOTATION_BYTES)
     except FileNotFoundError as exc:
         raise AnnotationError("missing_label_file", image_path, f"no label file {label_path}") from exc
     info = images.probe(io_utils.read_bytes(image_path), image_path)

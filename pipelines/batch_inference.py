@@ -22,22 +22,22 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import hashlib
 import json
 import logging
 import posixpath
 import re
 import time
+import uuid
 from collections.abc import Sequence
 from typing import Any
 
 import apache_beam as beam
-from apache_beam.io import fileio
-from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.ml.inference.base import RunInference
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from corrosion import io_utils, lite_runtime, results, serving
+from corrosion import io_utils, listing, lite_runtime, results, serving
 from corrosion.config import config_path, load_config
 from pipelines.inference_config import InferenceConfig
 from pipelines.inference_handlers import (
@@ -53,6 +53,8 @@ from pipelines.inference_transforms import (
     NAMESPACE,
     SKIPPED,
     AssembleRow,
+    LenientUtf8Coder,
+    MatchInput,
     MatchListed,
     PrepareForClassifier,
     ReadImage,
@@ -60,9 +62,10 @@ from pipelines.inference_transforms import (
     ScoredImage,
     SurveyStatsFn,
     WritePreview,
+    commit_outputs,
     history_files,
+    input_list_entry,
     processed_keys,
-    remove_stale,
     write_report,
 )
 from pipelines.local_runner import with_local_default
@@ -81,20 +84,20 @@ def build_pipeline(p: beam.Pipeline, args: argparse.Namespace, cfg: InferenceCon
     previews_dir = args.previews or (io_utils.join(io_utils.dirname(args.report), "previews") if args.report else None)
     want_previews = previews_dir is not None
 
+    own_outputs = (args.output, previews_dir, args.report)
     matched = []
     errors = []
     if args.input:
-        matched.append(p | "MatchInput" >> fileio.MatchFiles(args.input))
-    if args.input_list:
-        listed = (
-            p
-            | "ReadInputList" >> beam.io.ReadFromText(args.input_list)
-            | "CleanList" >> beam.Map(str.strip)
-            | "DropComments" >> beam.Filter(lambda line: bool(line) and not line.startswith("#"))
-            | "MatchListed" >> beam.ParDo(MatchListed()).with_outputs(ERRORS, main="files")
+        matched.append(
+            p | "InputPattern" >> beam.Create([args.input]) | "MatchInput" >> beam.ParDo(MatchInput(own_outputs))
         )
-        matched.append(listed.files)
-        errors.append(listed[ERRORS])
+    if args.input_list:
+        matched.append(
+            p
+            | "ReadInputList" >> beam.io.ReadFromText(listing.escape_glob(args.input_list))
+            | "ListedPaths" >> beam.FlatMap(lambda line: [e for e in [input_list_entry(line, args.input_list)] if e])
+            | "MatchListed" >> beam.ParDo(MatchListed())
+        )
     # Dedupe (a file both globbed and listed is one input); the shuffle also spreads the reads.
     files = (
         matched | "AllMatches" >> beam.Flatten()
@@ -102,11 +105,8 @@ def build_pipeline(p: beam.Pipeline, args: argparse.Namespace, cfg: InferenceCon
         | "Dedupe" >> beam.GroupByKey()
         | "First" >> beam.Map(lambda kv: next(iter(kv[1])))
     )  # fmt: skip
-    read = (
-        files
-        | "ReadMatches" >> fileio.ReadMatches(compression=CompressionTypes.UNCOMPRESSED)
-        | "ReadBytes"
-        >> beam.ParDo(ReadImage(cfg.max_file_bytes, cfg.progress_every)).with_outputs(ERRORS, main="images")
+    read = files | "ReadBytes" >> beam.ParDo(ReadImage(cfg.max_file_bytes, cfg.progress_every)).with_outputs(
+        ERRORS, main="images"
     )
     errors.append(read[ERRORS])
 
@@ -117,8 +117,8 @@ def build_pipeline(p: beam.Pipeline, args: argparse.Namespace, cfg: InferenceCon
         columns = results.result_columns()
         processed = beam.pvalue.AsDict(
             p
-            | "HistoryFiles" >> beam.Create(past)
-            | "ReadHistory" >> beam.io.ReadAllFromText(skip_header_lines=1)
+            | "HistoryFiles" >> beam.Create([listing.escape_glob(f) for f in past])
+            | "ReadHistory" >> beam.io.ReadAllFromText(skip_header_lines=1, coder=LenientUtf8Coder())
             | "ProcessedKeys"
             >> beam.FlatMap(processed_keys, columns, info.classifier.version, detector.version if detector else "")
             | "DistinctKeys" >> beam.Distinct()
@@ -177,28 +177,36 @@ def build_pipeline(p: beam.Pipeline, args: argparse.Namespace, cfg: InferenceCon
     rows = assembled.rows
     all_errors = errors | "AllErrors" >> beam.Flatten()
 
-    # CSV sinks, one date partition per night, one file set per survey.
-    stem = io_utils.join(info.partition_dir, info.file_stem)
+    # CSV sinks, one date partition per night, one file set per survey: written into this run's
+    # staging folder, then moved over the night's files in one step (commit_outputs).
+    staged = io_utils.join(info.staging_dir, info.file_stem)
     columns = results.result_columns()
     results_written = (
         rows
         | "ResultCsvLines" >> beam.Map(results.csv_line, columns)
         | "WriteResults"
-        >> beam.io.WriteToText(f"{stem}-results", file_name_suffix=".csv", header=results.csv_header(columns))
+        >> beam.io.WriteToText(f"{staged}-results", file_name_suffix=".csv", header=results.csv_header(columns))
     )
     errors_written = (
         all_errors
         | "ErrorCsvLines" >> beam.Map(results.csv_line, results.ERROR_COLUMNS)
         | "WriteErrors"
         >> beam.io.WriteToText(
-            f"{stem}-errors", file_name_suffix=".csv", header=results.csv_header(results.ERROR_COLUMNS)
+            f"{staged}-errors", file_name_suffix=".csv", header=results.csv_header(results.ERROR_COLUMNS)
         )
     )
-    cleanup = p | "CleanupSeed" >> beam.Create([None])
-    cleanup | "RemoveStaleResults" >> beam.Map(
-        remove_stale, f"{stem}-results-*.csv", beam.pvalue.AsList(results_written)
-    )
-    cleanup | "RemoveStaleErrors" >> beam.Map(remove_stale, f"{stem}-errors-*.csv", beam.pvalue.AsList(errors_written))
+    (
+        p
+        | "CommitSeed" >> beam.Create([None])
+        | "CommitOutputs" >> beam.Map(
+            lambda seed, res, err: commit_outputs(
+                seed, info.staging_dir, info.partition_dir,
+                {f"{info.file_stem}-results": res, f"{info.file_stem}-errors": err},
+            ),
+            beam.pvalue.AsList(results_written),
+            beam.pvalue.AsList(errors_written),
+        )
+    )  # fmt: skip
 
     if args.bigquery_table:
         rows | "WriteBigQuery" >> beam.io.WriteToBigQuery(
@@ -320,6 +328,15 @@ def default_survey_id(args: argparse.Namespace) -> str:
     return parts[-1] if parts else "survey"
 
 
+def survey_file_stem(survey_id: str) -> str:
+    """The survey id made safe for file names, unique per id: where characters had to be replaced
+    (``Корпус-7``, ``Палуба-7`` both give ``_-7``), a hash of the id keeps the two nights apart."""
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", survey_id).strip(".") or "survey"
+    if safe == survey_id:
+        return safe
+    return f"{safe}-{hashlib.sha256(survey_id.encode('utf-8', 'surrogateescape')).hexdigest()[:8]}"
+
+
 def make_run_info(args: argparse.Namespace, cfg: InferenceConfig, now: dt.datetime | None = None) -> RunInfo:
     now = now or dt.datetime.now(dt.UTC)
     run_date = args.run_date or now.date()
@@ -331,14 +348,16 @@ def make_run_info(args: argparse.Namespace, cfg: InferenceConfig, now: dt.dateti
     detector = serving.read_metadata(args.detector) if args.detector else None
     if detector is not None and detector.kind != "detector":
         raise SystemExit(f"--detector {args.detector} holds a {detector.kind} model, not a detector")
+    partition_dir = io_utils.join(args.output, f"date={run_date.isoformat()}")
     return RunInfo(
         survey_id=survey_id,
         run_date=run_date,
         processed_at=results.format_timestamp(processed_at),
         classifier=classifier,
         detector=detector,
-        partition_dir=io_utils.join(args.output, f"date={run_date.isoformat()}"),
-        file_stem=re.sub(r"[^A-Za-z0-9._-]+", "_", survey_id) or "survey",
+        partition_dir=partition_dir,
+        file_stem=survey_file_stem(survey_id),
+        staging_dir=io_utils.join(partition_dir, f".staging-{uuid.uuid4().hex[:12]}"),
         classifier_runtime=lite_runtime.resolve_runtime(args.classifier, cfg.classifier_runtime),
         detector_runtime=lite_runtime.resolve_runtime(args.detector, cfg.detector_runtime, "detector")
         if args.detector
@@ -351,9 +370,17 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args, beam_args = build_parser().parse_known_args(argv)
     if not args.input and not args.input_list:
         raise SystemExit("give --input GLOB and/or --input_list FILE")
-    for name, path in (("--input", args.input), ("--input_list", args.input_list)):
-        if path and not GLOB_CHARS.search(path) and not io_utils.exists(path):
-            raise SystemExit(f"{name} {path} does not exist")
+    if args.input and not GLOB_CHARS.search(args.input) and not io_utils.exists(args.input):
+        raise SystemExit(f"--input {args.input} does not exist")
+    if args.input_list:
+        checked = listing.match_literal(args.input_list)
+        if isinstance(checked, listing.Problem):
+            raise SystemExit(f"--input_list: {checked.detail}")
+    if listing.has_glob(args.output):
+        raise SystemExit(
+            f"--output {args.output}: Beam's file sinks read the output path as a pattern, so it may not hold "
+            "'[', '*' or '?'; choose a name without them"
+        )
     cfg = load_config(
         InferenceConfig,
         args.config or config_path("inference.yaml"),

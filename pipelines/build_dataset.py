@@ -21,7 +21,7 @@ import apache_beam as beam
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions
 
-from corrosion import io_utils, paths
+from corrosion import io_utils, listing, paths
 from corrosion.dataset_config import DatasetConfig, load_dataset_config
 from pipelines import dataset_transforms as T
 from pipelines.local_runner import with_local_default
@@ -47,9 +47,13 @@ def build(
     labels = config.load_labels()
     split_names = list(config.split.fractions)
 
-    files = p | "Inputs" >> beam.Create(inputs) | "ListFiles" >> beam.FlatMap(T.list_root)
+    listed = (
+        p
+        | "Inputs" >> beam.Create(inputs)
+        | "ListFiles" >> beam.ParDo(T.ListRoot(output_dir)).with_outputs(T.REJECTS, T.MANIFEST, main="files")
+    )
     planned = (
-        files
+        listed.files
         | "KeyByUnit" >> beam.Map(T.key_by_unit)
         | "GroupUnits" >> beam.GroupByKey()
         | "PlanUnits" >> beam.ParDo(T.PlanUnit(labels)).with_outputs(T.ANNOTATIONS, T.REJECTS, T.IGNORED, main="images")
@@ -101,13 +105,19 @@ def build(
 
     # manifest, rejects, stats
     rejects = (
+        listed[T.REJECTS],
         planned[T.REJECTS],
         parsed[T.REJECTS],
         processed[T.REJECTS],
         collapsed[T.REJECTS],
         placed[T.REJECTS],
     ) | "AllRejects" >> beam.Flatten()
-    manifest = (processed[T.MANIFEST], collapsed[T.MANIFEST], placed[T.MANIFEST]) | "AllManifest" >> beam.Flatten()
+    manifest = (
+        listed[T.MANIFEST],
+        processed[T.MANIFEST],
+        collapsed[T.MANIFEST],
+        placed[T.MANIFEST],
+    ) | "AllManifest" >> beam.Flatten()
     _ = (
         manifest
         | "ManifestCsv" >> beam.Map(lambda r: r.to_csv())
@@ -159,6 +169,11 @@ def run(argv: list[str] | None = None) -> dict:
             if i is not j and paths.is_within(i, j):
                 raise SystemExit(f"input {i} lies inside input {j} (or is given twice): give each folder once")
     output_dir = paths.normalise(args.output_dir)
+    if listing.has_glob(output_dir):
+        raise SystemExit(
+            f"--output_dir {output_dir}: Beam's file sinks read the output path as a pattern, so it may not hold "
+            "'[', '*' or '?'; choose a folder name without them"
+        )
     io_utils.make_dirs(output_dir)
     labels = config.load_labels()
     io_utils.write_text(paths.join(output_dir, "label_map.pbtxt"), labels.label_map_pbtxt())

@@ -13,13 +13,12 @@ import json
 import logging
 import math
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
-from corrosion import dedup, discovery, images, io_utils, paths, schema, splits
+from corrosion import csv_rows, dedup, discovery, images, io_utils, paths, schema, splits
 from corrosion.dataset_config import DatasetConfig
 from corrosion.labels import LabelConfig
 from corrosion.rejects import ANNOTATION, DUPLICATES, IMAGE, Reject
@@ -68,13 +67,12 @@ class ManifestRow:
     source: str = ""
 
     def to_csv(self) -> str:
-        out = io.StringIO()
-        csv.writer(out, lineterminator="").writerow([getattr(self, c) for c in MANIFEST_COLUMNS])
-        return out.getvalue()
+        values = (getattr(self, c) for c in MANIFEST_COLUMNS)
+        return csv_rows.record(csv_rows.Number(v) if isinstance(v, int) else v for v in values)
 
 
 def manifest_header() -> str:
-    return ",".join(MANIFEST_COLUMNS)
+    return csv_rows.header(MANIFEST_COLUMNS)
 
 
 @dataclass(frozen=True)
@@ -121,13 +119,24 @@ def _reject_row(reject: Reject, sha: str = "", annotation: str = "", source: str
 # ---------------------------------------------------------------- discovery
 
 
-def list_root(root: str) -> Iterable[tuple[str, str]]:
-    """(root, file) for every file under an input root; the listing is logged."""
-    files = discovery.list_files(root)
-    log.info("found %d files under %s", len(files), root)
-    Metrics.counter("dataset", "files_listed").inc(len(files))
-    for f in files:
-        yield root, f
+class ListRoot(beam.DoFn):
+    """(root, file) for every readable file under an input root; names that are no readable file
+    (dangling symlinks, FIFOs, non-UTF-8 names) become reject rows, and a manifest row when named
+    like an image. The data set's own output folder, when inside the root, is not listed."""
+
+    def __init__(self, output_dir: str) -> None:
+        self.output_dir = output_dir
+
+    def process(self, root: str):
+        files, problems = discovery.list_inputs(root, exclude=(self.output_dir,))
+        log.info("found %d files under %s (%d unreadable names)", len(files), root, len(problems))
+        Metrics.counter("dataset", "files_listed").inc(len(files) + len(problems))
+        for f in files:
+            yield root, f
+        for reject in problems:
+            yield beam.pvalue.TaggedOutput(REJECTS, reject)
+            if paths.is_image(reject.path):
+                yield beam.pvalue.TaggedOutput(MANIFEST, _reject_row(reject, source=discovery.source_name(root)))
 
 
 def key_by_unit(root_file: tuple[str, str]) -> tuple[tuple[str, str], str]:
@@ -313,7 +322,14 @@ def read_previous_manifest(path: str | None) -> dict[str, str]:
     """
     if not path:
         return {}
-    rows = csv.DictReader(io.StringIO(io_utils.read_text(path)))
+    text = io_utils.read_text(
+        path, errors="replace"
+    )  # only sha256 and split are used: a stray byte in a path is harmless
+    if "\ufffd" in text:
+        log.warning(
+            "%s holds bytes that are not UTF-8 (shown as U+FFFD); its sha256 and split columns are still used", path
+        )
+    rows = csv.DictReader(io.StringIO(text))
     previous = {r["sha256"]: r["split"] for r in rows if r.get("status") in (KEPT, DUPLICATE) and r.get("split")}
     log.info("read %d earlier split assignments from %s", len(previous), path)
     return previous

@@ -13,18 +13,16 @@ import hashlib
 import json
 import logging
 import os
-import re
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import apache_beam as beam
-from apache_beam.io import fileio
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
-from corrosion import grading, images, io_utils, previews, report, serving
+from corrosion import grading, images, io_utils, listing, paths, previews, report, serving
 from pipelines.inference_config import InferenceConfig
 from pipelines.inference_handlers import Detections, ImageRecord, classifier_pixels, limit_tf_threads
 
@@ -47,7 +45,7 @@ COUNTERS = (
     "detector_views",
     "previews_written",
 )
-GLOB_CHARS = re.compile(r"[*?\[]")
+GLOB_CHARS = listing.GLOB_CHARS
 
 
 @dataclass(frozen=True)
@@ -60,7 +58,8 @@ class RunInfo:
     classifier: serving.ModelMetadata
     detector: serving.ModelMetadata | None
     partition_dir: str  # OUTPUT/date=YYYY-MM-DD
-    file_stem: str  # survey id made safe for file names
+    file_stem: str  # survey id made safe for file names (batch_inference.survey_file_stem)
+    staging_dir: str = ""  # this run's folder for CSV shards before they replace the night's (commit_outputs)
     classifier_runtime: str = "savedmodel"  # litert | savedmodel (lite_runtime.resolve_runtime)
     detector_runtime: str | None = None  # None: no detector
 
@@ -80,30 +79,49 @@ def error_row(image_uri: str, stage: str, reason: str, message: str) -> dict[str
 # ---------------------------------------------------------------- reading
 
 
-class MatchListed(beam.DoFn):
-    """``--input_list`` entries (paths or globs) -> file metadata; a listed file that does not
-    exist is an error row, where fileio.MatchAll would either drop it or fail the whole run."""
+class MatchInput(beam.DoFn):
+    """``--input`` glob -> every file it matches (``listing.Found``) and every name that is no
+    readable file (``listing.Problem``: dangling symlink, FIFO, non-UTF-8 name). Files under the
+    job's own output folders are not inputs, so a report written inside the survey is not scored
+    the next night."""
 
-    def process(self, line: str):
-        try:
-            found = FileSystems.match([line])[0].metadata_list
-        except Exception as exc:  # permissions, malformed URI
-            yield beam.pvalue.TaggedOutput(ERRORS, error_row(line, "match", "match_failed", f"{line}: {exc}"))
-            return
+    def __init__(self, exclude: Sequence[str]) -> None:
+        self._exclude = tuple(exclude)
+
+    def process(self, pattern: str):
+        found = listing.match_glob(pattern, self._exclude)
+        log.info("--input %s matched %d file(s)", pattern, len(found))
         if not found:
-            if GLOB_CHARS.search(line):
-                log.warning("input list pattern %s matches no file", line)
-                return
-            Metrics.counter(NAMESPACE, "files_missing").inc()
-            yield beam.pvalue.TaggedOutput(
-                ERRORS, error_row(line, "match", "missing_file", f"{line}: listed in --input_list but does not exist")
-            )
-            return
+            log.warning("--input pattern %s matches no file", pattern)
         yield from found
 
 
+def input_list_entry(line: str, list_path: str) -> str | None:
+    """One ``--input_list`` line as the path it names (None for blanks and ``#`` comments).
+
+    Entries are literal paths, never patterns; a relative one is relative to the list's folder
+    (a list travels with its survey, and a Dataflow worker has no useful working directory).
+    """
+    entry = line.lstrip("\ufeff").strip()
+    if not entry or entry.startswith("#"):
+        return None
+    if "://" in entry or entry.startswith("/"):
+        return entry
+    return paths.normalise(paths.join(paths.parent(list_path), entry))
+
+
+class MatchListed(beam.DoFn):
+    """A literal ``--input_list`` path -> ``listing.Found``, or a ``listing.Problem`` (a listed path
+    that does not exist is an error row, where fileio.MatchAll would drop it or fail the run)."""
+
+    def process(self, path: str):
+        yield listing.match_literal(path)
+
+
 class ReadImage(beam.DoFn):
-    """ReadableFile -> (uri, bytes); refuses oversized files before reading them."""
+    """Found -> (uri, bytes); Problem -> its error row. Reads at most ``max_file_bytes`` + 1 bytes,
+    only from regular files (the listing refused FIFOs and devices), so no input can hang a worker
+    or exhaust its memory. ``uri`` is the printable name (``paths.display``) every row carries."""
 
     def __init__(self, max_file_bytes: int, progress_every: int) -> None:
         self._max = max_file_bytes
@@ -113,23 +131,29 @@ class ReadImage(beam.DoFn):
         self._count = 0
         self._start = time.monotonic()
 
-    def process(self, readable: fileio.ReadableFile):
-        uri = readable.metadata.path
+    def process(self, item: listing.Found | listing.Problem):
+        if isinstance(item, listing.Problem):
+            Metrics.counter(NAMESPACE, "files_missing" if item.reason == listing.MISSING else "files_matched").inc()
+            yield beam.pvalue.TaggedOutput(ERRORS, error_row(item.path, "match", item.reason, item.detail))
+            return
+        uri = paths.display(item.path)
         Metrics.counter(NAMESPACE, "files_matched").inc()
         too_big = f"{uri}: file is larger than max_file_bytes={self._max} in the inference config"
-        if readable.metadata.size_in_bytes > self._max:
+        if item.size > self._max:
             yield beam.pvalue.TaggedOutput(ERRORS, error_row(uri, "read", "file_too_large", too_big))
             return
         try:
-            data = readable.read()
-        except FileNotFoundError as exc:
-            yield beam.pvalue.TaggedOutput(ERRORS, error_row(uri, "read", "missing_file", f"{uri}: {exc}"))
+            data = io_utils.read_bytes(item.path, self._max)
+        except io_utils.FileTooLarge:
+            yield beam.pvalue.TaggedOutput(ERRORS, error_row(uri, "read", "file_too_large", too_big))
+            return
+        except FileNotFoundError:
+            message = f"{uri}: deleted between listing and reading"
+            yield beam.pvalue.TaggedOutput(ERRORS, error_row(uri, "read", "missing_file", message))
             return
         except Exception as exc:  # network, permissions
-            yield beam.pvalue.TaggedOutput(ERRORS, error_row(uri, "read", "read_failed", f"{uri}: {exc}"))
-            return
-        if len(data) > self._max:
-            yield beam.pvalue.TaggedOutput(ERRORS, error_row(uri, "read", "file_too_large", too_big))
+            message = f"{uri}: cannot be read ({images.stable_message(exc)})"
+            yield beam.pvalue.TaggedOutput(ERRORS, error_row(uri, "read", "read_failed", message))
             return
         Metrics.counter(NAMESPACE, "images_read").inc()
         self._count += 1
@@ -295,19 +319,51 @@ def write_report(_, path: str, info: RunInfo, stats: report.SurveyStats, top: li
     return path
 
 
-def remove_stale(_, pattern: str, written: list[str]) -> int:
-    """Delete shards of an earlier run of the same night and survey that this run did not write."""
+def commit_outputs(_, staging_dir: str, final_dir: str, written: dict[str, list[str]]) -> int:
+    """Move this run's staged CSV shards into the night's folder and remove that night's older ones.
 
-    def canonical(path: str) -> str:
-        return path if io_utils.is_remote(path) else os.path.abspath(path)
+    Each sink writes into a folder of its own run (``staging_dir``), so it always finalises every
+    shard: a sink writing straight over last run's files skips a shard whose size matches the old
+    one (Beam compares local files by size) and reports nothing for it, which kept old rows or
+    deleted the file. Here each shard replaces its namesake by rename; shards of the same stem
+    that this run did not write are stale and removed. Returns the number removed.
+    """
+    removed = 0
+    for stem, staged in sorted(written.items()):
+        finals = [io_utils.join(final_dir, io_utils.basename(s)) for s in staged]
+        for src, dst in zip(staged, finals, strict=True):
+            if io_utils.is_remote(dst) and FileSystems.exists(dst):
+                FileSystems.delete([dst])
+            FileSystems.rename([src], [dst])
+        keep = {_canonical(f) for f in finals}
+        pattern = io_utils.join(listing.escape_glob(final_dir), listing.escape_glob(stem) + "-*.csv")
+        stale = [m.path for m in FileSystems.match([pattern])[0].metadata_list if _canonical(m.path) not in keep]
+        if stale:
+            log.info("removing %d stale shard(s) of an earlier run: %s", len(stale), stale)
+            FileSystems.delete(stale)
+        removed += len(stale)
+    leftovers = FileSystems.match([io_utils.join(listing.escape_glob(staging_dir), "**")])[0].metadata_list
+    if leftovers or FileSystems.exists(staging_dir):
+        FileSystems.delete([staging_dir])
+    return removed
 
-    keep = {canonical(p) for p in written}
-    matched = FileSystems.match([pattern])[0].metadata_list
-    stale = [m.path for m in matched if canonical(m.path) not in keep]
-    if stale:
-        log.info("removing %d stale shard(s) of an earlier run: %s", len(stale), stale)
-        FileSystems.delete(stale)
-    return len(stale)
+
+def _canonical(path: str) -> str:
+    return path if io_utils.is_remote(path) else os.path.abspath(path)
+
+
+class LenientUtf8Coder(beam.coders.Coder):
+    """Text lines decoded as UTF-8 with undecodable bytes replaced (U+FFFD), never an exception:
+    one stray byte in an old results CSV must not stop tonight's run (only its sha256 is used)."""
+
+    def encode(self, value: str) -> bytes:
+        return value.encode("utf-8", "surrogateescape")
+
+    def decode(self, encoded: bytes) -> str:
+        return encoded.decode("utf-8", "replace")
+
+    def is_deterministic(self) -> bool:
+        return True
 
 
 # ---------------------------------------------------------------- history (--skip_processed)
@@ -316,7 +372,7 @@ def remove_stale(_, pattern: str, written: list[str]) -> int:
 def history_files(prefix: str, info: RunInfo) -> list[str]:
     """Result CSVs of earlier runs under ``prefix``, except this night's for this survey (which
     this run rewrites, so a re-run of the same night scores the same images again)."""
-    pattern = io_utils.join(prefix, "date=*", "*-results-*.csv")
+    pattern = io_utils.join(listing.escape_glob(prefix), "date=*", "*-results-*.csv")
     own = f"date={info.run_date.isoformat()}/{info.file_stem}-results-"
     found = FileSystems.match([pattern])[0].metadata_list
     return sorted(m.path for m in found if own not in m.path.replace("\\", "/"))

@@ -263,15 +263,19 @@ def test_rerun_removes_stale_shards_of_the_same_night_and_survey_only(tmp_path):
     night.mkdir()
     for name in ("s-results-00000-of-00002.csv", "s-results-00001-of-00002.csv", "other-results-00000-of-00001.csv"):
         (night / name).write_text("old\n")
-    (night / "s-results-00000-of-00001.csv").write_text("new\n")
-    removed = transforms.remove_stale(
-        None, str(night / "s-results-*.csv"), [str(night / "s-results-00000-of-00001.csv")]
+    (night / "s-results-00000-of-00001.csv").write_text("old\n")  # same name and size as this run's shard
+    staging = night / ".staging-run"
+    staging.mkdir()
+    (staging / "s-results-00000-of-00001.csv").write_text("new\n")
+    removed = transforms.commit_outputs(
+        None, str(staging), str(night), {"s-results": [str(staging / "s-results-00000-of-00001.csv")]}
     )
     assert removed == 2
     assert sorted(p.name for p in night.iterdir()) == [
         "other-results-00000-of-00001.csv",
         "s-results-00000-of-00001.csv",
     ]
+    assert (night / "s-results-00000-of-00001.csv").read_text() == "new\n"  # replaced, though the size matched
 
 
 def test_input_list_dedupes_and_reports_missing_and_oversized_files(work, survey, classifier):

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import tensorflow as tf
 
-from corrosion import io_utils, serving
+from corrosion import csv_rows, io_utils, serving
 from corrosion.labels import LabelConfig, load_labels
 from corrosion.rejects import IMAGE, Reject
 from training import classification_metrics as cm
@@ -250,9 +250,9 @@ def evaluate_classifier(
         io_utils.write_bytes(
             io_utils.join(output_dir, "plots", f"confusion_{name}.png"), plots.confusion_matrix(m, name)
         )
-        rows = ["filename,label,rust_probability,predicted_rust"]
+        rows = [csv_rows.header(("filename", "label", "rust_probability", "predicted_rust"))]
         rows += [
-            f"{_csv(n)},{meta.class_names[y]},{s:.6f},{int(s >= threshold)}"
+            csv_rows.record((n, meta.class_names[y], csv_rows.Number(f"{s:.6f}"), csv_rows.Number(int(s >= threshold))))
             for n, y, s in zip(scored.names, scored.labels, scored.scores, strict=True)
         ]
         io_utils.write_text(io_utils.join(output_dir, f"predictions_{name}.csv"), "\n".join(rows) + "\n")
@@ -267,10 +267,6 @@ def evaluate_classifier(
 
 def _f(value) -> str:
     return "n/a" if value is None else f"{value:.4f}"
-
-
-def _csv(text: str) -> str:
-    return '"' + text.replace('"', '""') + '"' if any(ch in text for ch in ',"\n') else text
 
 
 # ---------------------------------------------------------------- command
