@@ -9,7 +9,7 @@ HERE = Path(__file__).parent
 
 def _requirements() -> list[str]:
     """Runtime requirements: the lock file's pins minus developer tools (the lock is the one truth)."""
-    dev_only = {"pytest", "ruff", "iniconfig", "pluggy", "pygments"}
+    dev_only = {"pytest", "ruff", "iniconfig", "pluggy", "pygments", "hypothesis"}
     lock = HERE / "requirements.lock"
     if not lock.exists():  # an sdist unpacked on a worker carries the lock via MANIFEST.in
         return []

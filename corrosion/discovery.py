@@ -298,13 +298,17 @@ def label_image(
         except AnnotationError as exc:
             row = exc.to_reject()
             return Labelling(
-                None, _image_reject(task, exc.reason, f"its annotation was refused: {exc}"), tuple(extra + [row])
+                None,
+                _image_reject(task, exc.reason, f"{task.path}: its annotation was refused: {exc}"),
+                tuple(extra + [row]),
             )
         notes = (chosen.note,) if chosen.note else ()
         return _with_hint(task, _replace_notes(labelled, notes), tuple(extra))
     if bad:
         err = bad[0].error
-        return Labelling(None, _image_reject(task, err.reason, f"its annotation was refused: {err.detail}"))
+        return Labelling(
+            None, _image_reject(task, err.reason, f"{task.path}: its annotation was refused: {err.detail}")
+        )
     if task.label_path is not None:
         return _label_yolo(task, labels, data, read)
     if task.layout == "yolo" and task.yolo_error is None and not missing_annotation_is_negative:
@@ -320,7 +324,7 @@ def label_image(
         )
     if task.yolo_error is not None:
         reason, _, detail = task.yolo_error
-        return Labelling(None, _image_reject(task, reason, detail))
+        return Labelling(None, _image_reject(task, reason, f"{task.path}: its class names are unusable: {detail}"))
     return Labelling(
         None,
         _image_reject(
@@ -351,16 +355,19 @@ def _label_yolo(task: ImageTask, labels: LabelConfig, data: bytes | None, read: 
     from corrosion import images
 
     if task.yolo_error is not None:
-        reason, path, detail = task.yolo_error
+        reason, _, detail = task.yolo_error
+        label_row = Reject(
+            task.label_path, ANNOTATION, reason, f"{task.label_path}: its class names are unusable: {detail}"
+        )
         return Labelling(
-            None, _image_reject(task, reason, detail), (Reject(task.label_path, ANNOTATION, reason, detail),)
+            None, _image_reject(task, reason, f"{task.path}: its class names are unusable: {detail}"), (label_row,)
         )
     try:
         text = read_annotation(task.label_path).decode("utf-8-sig")
         boxes = yolo.parse_labels(text, task.label_path, task.yolo_names)
     except AnnotationError as exc:
         return Labelling(
-            None, _image_reject(task, exc.reason, f"its label file was refused: {exc}"), (exc.to_reject(),)
+            None, _image_reject(task, exc.reason, f"{task.path}: its label file was refused: {exc}"), (exc.to_reject(),)
         )
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.reason if isinstance(exc, io_utils.FileTooLarge) else "read_error"
@@ -375,7 +382,7 @@ def _label_yolo(task: ImageTask, labels: LabelConfig, data: bytes | None, read: 
         labelled = yolo.to_labelled(task.path, task.label_path, boxes, raw, labels, task.source, task.source_split)
     except AnnotationError as exc:
         return Labelling(
-            None, _image_reject(task, exc.reason, f"its label file was refused: {exc}"), (exc.to_reject(),)
+            None, _image_reject(task, exc.reason, f"{task.path}: its label file was refused: {exc}"), (exc.to_reject(),)
         )
     return _with_hint(task, labelled, ())
 
