@@ -247,7 +247,9 @@ def detector_views(
         grid = tiling.tile_grid(dw, dh, tile, overlap)
         stacked = np.stack([arr[t.y0 : t.y1, t.x0 : t.x1] for t in grid])
         step = max(1, config.tile_batch_size)  # in model-call chunks: a float32 copy of every tile at once is GBs
-        chunks += [preprocess.resize_pixels(stacked[i : i + step], input_size).numpy() for i in range(0, len(grid), step)]
+        chunks += [
+            preprocess.resize_pixels(stacked[i : i + step], input_size).numpy() for i in range(0, len(grid), step)
+        ]
         views += grid
     if not tcfg.enabled or (tcfg.global_pass and len(views) > 1):
         # Box-filter down to about twice the input first, so the TF resize works on a small array.
