@@ -73,8 +73,8 @@ def _size(root, path: str) -> tuple[int, int] | None:
         return None
     w = _number(size.findtext("width"), "<size><width>", path)
     h = _number(size.findtext("height"), "<size><height>", path)
-    if not (0 < w < 2**31 and 0 < h < 2**31):
-        return None  # absent or zero (labelImg writes 0 when it could not tell): the real size is used
+    if not (1 <= w < 2**31 and 1 <= h < 2**31):
+        return None  # absent, zero (labelImg writes 0 when it could not tell) or not a pixel count: the real size is used
     return int(w), int(h)
 
 

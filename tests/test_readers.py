@@ -104,6 +104,8 @@ def test_yolo_resolves_windows_yaml_and_reads_boxes(tmp_path):
         ("0 0.5 0.5 0.2\n", "malformed_yolo"),
         ("0 0.5 half 0.2 0.2\n", "malformed_yolo"),
         ("3 0.5 0.5 0.2 0.2\n", "unknown_label"),
+        ("0 nan 0.5 0.2 0.2\n", "malformed_yolo"),
+        ("0 0.5 0.5 inf 0.2\n", "malformed_yolo"),
     ],
 )
 def test_yolo_bad_label_lines(content, reason):
@@ -267,3 +269,65 @@ def test_a_folder_merely_called_images_is_not_yolo(tmp_path):
         shutil.move(f, tmp_path / "rust/images" / f.name)
     result = discovery.scan(str(tmp_path), LABELS)
     assert result.rejects == [] and [i.image_class for i in result.images] == ["rust", "rust"]
+
+
+@pytest.mark.parametrize("text", ["names: {2: corrosion, 0: scratch}\n", "names: {'2': corrosion, '0': scratch}\n"])
+def test_yolo_names_dict_is_mapped_by_id_not_by_position(tmp_path, text):
+    (tmp_path / "data.yaml").write_text(text)
+    names = yolo.read_data_yaml(str(tmp_path / "data.yaml")).names
+    assert names == ("scratch", None, "corrosion")
+    assert [b.class_name for b in yolo.parse_labels("2 0.5 0.5 0.2 0.2\n0 0.5 0.5 0.1 0.1\n", "x.txt", names)] == [
+        "corrosion",
+        "scratch",
+    ]
+    with pytest.raises(AnnotationError) as err:
+        yolo.parse_labels("1 0.5 0.5 0.2 0.2\n", "x.txt", names)
+    assert err.value.reason == "unknown_label"
+
+
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        ("names: {0: rust, x: corrosion}\n", "'x'"),
+        ("names: {0: rust, 1.5: corrosion}\n", "1.5"),
+        ("names: {0: rust, 99999999: corrosion}\n", "99999999"),
+        ("names: &a [a, b]\nmore: [*a, *a]\n", "aliases"),
+        ("names: [rust, [nested]]\n", "list of strings"),
+    ],
+)
+def test_yolo_unusable_data_yaml_is_refused_with_a_short_reason(tmp_path, text, words):
+    (tmp_path / "data.yaml").write_text(text)
+    with pytest.raises(AnnotationError) as err:
+        yolo.read_data_yaml(str(tmp_path / "data.yaml"))
+    assert err.value.reason == "malformed_data_yaml" and words in str(err.value) and len(str(err.value)) < 400
+
+
+def test_yolo_data_yaml_that_is_a_folder_or_too_large_is_refused(tmp_path):
+    (tmp_path / "a" / "data.yaml").mkdir(parents=True)
+    with pytest.raises(AnnotationError) as err:
+        yolo.read_data_yaml(str(tmp_path / "a" / "data.yaml"))
+    assert err.value.reason == "malformed_data_yaml" and "cannot be read as a file" in str(err.value)
+    (tmp_path / "b.yaml").write_text("names: [rust]\n" + "#" * 2**21)
+    with pytest.raises(AnnotationError) as err:
+        yolo.read_data_yaml(str(tmp_path / "b.yaml"))
+    assert err.value.reason == "malformed_data_yaml" and "larger than" in str(err.value)
+
+
+@pytest.mark.parametrize("value", ["nan", "1e999", "-inf"])
+def test_voc_non_finite_numbers_are_refused(value):
+    for size, box in ((value, "10"), ("96", value)):
+        xml = (
+            f"<annotation><filename>a.jpg</filename><size><width>{size}</width><height>72</height></size>"
+            f"<object><name>rust</name><bndbox><xmin>{box}</xmin><ymin>1</ymin><xmax>50</xmax><ymax>50</ymax>"
+            "</bndbox></object></annotation>"
+        )
+        with pytest.raises(AnnotationError) as err:
+            voc.parse_voc(xml, "a.xml")
+        assert err.value.reason == "malformed_xml" and "not a finite number" in str(err.value)
+
+
+def test_byte_order_marks_are_read_through(tmp_path):
+    (tmp_path / "data.yaml").write_bytes(b"\xef\xbb\xbfnames: [corrosion]\n")
+    assert yolo.read_data_yaml(str(tmp_path / "data.yaml")).names == ("corrosion",)
+    xml = b"\xef\xbb\xbf<?xml version='1.0'?><annotation><filename>a.jpg</filename></annotation>"
+    assert voc.parse_voc(xml, "a.xml").filename == "a.jpg"

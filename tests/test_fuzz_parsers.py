@@ -1,0 +1,166 @@
+"""Fuzzing the parsers with hypothesis: whatever the bytes, only the reader's own refusal escapes.
+
+Examples are bounded and derandomised (the same ones every run, so CI is stable); set
+``HYPOTHESIS_PROFILE=explore`` for fresh random examples, ten times as many.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from corrosion import csv_rows, discovery, images, synthetic, voc, yolo
+from corrosion.labels import load_labels
+from corrosion.rejects import AnnotationError
+from pipelines.inference_transforms import input_list_entry
+
+settings.register_profile(
+    "ci", max_examples=150, deadline=None, database=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.register_profile("explore", max_examples=1500, deadline=None, database=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+LABELS = load_labels()
+NUMBERISH = st.one_of(
+    st.sampled_from(["nan", "inf", "-inf", "1e999", "-0", "0", "", " 12 ", "0x10", "1_000", "٣"]),
+    st.floats(allow_nan=True, allow_infinity=True).map(repr),
+    st.text(max_size=12),
+)
+
+
+def _voc_xml(filename: str, width: str, height: str, boxes: list[tuple[str, str, str, str, str]]) -> str:
+    objects = "".join(
+        f"<object><name>{n}</name><bndbox><xmin>{a}</xmin><ymin>{b}</ymin><xmax>{c}</xmax><ymax>{d}</ymax></bndbox></object>"
+        for n, a, b, c, d in boxes
+    )
+    return f"<annotation><filename>{filename}</filename><size><width>{width}</width><height>{height}</height></size>{objects}</annotation>"
+
+
+def _xml_text(max_size: int = 20):
+    return st.text(max_size=max_size).map(lambda t: t.replace("&", "&amp;").replace("<", "&lt;"))
+
+
+@given(st.binary(max_size=400))
+def test_voc_arbitrary_bytes_only_refusals(data):
+    try:
+        voc.parse_voc(data, "x.xml")
+    except AnnotationError:
+        pass
+
+
+@given(
+    _xml_text(),
+    NUMBERISH.map(lambda t: t.replace("&", "").replace("<", "")),
+    NUMBERISH.map(lambda t: t.replace("&", "").replace("<", "")),
+    st.lists(st.tuples(_xml_text(8), *(NUMBERISH.map(lambda t: t.replace("&", "").replace("<", "")),) * 4), max_size=3),
+)
+def test_voc_structured_xml_parses_to_finite_boxes_or_is_refused(filename, width, height, boxes):
+    try:
+        annotation = voc.parse_voc(_voc_xml(filename, width, height, boxes), "/root/a/x.xml")
+        voc.resolve_image_path(annotation, "/root")
+        labelled = voc.to_labelled(annotation, "/root/a/x.jpg", LABELS)
+    except AnnotationError:
+        return
+    assert all(np.isfinite([b.xmin, b.ymin, b.xmax, b.ymax]).all() for b in labelled.boxes)
+    if annotation.declared_size is not None:
+        assert all(0 < v < 2**31 for v in annotation.declared_size)
+
+
+YOLO_LINE = st.one_of(
+    st.text(max_size=40),
+    st.lists(st.one_of(NUMBERISH, st.integers(-3, 5).map(str)), min_size=1, max_size=7).map(" ".join),
+)
+
+
+@given(st.lists(YOLO_LINE, max_size=6), st.lists(st.one_of(st.none(), st.text(max_size=6)), max_size=4))
+def test_yolo_labels_parse_to_finite_known_boxes_or_are_refused(lines, names):
+    try:
+        boxes = yolo.parse_labels("\n".join(lines), "x.txt", tuple(names))
+    except AnnotationError:
+        return
+    for b in boxes:
+        assert b.class_name is not None and np.isfinite([b.cx, b.cy, b.w, b.h]).all()
+
+
+YAML_SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-5, 20), st.floats(allow_nan=True), st.text(max_size=8))
+YAML_VALUES = st.recursive(
+    YAML_SCALARS,
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(YAML_SCALARS.filter(lambda v: v == v), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+@given(st.one_of(st.text(max_size=200), YAML_VALUES.map(lambda v: __import__("yaml").safe_dump({"names": v}))))
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+def test_data_yaml_reads_to_a_name_table_or_is_refused(text):
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "data.yaml"
+        path.write_text(text, encoding="utf-8", errors="surrogatepass")
+        try:
+            dataset = yolo.read_data_yaml(str(path))
+        except AnnotationError:
+            return
+    assert all(n is None or isinstance(n, str) for n in dataset.names)
+
+
+@given(st.binary(max_size=300), st.sampled_from(["JPEG", "PNG", "GIF", "BMP", "TIFF", "WEBP"]), st.integers(0, 2**16))
+def test_image_decoding_of_damaged_files_only_refuses(noise, fmt, where):
+    pixels, _ = synthetic.render(np.random.default_rng(where % 7), 48, 32, 1, "steel")
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.fromarray(pixels).save(out, format=fmt)
+    good = out.getvalue()
+    cut = where % (len(good) + 1)
+    for data in (noise, good[:cut] + noise + good[cut + len(noise) :], good[:cut]):
+        try:
+            img = images.decode(data, "x", reduce_to=(16, 16))
+        except images.ImageError:
+            continue
+        assert img.mode == "RGB" and min(img.size) >= 1
+
+
+@given(st.lists(st.one_of(st.text(max_size=30), st.floats().map(str).map(csv_rows.Number)), min_size=1, max_size=5))
+def test_csv_records_round_trip_one_per_line(cells):
+    line = csv_rows.record(cells)
+    assert "\n" not in line and "\r" not in line
+    assert len(next(csv.reader(io.StringIO(line)))) == len(cells)
+
+
+@given(st.text(max_size=60))
+def test_input_list_lines_are_literal_paths_or_skipped(line):
+    entry = input_list_entry(line, "/lists/tonight.txt")
+    assert entry is None or (entry and not entry.startswith("#"))
+
+
+@pytest.mark.slow
+@given(st.binary(max_size=200), st.binary(max_size=200), st.text(max_size=40))
+@settings(max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+def test_scan_of_a_folder_with_arbitrary_annotations_accounts_for_every_image(xml, label, yaml_text):
+    """The whole raw-folder reader never raises and every image ends labelled or rejected."""
+    with tempfile.TemporaryDirectory() as folder:
+        root = Path(folder)
+        jpeg = synthetic.encode_image(synthetic.render(np.random.default_rng(0), 40, 30, 1, "steel")[0])
+        (root / "voc").mkdir()
+        (root / "voc" / "a.jpg").write_bytes(jpeg)
+        (root / "voc" / "a.xml").write_bytes(xml)
+        for sub in ("images", "labels"):
+            (root / "yolo" / sub).mkdir(parents=True)
+        (root / "yolo" / "images" / "b.jpg").write_bytes(jpeg)
+        (root / "yolo" / "labels" / "b.txt").write_bytes(label)
+        (root / "yolo" / "data.yaml").write_text(yaml_text, errors="surrogatepass")
+        result = discovery.scan(str(root), LABELS)
+        images_out = {i.image_path for i in result.images}
+        rejected = {r.path for r in result.rejects}
+        for image in (root / "voc" / "a.jpg", root / "yolo" / "images" / "b.jpg"):
+            assert (str(image) in images_out) != (str(image) in rejected)
