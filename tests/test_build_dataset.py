@@ -234,6 +234,40 @@ def test_previous_manifest_pins_splits(built, tmp_path):
     assert {r["split"] for r in read_manifest(out2) if r["status"] == "kept"} == {"test"}
 
 
+def test_previous_manifest_with_stray_bytes_and_a_bom_still_pins_splits(built, tmp_path):
+    root, truth, out, stats = built
+    rows = read_manifest(out)
+    text = (out / "manifest.csv").read_text().replace(",test,", ",validation,").replace(",train,", ",validation,")
+    previous = tmp_path / "previous.csv"  # a manifest edited on Windows: BOM, a Latin-1 byte in one path
+    previous.write_bytes(b"\xef\xbb\xbf" + text.encode().replace(b"rust_0001", b"rust_\xe90001"))
+    out2 = tmp_path / "out"
+    build_dataset.run(["--input", str(root), "--output_dir", str(out2), "--previous_manifest", str(previous)])
+    kept = [r for r in read_manifest(out2) if r["status"] == "kept"]
+    assert len(kept) == sum(r["status"] == "kept" for r in rows) and {r["split"] for r in kept} == {"validation"}
+
+
+def test_output_folder_with_glob_characters_is_refused_before_any_work(built, tmp_path):
+    root, *_ = built
+    with pytest.raises(SystemExit, match=r"may not hold '\[', '\*' or '\?'"):
+        build_dataset.run(["--input", str(root), "--output_dir", str(tmp_path / "out[1]")])
+    assert not (tmp_path / "out[1]").exists()
+
+
+def test_an_input_folder_with_brackets_is_read_literally(tmp_path):
+    root = tmp_path / "site[7]"
+    synthetic.generate_survey(root, "folders", n_rust=2, n_clean=2, size=(64, 48), seed=3)
+    assert run_pipeline([root], tmp_path / "dataset")["records_total"] == 4  # not a pattern matching "site7"
+
+
+def test_an_output_folder_inside_the_input_is_not_read_back_as_input(tmp_path):
+    root = tmp_path / "survey"
+    synthetic.generate_survey(root, "folders", n_rust=2, n_clean=2, size=(64, 48), seed=3)
+    first = run_pipeline([root], root / "dataset")
+    second = run_pipeline([root], root / "dataset")  # its own manifest, shards and stats are not inputs
+    assert first["records_total"] == second["records_total"] == 4
+    assert first.get("ignored_files", 0) == second.get("ignored_files", 0) == 0
+
+
 def test_multi_processing_runner_gives_the_same_data_set(built, tmp_path):
     root, truth, out, stats = built
     out2 = tmp_path / "mp"

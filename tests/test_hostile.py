@@ -228,3 +228,108 @@ def test_corpus_cases_cover_every_class_named_in_the_issue(corpus):
         "yolo_names_by_id", "newline_name", "dangling_symlink", "symlinked_folder", "brackets_in_folder",
         "backslash_name", "voc_bom", "yolo_bom", "voc_oversized_xml",
     } <= kinds  # fmt: skip
+
+
+# ---------------------------------------------------------------- careless nights (in process)
+
+
+def _photos(folder: Path, names: list[str], seed: int = 0) -> None:
+    rng = np.random.default_rng(seed)
+    for name in names:
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(hostile._jpeg(rng, True)[0])
+
+
+def _run(models: dict, *args: str) -> dict:
+    from pipelines import batch_inference
+
+    return batch_inference.run(["--classifier", models["classifier"], "--run_date", "2026-12-01", *args])
+
+
+def _rows(pattern: str) -> list[dict]:
+    return [r for p in sorted(Path("/").glob(pattern.lstrip("/"))) for r in read_csv(p)]
+
+
+def test_input_list_entries_are_literal_paths_relative_to_the_list(tmp_path, models):
+    survey = tmp_path / "survey"
+    _photos(survey, ["site[1]/a.jpg", "star*.jpg", "b.jpg", "sub/c.jpg", "back\\slash.jpg"])
+    listed = survey / "tonight.txt"
+    listed.write_bytes(
+        "\ufeffsite[1]/a.jpg\n"  # relative, with brackets, after a byte-order mark
+        f"{survey}/star*.jpg\n# a comment\n\n"  # a literal star: only that file, not every .jpg
+        "b.jpg\n  b.jpg  \n"  # twice: one input
+        "missing.jpg\nsub\nback\\slash.jpg\n".encode()
+    )
+    summary = _run(models, "--input_list", str(listed), "--output", str(tmp_path / "out"))
+    rows, errors = _rows(summary["results"]), _rows(summary["errors"])
+    assert sorted(r["image_uri"] for r in rows) == sorted(
+        str(survey / n) for n in ("site[1]/a.jpg", "star*.jpg", "b.jpg", "back\\slash.jpg")
+    )
+    assert {(e["image_uri"], e["reason"]) for e in errors} == {
+        (str(survey / "missing.jpg"), "missing_file"),
+        (str(survey / "sub"), "is_a_folder"),
+    }
+    assert summary["all_inputs_accounted_for"] and summary["counters"]["files_missing"] == 1
+
+
+def test_survey_ids_that_sanitise_alike_keep_their_own_files(tmp_path, models):
+    from pipelines.batch_inference import survey_file_stem
+
+    _photos(tmp_path / "survey", ["a.jpg"])
+    out = tmp_path / "out"
+    for survey_id in ("Корпус-7", "Палуба-7"):
+        _run(models, "--input", f"{tmp_path}/survey/*.jpg", "--output", str(out), "--survey_id", survey_id)
+    stems = {survey_file_stem("Корпус-7"), survey_file_stem("Палуба-7")}
+    assert len(stems) == 2 and survey_file_stem("hull-7") == "hull-7"
+    for stem, survey_id in zip(sorted(stems), sorted(("Корпус-7", "Палуба-7"), key=survey_file_stem), strict=True):
+        assert [r["survey_id"] for r in _rows(f"{out}/date=2026-12-01/{stem}-results-*.csv")] == [survey_id]
+
+
+def test_rerunning_a_clean_night_keeps_its_errors_file_and_replaces_its_rows(tmp_path, models):
+    _photos(tmp_path / "survey", ["a.jpg", "b.jpg"])
+    args = ["--input", f"{tmp_path}/survey/*.jpg", "--output", str(tmp_path / "out"), "--survey_id", "s"]
+    night = tmp_path / "out" / "date=2026-12-01"
+    seen = []
+    for _ in range(3):  # Beam skips a shard whose size matches the one already there: every run must still land
+        _run(models, *args)
+        errors = sorted(night.glob("s-errors-*.csv"))
+        assert errors and all(read_csv(p) == [] for p in errors)
+        seen.append(sorted((r["image_uri"], r["rust_probability"]) for r in _rows(f"{night}/s-results-*.csv")))
+    assert seen[0] == seen[1] == seen[2] and len(seen[0]) == 2
+    assert not list(night.glob(".staging-*"))
+
+
+def test_skip_processed_reads_old_results_with_stray_bytes(tmp_path, models):
+    _photos(tmp_path / "survey", ["a.jpg", "b.jpg"])
+    args = ["--input", f"{tmp_path}/survey/*.jpg", "--output", str(tmp_path / "out"), "--survey_id", "s"]
+    first = _run(models, *args)
+    old = sorted(Path("/").glob(first["results"].lstrip("/")))[0]
+    old.write_bytes(old.read_bytes() + b"/survey/caf\xe9.jpg,not-a-sha,1,1,0.5,true,,,,,v,,s,x\n")
+    second = _run(models, *args, "--skip_processed", str(tmp_path / "out"), "--run_date", "2026-12-02")
+    assert second["counters"]["images_skipped"] == 2 and second["all_inputs_accounted_for"]
+
+
+def test_outputs_written_inside_the_survey_are_not_scored_the_next_night(tmp_path, models):
+    survey = tmp_path / "survey"
+    _photos(survey, ["a.jpg", "deck/b.jpg"])
+    args = ["--input", f"{survey}/**", "--output", str(survey / "results"), "--report", str(survey / "report.html")]
+    args += ["--detector", models["detector"]]
+    first = _run(models, *args)
+    second = _run(models, *args, "--run_date", "2026-12-02")
+    assert list((survey / "previews").glob("*.jpg"))  # previews were written inside the survey...
+    assert first["counters"]["files_matched"] == second["counters"]["files_matched"] == 2  # ...and not re-read
+
+
+def test_a_survey_id_that_looks_like_a_formula_is_written_as_text(tmp_path, models):
+    _photos(tmp_path / "survey", ["a.jpg"])
+    out = tmp_path / "out"
+    summary = _run(models, "--input", f"{tmp_path}/survey/*.jpg", "--output", str(out), "--survey_id", "=1+1")
+    assert [r["survey_id"] for r in _rows(summary["results"])] == ["'=1+1"]
+
+
+def test_an_output_prefix_with_glob_characters_is_refused_before_any_work(tmp_path, models):
+    _photos(tmp_path / "survey", ["a.jpg"])
+    with pytest.raises(SystemExit, match="may not hold"):
+        _run(models, "--input", f"{tmp_path}/survey/*.jpg", "--output", str(tmp_path / "out[1]"))
+    assert not (tmp_path / "out[1]").exists()
