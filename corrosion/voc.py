@@ -74,7 +74,9 @@ def _size(root, path: str) -> tuple[int, int] | None:
     w = _number(size.findtext("width"), "<size><width>", path)
     h = _number(size.findtext("height"), "<size><height>", path)
     if not (1 <= w < 2**31 and 1 <= h < 2**31):
-        return None  # absent, zero (labelImg writes 0 when it could not tell) or not a pixel count: the real size is used
+        return (
+            None  # absent, zero (labelImg writes 0 when it could not tell) or not a pixel count: the real size is used
+        )
     return int(w), int(h)
 
 

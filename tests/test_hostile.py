@@ -333,3 +333,27 @@ def test_an_output_prefix_with_glob_characters_is_refused_before_any_work(tmp_pa
     with pytest.raises(SystemExit, match="may not hold"):
         _run(models, "--input", f"{tmp_path}/survey/*.jpg", "--output", str(tmp_path / "out[1]"))
     assert not (tmp_path / "out[1]").exists()
+
+
+# ---------------------------------------------------------------- memory
+
+
+MEMORY_BUDGET_MB = 1024  # what one photo at the size limits may add to the job's peak (measured: ~700)
+
+
+def test_the_largest_accepted_photos_stay_within_the_memory_budget(tmp_path):
+    """Peak RSS of the whole job (own interpreter) on a 100 MP PNG and a 60 MP JPEG, against the same
+    job on a 1 MP photo in this run. Before bounded decoding the PNG alone took 5.3 GB."""
+    from benchmarks.bench_memory import models, night_peak_mb
+
+    classifier, detector = models(tmp_path)
+    small = tmp_path / "small"
+    small.mkdir()
+    small_pixels, _ = hostile.synthetic.render(np.random.default_rng(0), 1200, 900, 1, "steel")
+    (small / "photo.jpg").write_bytes(hostile.synthetic.encode_image(small_pixels))
+    hostile.write_large_png(tmp_path / "png" / "big.png")
+    hostile.write_large_jpeg(tmp_path / "jpeg" / "big.jpg")
+    baseline = night_peak_mb(tmp_path, small, classifier, detector)
+    for photos in ("png", "jpeg"):
+        peak = night_peak_mb(tmp_path, tmp_path / photos, classifier, detector)
+        assert peak - baseline < MEMORY_BUDGET_MB, f"{photos}: {peak:.0f} MB peak vs {baseline:.0f} MB baseline"
