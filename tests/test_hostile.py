@@ -214,6 +214,8 @@ def test_evaluate_scores_every_usable_image_and_rejects_the_rest_with_reasons(wo
     for case in corpus.cases:
         if case.dataset not in (hostile.KEPT, hostile.USED, hostile.IGNORED):
             assert (shown(corpus, case), case.dataset) in rejected, case.kind
+    ignored = {shown(corpus, c) for c in corpus.cases if c.dataset == hostile.IGNORED}
+    assert ignored <= set(metrics["ignored_files"])
 
 
 def _is_image(case: hostile.Case) -> bool:

@@ -65,14 +65,23 @@ def record_items(data_dir: str, split: str) -> Iterator[Item]:
         yield Item(ex["filename"].decode() or ex["sha256"].decode(), ex["encoded"], int(ex["label"]))
 
 
-def raw_items(root: str, labels: LabelConfig, rejects: list[Reject]) -> Iterator[Item]:
-    """Items of a raw labelled folder via the dataset readers and validation; refusals go to ``rejects``."""
+def raw_items(
+    root: str,
+    labels: LabelConfig,
+    rejects: list[Reject],
+    ignored: list[str] | None = None,
+    exclude: tuple[str, ...] = (),
+) -> Iterator[Item]:
+    """Items of a raw labelled folder via the dataset readers and validation; refusals go to ``rejects``,
+    files that are neither images nor annotations to ``ignored``; nothing under ``exclude`` is read."""
     from corrosion import discovery, validate
 
-    result = discovery.scan(root, labels)
+    result = discovery.scan(root, labels, exclude=exclude)
     rejects.extend(result.rejects)
     for path in result.ignored:
         log.info("ignored (not an image or annotation): %s", path)
+    if ignored is not None:
+        ignored.extend(result.ignored)
     for labelled in result.images:
         try:
             record = validate.to_record(labelled, io_utils.read_bytes(labelled.image_path), labels)
@@ -188,6 +197,7 @@ def evaluate_classifier(
     meta = model.metadata
     threshold = meta.threshold if threshold is None else threshold
     rejects: list[Reject] = []
+    ignored: list[str] = []
     if is_record_dataset(data_path):
         names = [s for s in data.available_splits(data_path) if splits is None or s in splits]
         if not names:
@@ -197,7 +207,8 @@ def evaluate_classifier(
         sets = {s: score_items(model, record_items(data_path, s), batch_size) for s in names}
     elif io_utils.is_remote(data_path) or tf.io.gfile.isdir(data_path):
         log.info("%s holds no TFRecord shards: reading it as a raw labelled folder", data_path)
-        sets = {RAW_SPLIT: score_items(model, raw_items(data_path, labels, rejects), batch_size)}
+        items = raw_items(data_path, labels, rejects, ignored, exclude=(output_dir,))
+        sets = {RAW_SPLIT: score_items(model, items, batch_size)}
     else:
         raise data.DatasetError(
             f"--data {data_path} is neither a data set directory with TFRecord shards nor a folder of labelled images"
@@ -216,6 +227,7 @@ def evaluate_classifier(
         else "--threshold",
         "splits": {},
         "rejects": rejects_summary(rejects),
+        "ignored_files": ignored,  # raw folders: files that are neither images nor annotations
     }
     if rejects:
         log.warning(
