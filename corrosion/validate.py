@@ -107,6 +107,8 @@ def validate(
     if info.orientation != 1 or fmt is None:
         encoded, fmt = images.encode_for_record(img, cfg.reencode_quality)
         fixes.append(FIX_REENCODED)
+    else:
+        _check_tensorflow_decodes(data, path, width, height)
     record = schema.Record(
         encoded=encoded,
         format=fmt,
@@ -129,6 +131,25 @@ def to_record(
 ) -> schema.Record:
     """The validated record alone (fixes are not reported); raises ValidationError."""
     return validate(labelled, data, labels, config).record
+
+
+def _check_tensorflow_decodes(data: bytes, path: str, width: int, height: int) -> None:
+    """Bytes stored as they are must decode in TensorFlow, which training and the bytes serving
+    signature use: a damaged JPEG that Pillow decodes (filling the damage) but TensorFlow refuses
+    would stop every training run that reaches its shard."""
+    import tensorflow as tf
+
+    try:
+        shape = tf.io.decode_image(data, channels=3, expand_animations=False).shape
+    except (tf.errors.InvalidArgumentError, ValueError) as exc:
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ValidationError(
+            "corrupt_image", path, f"{path}: damaged image data: TensorFlow cannot decode it ({message})"
+        ) from exc
+    if tuple(shape[:2]) != (height, width):
+        raise ValidationError(
+            "corrupt_image", path, f"{path}: TensorFlow decodes it as {shape[1]}x{shape[0]}, Pillow as {width}x{height}"
+        )
 
 
 def _jpeg_mode(data: bytes) -> str:

@@ -154,3 +154,28 @@ def test_boxes_drawn_on_the_rotated_image_are_not_rotated_again():
     result = validate(_labelled(boxes, (160, 120)), data, LABELS)  # stored 120x160, shown 160x120
     assert result.record.boxes == boxes
     assert "size_mismatch_fixed" not in result.fixes
+
+
+def test_a_damaged_jpeg_that_pillow_decodes_but_tensorflow_refuses_is_rejected():
+    """Stored bytes must decode where training reads them: such a record would stop every training run."""
+    from corrosion import images as image_io
+
+    pixels, _ = synthetic.render(np.random.default_rng(0), 320, 240, 1, "steel")
+    good = synthetic.encode_image(pixels)
+    rng = np.random.default_rng(1)
+    for _ in range(2000):
+        damaged = bytearray(good)
+        for _ in range(rng.integers(1, 20)):
+            damaged[rng.integers(len(good) // 3, len(good) - 2)] = rng.integers(0, 256)
+        try:
+            image_io.decode(bytes(damaged))
+            tf.io.decode_jpeg(bytes(damaged))
+        except image_io.ImageError:
+            continue
+        except tf.errors.InvalidArgumentError:
+            break
+    else:
+        pytest.skip("no damaged JPEG found that Pillow decodes and TensorFlow refuses with these library versions")
+    with pytest.raises(ValidationError) as err:
+        validate(LabelledImage("d.jpg", "rust"), bytes(damaged), LABELS)
+    assert err.value.reason == "corrupt_image" and "TensorFlow cannot decode" in str(err.value)
