@@ -22,6 +22,7 @@ SPLIT_ALIASES = {
 @dataclass(frozen=True)
 class ValidationConfig:
     max_pixels: int = 100_000_000
+    max_file_bytes: int = 200_000_000  # larger image files are rejected (file_too_large) unread
     reencode_quality: int = 95
     size_ratio_tolerance: float = 0.01
     min_box_size: float = 1.0

@@ -161,7 +161,7 @@ def to_eight_bit(img: Image.Image) -> Image.Image:
     if arr.dtype.kind in "ui" and arr.dtype.itemsize == 2:
         out = (arr.astype(np.uint16, copy=False) >> 8).astype(np.uint8)
     else:
-        if lo >= 0 and hi <= (1.0 if arr.dtype.kind == "f" else 0):
+        if arr.dtype.kind == "f" and lo >= 0 and hi <= 1.0:
             scale, offset = 255.0, 0.0
         elif lo >= 0 and hi <= 255:
             scale, offset = 1.0, 0.0

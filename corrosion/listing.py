@@ -3,7 +3,8 @@
 Beam's local ``FileSystems.match`` walks without following symlinked folders and silently drops
 what it cannot stat (a dangling symlink); it also lists FIFOs and devices, which a reader then
 blocks on forever. Every tool lists its inputs here instead: local trees are walked with
-symlinked folders followed (loops refused), every name found is either a regular file to read
+symlinked folders followed (each real folder once, so a link to an ancestor is no loop), every
+name found is either a regular file to read
 (``Found``) or a ``Problem`` with a stable reason, and literal paths (``--input_list`` entries,
 folders named ``site[1]``) are never treated as glob patterns.
 """
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 from apache_beam.io.filesystem import FileSystem
 from apache_beam.io.filesystems import FileSystems
 
-from corrosion import paths
+from corrosion import io_utils, paths
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,7 @@ UNDECODABLE_NAME = "undecodable_name"
 UNREADABLE_FOLDER = "unreadable_folder"
 MISSING = "missing_file"
 IS_FOLDER = "is_a_folder"
+MATCH_FAILED = "match_failed"
 
 
 @dataclass(frozen=True)
@@ -102,7 +104,6 @@ def _classify(path: str) -> Found | Problem:
 def _walk_local(root: str) -> Iterator[Found | Problem]:
     """Every name under ``root``, symlinked folders followed once each, sorted per folder."""
     seen: set[str] = set()
-
     stack = [root]
     while stack:
         folder = stack.pop()
@@ -135,7 +136,7 @@ def _walk_local(root: str) -> Iterator[Found | Problem]:
 def walk(root: str) -> list[Found | Problem]:
     """Every file under a folder (local or ``gs://``); a missing local folder is FileNotFoundError."""
     root = paths.normalise(root)
-    if io_remote(root):
+    if io_utils.is_remote(root):
         return [Found(m.path, m.size_in_bytes) for m in _match_remote(paths.join(escape_glob(root), "**"))]
     if not os.path.isdir(root):
         raise FileNotFoundError(f"input folder {root} does not exist")
@@ -146,7 +147,7 @@ def match_glob(pattern: str, exclude: Iterable[str] = ()) -> list[Found | Proble
     """Files matching a Beam glob (``*`` within a folder, ``**`` across folders); names under any
     ``exclude`` prefix (the job's own outputs) are left out and logged."""
     exclude = tuple(paths.normalise(e) for e in exclude if e)
-    if io_remote(pattern):
+    if io_utils.is_remote(pattern):
         found: list[Found | Problem] = [Found(m.path, m.size_in_bytes) for m in _match_remote(pattern)]
     elif not has_glob(pattern):
         found = [match_literal(pattern)]
@@ -156,24 +157,20 @@ def match_glob(pattern: str, exclude: Iterable[str] = ()) -> list[Found | Proble
         base = base if base.endswith("/") else posixpath.dirname(base)
         regex = re.compile(FileSystem.translate_pattern(pattern))
         listed = _walk_local(base or "/") if os.path.isdir(base) else []
-        found = sorted((f for f in listed if regex.match(_raw(f))), key=_raw)
-    kept = [f for f in found if not any(paths.is_within(_raw(f), e) for e in exclude)]
+        found = sorted((f for f in listed if regex.match(f.path)), key=lambda f: f.path)
+    kept = [f for f in found if not any(paths.is_within(f.path, e) for e in exclude)]
     if len(kept) < len(found):
         log.info("left out %d file(s) under this job's own output folders %s", len(found) - len(kept), exclude)
     return kept
 
 
-def _raw(item: Found | Problem) -> str:
-    return item.path
-
-
 def match_literal(path: str) -> Found | Problem:
     """One named file, never globbed: what it is, or why it cannot be read."""
-    if io_remote(path):
+    if io_utils.is_remote(path):
         try:
             matched = _match_remote(escape_glob(path))
         except Exception as exc:  # permissions, malformed URI
-            return Problem(path, "match_failed", f"{path}: cannot be looked up ({exc})")
+            return Problem(path, MATCH_FAILED, f"{path}: cannot be looked up ({exc})")
         exact = [m for m in matched if m.path == path]
         if not exact:
             return Problem(path, MISSING, f"{path}: does not exist")
@@ -183,7 +180,3 @@ def match_literal(path: str) -> Found | Problem:
 
 def _match_remote(pattern: str):
     return FileSystems.match([pattern])[0].metadata_list
-
-
-def io_remote(path: str) -> bool:
-    return "://" in path

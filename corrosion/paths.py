@@ -81,7 +81,11 @@ def display(path: str) -> str:
     a Latin-1 name cannot crash a UTF-8 coder; ordinary names are returned unchanged.
     """
     if is_undecodable(path):
-        path = path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        try:
+            raw = path.encode("utf-8", "surrogateescape")  # the bytes the OS gave
+        except UnicodeEncodeError:  # a lone surrogate that came from elsewhere (JSON, a user)
+            raw = path.encode("utf-8", "backslashreplace")
+        path = raw.decode("utf-8", "backslashreplace")
     if _CONTROL.search(path):
         path = _CONTROL.sub(lambda m: repr(m.group())[1:-1], path)
     return path

@@ -215,9 +215,10 @@ class ProcessImage(beam.DoFn):
     def _process(self, task: discovery.ImageTask, claims):
         self.read.inc()
         try:
-            data = io_utils.read_bytes(task.path)
+            data = io_utils.read_bytes(task.path, self.config.validation.max_file_bytes)
         except OSError as exc:
-            yield from self._reject(Reject(task.path, IMAGE, "read_error", f"{task.path}: cannot read ({exc})"), task)
+            reason = exc.reason if isinstance(exc, io_utils.FileTooLarge) else "read_error"
+            yield from self._reject(Reject(task.path, IMAGE, reason, f"{task.path}: cannot read ({exc})"), task)
             return
         self.bytes_read.inc(len(data))
         sha = hashlib.sha256(data).hexdigest()
@@ -322,9 +323,8 @@ def read_previous_manifest(path: str | None) -> dict[str, str]:
     """
     if not path:
         return {}
-    text = io_utils.read_text(
-        path, errors="replace"
-    )  # only sha256 and split are used: a stray byte in a path is harmless
+    # only sha256 and split are used: a stray byte in a path column is harmless
+    text = io_utils.read_text(path, errors="replace")
     if "\ufffd" in text:
         log.warning(
             "%s holds bytes that are not UTF-8 (shown as U+FFFD); its sha256 and split columns are still used", path

@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -331,10 +332,8 @@ def commit_outputs(_, staging_dir: str, final_dir: str, written: dict[str, list[
     removed = 0
     for stem, staged in sorted(written.items()):
         finals = [io_utils.join(final_dir, io_utils.basename(s)) for s in staged]
-        for src, dst in zip(staged, finals, strict=True):
-            if io_utils.is_remote(dst) and FileSystems.exists(dst):
-                FileSystems.delete([dst])
-            FileSystems.rename([src], [dst])
+        if staged:  # a rename replaces its destination (os.rename locally; copy, then delete, on GCS)
+            FileSystems.rename(list(staged), finals)
         keep = {_canonical(f) for f in finals}
         pattern = io_utils.join(listing.escape_glob(final_dir), listing.escape_glob(stem) + "-*.csv")
         stale = [m.path for m in FileSystems.match([pattern])[0].metadata_list if _canonical(m.path) not in keep]
@@ -343,8 +342,10 @@ def commit_outputs(_, staging_dir: str, final_dir: str, written: dict[str, list[
             FileSystems.delete(stale)
         removed += len(stale)
     leftovers = FileSystems.match([io_utils.join(listing.escape_glob(staging_dir), "**")])[0].metadata_list
-    if leftovers or FileSystems.exists(staging_dir):
-        FileSystems.delete([staging_dir])
+    if leftovers:
+        FileSystems.delete([m.path for m in leftovers])
+    if not io_utils.is_remote(staging_dir) and os.path.isdir(staging_dir):  # object stores have no folders
+        shutil.rmtree(staging_dir, ignore_errors=True)
     return removed
 
 

@@ -351,3 +351,16 @@ def test_local_runs_name_the_in_process_engine_and_leave_a_given_runner_alone():
     ]
     for given in (["--runner=DataflowRunner", "--project=p"], ["--runner", "DirectRunner"]):
         assert with_local_default(given, "--direct_num_workers=0") == given
+
+
+def test_image_files_over_the_size_limit_are_rejected_unread(tmp_path):
+    root = tmp_path / "survey"
+    survey = synthetic.generate_survey(root, "folders", n_rust=2, n_clean=1, size=(64, 48), seed=5)
+    big = root / survey.images[0].path
+    big.write_bytes(big.read_bytes() + b"\0" * 5000)  # a valid JPEG with trailing bytes, now over the limit
+    config = tmp_path / "dataset.yaml"
+    config.write_text("validation:\n  max_file_bytes: 4000\n")
+    stats = build_dataset.run(["--input", str(root), "--output_dir", str(tmp_path / "out"), "--config", str(config)])
+    rows = {r["path"]: r for r in read_manifest(tmp_path / "out")}
+    assert (rows[str(big)]["status"], rows[str(big)]["reason"]) == ("rejected", "file_too_large")
+    assert stats["records_total"] == 2
