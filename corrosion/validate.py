@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 
 from PIL import Image
 
-from corrosion import images, paths, schema
+from corrosion import images, io_utils, paths, schema
 from corrosion.annotations import Box, LabelledImage
 from corrosion.dataset_config import DatasetConfig, ValidationConfig
 from corrosion.labels import NO_RUST, RUST, LabelConfig, UnknownLabelError
@@ -131,6 +131,20 @@ def to_record(
 ) -> schema.Record:
     """The validated record alone (fixes are not reported); raises ValidationError."""
     return validate(labelled, data, labels, config).record
+
+
+def record_from_file(
+    labelled: LabelledImage, labels: LabelConfig, config: DatasetConfig | ValidationConfig | None = None
+) -> schema.Record:
+    """``to_record`` of the image file itself, read at most up to ``max_file_bytes``; a file that
+    cannot be read is a ValidationError too (``file_too_large``, ``read_error``)."""
+    path = labelled.image_path
+    try:
+        data = io_utils.read_bytes(path, _validation_config(config).max_file_bytes)
+    except OSError as exc:
+        reason = exc.reason if isinstance(exc, io_utils.FileTooLarge) else "read_error"
+        raise ValidationError(reason, path, f"{path}: cannot be read ({exc})") from exc
+    return to_record(labelled, data, labels, config)
 
 
 def _check_tensorflow_decodes(data: bytes, path: str, width: int, height: int) -> None:

@@ -86,7 +86,7 @@ def raw_examples(root: str) -> tuple[list[Example], int]:
             skipped += 1
             continue
         try:
-            record = validate.to_record(labelled, io_utils.read_bytes(labelled.image_path), labels)
+            record = validate.record_from_file(labelled, labels)
         except validate.ValidationError as exc:
             log.warning("left out %s: %s", labelled.image_path, exc)
             skipped += 1

@@ -27,7 +27,6 @@ import numpy as np
 import tensorflow as tf
 
 from corrosion import csv_rows, io_utils, serving
-from corrosion.dataset_config import ValidationConfig
 from corrosion.labels import LabelConfig, load_labels
 from corrosion.rejects import IMAGE, Reject
 from training import classification_metrics as cm
@@ -85,14 +84,9 @@ def raw_items(
         ignored.extend(result.ignored)
     for labelled in result.images:
         try:
-            data = io_utils.read_bytes(labelled.image_path, ValidationConfig().max_file_bytes)
-            record = validate.to_record(labelled, data, labels)
+            record = validate.record_from_file(labelled, labels)
         except validate.ValidationError as exc:
             rejects.append(exc.to_reject())
-            continue
-        except OSError as exc:
-            reason = exc.reason if isinstance(exc, io_utils.FileTooLarge) else "read_error"
-            rejects.append(Reject(labelled.image_path, IMAGE, reason, f"{labelled.image_path}: {exc}"))
             continue
         yield Item(labelled.image_path, record.encoded, record.image_label)
 
