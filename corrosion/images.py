@@ -124,11 +124,14 @@ def decode(
         orientation = _orientation(img)
         transposed = orientation in (5, 6, 7, 8)
         target = None if reduce_to is None else ((reduce_to[1], reduce_to[0]) if transposed else reduce_to)
-        if target is not None and img.format == "JPEG":
+        is_jpeg = img.format == "JPEG"
+        if target is not None and is_jpeg:
             img.draft("RGB", target)
         img.load()
         img = to_eight_bit(img)
-        if target is not None and img.format != "JPEG":  # JPEG's draft already decoded near the target
+        if img.mode not in ("L", "RGB"):  # palette, 1-bit, CMYK, alpha: reduce() takes only some modes
+            img = img.convert("RGB")
+        if target is not None and not is_jpeg:  # JPEG's draft already decoded near the target
             k = min(img.width // max(1, target[0]), img.height // max(1, target[1]))
             if k >= 2:
                 img = img.reduce(k)

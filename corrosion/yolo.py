@@ -38,6 +38,9 @@ class YoloBox:
     h: float
 
 
+# libyaml's safe loader where PyYAML has it: fast, and it refuses deep nesting at once, where the
+# pure-Python parser takes about a second per thousand levels of "[[[[...".
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 MAX_CLASS_ID = 9_999  # a names dict keyed beyond this is refused (it would size the id table)
 
 
@@ -46,17 +49,19 @@ def read_data_yaml(yaml_path: str) -> YoloDataset:
     of another type: hostile YAML, a folder named data.yaml, a BOM, mixed key types)."""
     try:
         text = io_utils.read_text(yaml_path, io_utils.MAX_DATA_YAML_BYTES)
-        if any(isinstance(e, yaml.AliasEvent) for e in yaml.parse(text, Loader=yaml.SafeLoader)):
+        if any(isinstance(e, yaml.AliasEvent) for e in yaml.parse(text, Loader=_LOADER)):
             raise AnnotationError(
                 "malformed_data_yaml",
                 yaml_path,
                 "uses YAML aliases (*name); refused (alias bombs expand without bound)",
             )
-        data = yaml.safe_load(text) or {}
+        data = yaml.load(text, Loader=_LOADER) or {}
     except FileNotFoundError as exc:
         raise AnnotationError("missing_data_yaml", yaml_path, "data.yaml does not exist") from exc
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise AnnotationError("malformed_data_yaml", yaml_path, f"not valid YAML ({short_repr(str(exc))})") from exc
+        raise AnnotationError("malformed_data_yaml", yaml_path, f"not valid YAML ({_yaml_problem(exc)})") from exc
+    except RecursionError as exc:  # [[[[...]]]] deeper than the YAML composer recurses
+        raise AnnotationError("malformed_data_yaml", yaml_path, "nested too deeply to read; refused") from exc
     except io_utils.FileTooLarge as exc:
         raise AnnotationError("malformed_data_yaml", yaml_path, str(exc)) from exc
     except OSError as exc:  # a folder named data.yaml, permissions
@@ -75,6 +80,14 @@ def read_data_yaml(yaml_path: str) -> YoloDataset:
     return YoloDataset(yaml_path, names, split_dirs)
 
 
+def _yaml_problem(exc: Exception) -> str:
+    """What the YAML parser objected to, and where, on one short line."""
+    problem = getattr(exc, "problem", None) or (str(exc).splitlines() or [type(exc).__name__])[0]
+    mark = getattr(exc, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return f"{problem[:120]}{where}"
+
+
 def _names_by_id(names: object, yaml_path: str) -> tuple[str | None, ...]:
     """``names`` as a table indexed by class id (None where an id has no name).
 
@@ -87,7 +100,7 @@ def _names_by_id(names: object, yaml_path: str) -> tuple[str | None, ...]:
         table: dict[int, str] = {}
         for key, name in names.items():
             class_id = key if isinstance(key, int) and not isinstance(key, bool) else None
-            if isinstance(key, str) and key.strip().isdigit():
+            if isinstance(key, str) and key.strip().isascii() and key.strip().isdigit():  # not "²", which int() refuses
                 class_id = int(key)
             if class_id is None or not 0 <= class_id <= MAX_CLASS_ID or not isinstance(name, str):
                 raise AnnotationError(

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from corrosion import csv_rows, discovery, images, synthetic, voc, yolo
+from corrosion import csv_rows, discovery, images, paths, synthetic, voc, yolo
 from corrosion.labels import load_labels
 from corrosion.rejects import AnnotationError
 from pipelines.inference_transforms import input_list_entry
@@ -113,14 +113,21 @@ def test_data_yaml_reads_to_a_name_table_or_is_refused(text):
     assert all(n is None or isinstance(n, str) for n in dataset.names)
 
 
-@given(st.binary(max_size=300), st.sampled_from(["JPEG", "PNG", "GIF", "BMP", "TIFF", "WEBP"]), st.integers(0, 2**16))
-def test_image_decoding_of_damaged_files_only_refuses(noise, fmt, where):
+@given(
+    st.binary(max_size=300),
+    st.sampled_from(["JPEG", "PNG", "GIF", "BMP", "TIFF", "WEBP"]),
+    st.sampled_from(["RGB", "P", "L", "1", "RGBA"]),
+    st.integers(0, 2**16),
+)
+def test_image_decoding_of_damaged_files_only_refuses(noise, fmt, mode, where):
     pixels, _ = synthetic.render(np.random.default_rng(where % 7), 48, 32, 1, "steel")
     from PIL import Image
 
     out = io.BytesIO()
-    Image.fromarray(pixels).save(out, format=fmt)
+    img = Image.fromarray(pixels).convert(mode)
+    img.convert("RGB" if fmt == "JPEG" and mode in ("P", "RGBA") else img.mode).save(out, format=fmt)
     good = out.getvalue()
+    assert min(images.decode(good, "x", reduce_to=(16, 16)).size) >= 16  # the undamaged file always decodes
     cut = where % (len(good) + 1)
     for data in (noise, good[:cut] + noise + good[cut + len(noise) :], good[:cut]):
         try:
@@ -140,7 +147,13 @@ def test_csv_records_round_trip_one_per_line(cells):
 @given(st.text(max_size=60))
 def test_input_list_lines_are_literal_paths_or_skipped(line):
     entry = input_list_entry(line, "/lists/tonight.txt")
-    assert entry is None or (entry and not entry.startswith("#"))
+    stripped = line.lstrip("\ufeff").strip()
+    if not stripped or stripped.startswith("#"):
+        assert entry is None
+    elif stripped.startswith("/") or "://" in stripped:
+        assert entry == stripped  # absolute: exactly as written, never globbed
+    else:
+        assert entry == paths.normalise(f"/lists/{stripped}")  # relative to the list's folder
 
 
 @pytest.mark.slow

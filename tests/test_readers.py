@@ -293,6 +293,8 @@ def test_yolo_names_dict_is_mapped_by_id_not_by_position(tmp_path, text):
         ("names: {0: rust, 99999999: corrosion}\n", "99999999"),
         ("names: &a [a, b]\nmore: [*a, *a]\n", "aliases"),
         ("names: [rust, [nested]]\n", "list of strings"),
+        ("names: {'\u00b2': rust}\n", "'\u00b2'"),  # a superscript two: isdigit() says yes, int() says no
+        ("names: " + "[" * 200_000 + "]" * 200_000 + "\n", "nesting depth"),
     ],
 )
 def test_yolo_unusable_data_yaml_is_refused_with_a_short_reason(tmp_path, text, words):
