@@ -17,9 +17,8 @@ import posixpath
 import re
 import stat
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from apache_beam.io.filesystem import FileSystem
 from apache_beam.io.filesystems import FileSystems
 
 from corrosion import io_utils, paths
@@ -36,6 +35,8 @@ UNREADABLE_FOLDER = "unreadable_folder"
 MISSING = "missing_file"
 IS_FOLDER = "is_a_folder"
 MATCH_FAILED = "match_failed"
+SYSTEM_FOLDER = "system_folder"
+SYSTEM_FOLDERS = ("/proc", "/sys", "/dev")  # pseudo-files there block (/proc/kmsg) or never end (/dev/zero)
 
 
 @dataclass(frozen=True)
@@ -44,15 +45,25 @@ class Found:
 
     path: str
     size: int
+    via_link: bool = field(default=False, compare=False)  # reached through a symlinked folder
 
 
 @dataclass(frozen=True)
 class Problem:
-    """A name that cannot be read as a file; ``path`` is printable (``paths.display``)."""
+    """A name that cannot be read as a file; ``path`` is printable (``paths.display``), ``raw`` the
+    name as the OS gave it (it may hold undecodable bytes as surrogate escapes)."""
 
     path: str
     reason: str
     detail: str
+    raw: str = field(default="", compare=False)
+
+
+def key(item: Found | Problem) -> bytes:
+    """One input's identity, safe for any Beam coder: the raw name's bytes (two files whose printable
+    names agree, ``caf\\xe9.jpg`` and a Latin-1 ``café.jpg``, stay two inputs)."""
+    raw = item.path if isinstance(item, Found) else (item.raw or item.path)
+    return raw.encode("utf-8", "surrogateescape")
 
 
 def escape_glob(path: str) -> str:
@@ -64,19 +75,53 @@ def has_glob(pattern: str) -> bool:
     return bool(GLOB_CHARS.search(pattern))
 
 
+def glob_regex(pattern: str) -> re.Pattern:
+    """Beam's glob syntax as a regex over whole paths: ``**`` any characters, ``*`` and ``?`` any
+    within one folder, ``[...]`` a class (``[!...]`` negated). Unlike Beam's own translation, ``*``
+    may match a backslash: on a local disk it is an ordinary character in a name."""
+    out, i, n = [], 0, len(pattern)
+    while i < n:
+        c = pattern[i]
+        i += 1
+        if c == "*" and i < n and pattern[i] == "*":
+            out.append(".*")
+            i += 1
+        elif c == "*":
+            out.append("[^/]*")
+        elif c == "?":
+            out.append("[^/]")
+        elif c == "[":
+            j = i + (1 if i < n and pattern[i] == "!" else 0)
+            j += 1 if j < n and pattern[j] == "]" else 0
+            while j < n and pattern[j] != "]":
+                j += 1
+            if j >= n:
+                out.append(re.escape(c))
+                continue
+            body = pattern[i:j].replace("\\", "\\\\").replace("[", "\\[")
+            i = j + 1
+            body = "^" + body[1:] if body.startswith("!") else ("\\" + body if body.startswith("^") else body)
+            out.append(f"[{body}]")
+        else:
+            out.append(re.escape(c))
+    return re.compile("".join(out) + r"\Z", re.DOTALL)
+
+
 def _problem_for_name(path: str) -> Problem | None:
     if paths.is_undecodable(path):
+        shown = paths.display(path)
         return Problem(
-            paths.display(path),
+            shown,
             UNDECODABLE_NAME,
-            f"{paths.display(path)}: the file name is not valid UTF-8 (undecodable bytes shown as \\xNN), so it "
+            f"{shown}: the file name is not valid UTF-8 (undecodable bytes shown as \\xNN), so it "
             "cannot be carried through the pipeline or its outputs; rename it to UTF-8 (e.g. convmv -f latin1 "
             "-t utf8) and run again",
+            raw=path,
         )
     return None
 
 
-def _classify(path: str) -> Found | Problem:
+def _classify(path: str, via_link: bool = False) -> Found | Problem:
     """One local name: a regular file (symlinks followed) or why it is not one. Never opens it."""
     problem = _problem_for_name(path)
     if problem is not None:
@@ -87,36 +132,45 @@ def _classify(path: str) -> Found | Problem:
     except FileNotFoundError:
         if os.path.islink(path):
             target = paths.display(os.readlink(path))
-            return Problem(shown, DANGLING_SYMLINK, f"{shown}: symbolic link to {target}, which does not exist")
-        return Problem(shown, MISSING, f"{shown}: does not exist (removed while listing?)")
+            return Problem(shown, DANGLING_SYMLINK, f"{shown}: symbolic link to {target}, which does not exist", path)
+        return Problem(shown, MISSING, f"{shown}: does not exist (removed while listing?)", path)
     except OSError as exc:
-        return Problem(shown, NOT_REGULAR, f"{shown}: cannot be examined ({exc.strerror})")
+        return Problem(shown, NOT_REGULAR, f"{shown}: cannot be examined ({exc.strerror})", path)
     if stat.S_ISDIR(st.st_mode):
-        return Problem(shown, IS_FOLDER, f"{shown}: is a folder, not a file")
+        return Problem(shown, IS_FOLDER, f"{shown}: is a folder, not a file", path)
     if not stat.S_ISREG(st.st_mode):
         kind = "FIFO" if stat.S_ISFIFO(st.st_mode) else "device or socket"
-        return Problem(
-            shown, NOT_REGULAR, f"{shown}: is a {kind}, not a regular file; refused (reading it could block forever)"
-        )
-    return Found(path, st.st_size)
+        detail = f"{shown}: is a {kind}, not a regular file; refused (reading it could block forever)"
+        return Problem(shown, NOT_REGULAR, detail, path)
+    return Found(path, st.st_size, via_link)
+
+
+def _system_folder(real: str) -> bool:
+    return any(real == s or real.startswith(s + "/") for s in SYSTEM_FOLDERS)
 
 
 def _walk_local(root: str) -> Iterator[Found | Problem]:
-    """Every name under ``root``, symlinked folders followed once each, sorted per folder."""
-    seen: set[str] = set()
-    stack = [root]
+    """Every name under ``root``, depth first, sorted per folder. Symlinked folders are followed
+    (under their link name too: ``latest -> 2024-06-01`` is matched by ``latest/*``) except a link
+    back to a folder on its own path (a loop) and links into /proc, /sys or /dev, whose files block
+    or never end."""
+    stack: list[tuple[str, tuple[str, ...], bool]] = [(root, (), False)]
+    inside_system = _system_folder(os.path.realpath(root))
     while stack:
-        folder = stack.pop()
+        folder, ancestors, via_link = stack.pop()
         real = os.path.realpath(folder)
-        if real in seen:  # a link to a folder listed already (or to an ancestor): its files are listed once
-            log.info("%s: links to %s, listed already; not listed twice", paths.display(folder), real)
+        if real in ancestors:
+            log.info("%s links back to %s, a folder on its own path; not followed", paths.display(folder), real)
             continue
-        seen.add(real)
+        if _system_folder(real) and not inside_system:
+            shown = paths.display(folder)
+            yield Problem(shown, SYSTEM_FOLDER, f"{shown}: links to the system folder {real}; not listed", folder)
+            continue
         try:
             entries = sorted(os.scandir(folder), key=lambda e: e.name)
         except OSError as exc:
             shown = paths.display(folder)
-            yield Problem(shown, UNREADABLE_FOLDER, f"{shown}: folder cannot be listed ({exc.strerror})")
+            yield Problem(shown, UNREADABLE_FOLDER, f"{shown}: folder cannot be listed ({exc.strerror})", folder)
             continue
         subfolders = []
         for entry in entries:
@@ -126,11 +180,25 @@ def _walk_local(root: str) -> Iterator[Found | Problem]:
             except OSError:
                 is_dir = False
             if is_dir and not paths.is_undecodable(path):
-                subfolders.append((entry.is_symlink(), path))
+                subfolders.append((path, (*ancestors, real), via_link or entry.is_symlink()))
             else:
-                yield _classify(path)
-        # real folders before links to them, so a file is listed under its own folder's name
-        stack.extend(path for _, path in sorted(subfolders, reverse=True))
+                yield _classify(path, via_link)
+        stack.extend(reversed(subfolders))
+
+
+def _without_link_aliases(items: list[Found | Problem]) -> list[Found | Problem]:
+    """Drop files reached through a symlinked folder that are also listed under their own folder, so
+    ``survey/**`` with ``survey/latest -> survey/2024-06-01`` scores each photo once."""
+    aliased = [f for f in items if isinstance(f, Found) and f.via_link]
+    if not aliased:
+        return items
+    real_names = {os.path.realpath(f.path) for f in items if isinstance(f, Found) and not f.via_link}
+    dropped = {f.path for f in aliased if os.path.realpath(f.path) in real_names}
+    if dropped:
+        log.info(
+            "%d file(s) reached through a symlinked folder are listed under their own folder instead", len(dropped)
+        )
+    return [f for f in items if not (isinstance(f, Found) and f.path in dropped)]
 
 
 def walk(root: str) -> list[Found | Problem]:
@@ -140,13 +208,16 @@ def walk(root: str) -> list[Found | Problem]:
         return [Found(m.path, m.size_in_bytes) for m in _match_remote(paths.join(escape_glob(root), "**"))]
     if not os.path.isdir(root):
         raise FileNotFoundError(f"input folder {root} does not exist")
-    return sorted(_walk_local(root), key=lambda f: f.path)
+    return sorted(_without_link_aliases(list(_walk_local(root))), key=_name)
 
 
 def match_glob(pattern: str, exclude: Iterable[str] = ()) -> list[Found | Problem]:
-    """Files matching a Beam glob (``*`` within a folder, ``**`` across folders); names under any
-    ``exclude`` prefix (the job's own outputs) are left out and logged."""
+    """Files matching a Beam glob (``*`` within a folder, ``**`` across folders, a trailing ``/``
+    meaning every file in that folder); names under any ``exclude`` prefix (the job's own outputs)
+    are left out and logged."""
     exclude = tuple(paths.normalise(e) for e in exclude if e)
+    if pattern.endswith("/"):
+        pattern += "*"
     if io_utils.is_remote(pattern):
         found: list[Found | Problem] = [Found(m.path, m.size_in_bytes) for m in _match_remote(pattern)]
     elif not has_glob(pattern):
@@ -155,13 +226,18 @@ def match_glob(pattern: str, exclude: Iterable[str] = ()) -> list[Found | Proble
         pattern = os.path.abspath(pattern)
         base = GLOB_CHARS.split(pattern, maxsplit=1)[0]
         base = base if base.endswith("/") else posixpath.dirname(base)
-        regex = re.compile(FileSystem.translate_pattern(pattern))
+        regex = glob_regex(pattern)
         listed = _walk_local(base or "/") if os.path.isdir(base) else []
-        found = sorted((f for f in listed if regex.match(f.path)), key=lambda f: f.path)
-    kept = [f for f in found if not any(paths.is_within(f.path, e) for e in exclude)]
+        found = sorted(_without_link_aliases([f for f in listed if regex.match(_name(f))]), key=_name)
+    kept = [f for f in found if not any(paths.is_within(_name(f), e) for e in exclude)]
     if len(kept) < len(found):
         log.info("left out %d file(s) under this job's own output folders %s", len(found) - len(kept), exclude)
     return kept
+
+
+def _name(item: Found | Problem) -> str:
+    """The name as listed (raw), for matching, sorting and exclusion."""
+    return item.path if isinstance(item, Found) else (item.raw or item.path)
 
 
 def match_literal(path: str) -> Found | Problem:
@@ -170,10 +246,10 @@ def match_literal(path: str) -> Found | Problem:
         try:
             matched = _match_remote(escape_glob(path))
         except Exception as exc:  # permissions, malformed URI
-            return Problem(path, MATCH_FAILED, f"{path}: cannot be looked up ({exc})")
+            return Problem(path, MATCH_FAILED, f"{path}: cannot be looked up ({exc})", path)
         exact = [m for m in matched if m.path == path]
         if not exact:
-            return Problem(path, MISSING, f"{path}: does not exist")
+            return Problem(path, MISSING, f"{path}: does not exist", path)
         return Found(exact[0].path, exact[0].size_in_bytes)
     return _classify(os.path.abspath(path))
 

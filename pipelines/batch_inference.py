@@ -25,6 +25,7 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import os
 import posixpath
 import re
 import time
@@ -33,6 +34,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import apache_beam as beam
+from apache_beam.coders import BytesCoder
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.ml.inference.base import RunInference
 from apache_beam.options.pipeline_options import PipelineOptions
@@ -64,7 +66,6 @@ from pipelines.inference_transforms import (
     WritePreview,
     commit_outputs,
     history_files,
-    input_list_entry,
     processed_keys,
     write_report,
 )
@@ -94,14 +95,13 @@ def build_pipeline(p: beam.Pipeline, args: argparse.Namespace, cfg: InferenceCon
     if args.input_list:
         matched.append(
             p
-            | "ReadInputList" >> beam.io.ReadFromText(listing.escape_glob(args.input_list))
-            | "ListedPaths" >> beam.FlatMap(lambda line: [e for e in [input_list_entry(line, args.input_list)] if e])
-            | "MatchListed" >> beam.ParDo(MatchListed())
+            | "ReadInputList" >> beam.io.ReadFromText(listing.escape_glob(args.input_list), coder=BytesCoder())
+            | "MatchListed" >> beam.ParDo(MatchListed(args.input_list))
         )
     # Dedupe (a file both globbed and listed is one input); the shuffle also spreads the reads.
     files = (
         matched | "AllMatches" >> beam.Flatten()
-        | "KeyByPath" >> beam.Map(lambda m: (m.path, m))
+        | "KeyByPath" >> beam.Map(lambda m: (listing.key(m), m))
         | "Dedupe" >> beam.GroupByKey()
         | "First" >> beam.Map(lambda kv: next(iter(kv[1])))
     )  # fmt: skip
@@ -288,7 +288,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Score a survey archive for rust: CSV/BigQuery rows, error rows, previews and an HTML report.",
     )
     parser.add_argument("--input", help="glob of images, local or gs:// (e.g. 'gs://b/survey/**.jpg')")
-    parser.add_argument("--input_list", help="text file of image paths or globs, one per line")
+    parser.add_argument(
+        "--input_list",
+        help="text file of image paths, one per line, taken literally (no globbing); relative paths are "
+        "relative to the list's folder; # starts a comment",
+    )
     parser.add_argument("--classifier", required=True, help="exported classifier model directory")
     parser.add_argument("--detector", help="exported detector model directory (no boxes without it)")
     parser.add_argument("--output", required=True, help="output prefix; rows go to OUTPUT/date=YYYY-MM-DD/")
@@ -372,6 +376,8 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
         raise SystemExit("give --input GLOB and/or --input_list FILE")
     if args.input and not GLOB_CHARS.search(args.input) and not io_utils.exists(args.input):
         raise SystemExit(f"--input {args.input} does not exist")
+    if args.input and not GLOB_CHARS.search(args.input) and os.path.isdir(args.input) and not args.input.endswith("/"):
+        raise SystemExit(f"--input {args.input} is a folder: give '{args.input}/*' (its files) or '{args.input}/**'")
     if args.input_list:
         checked = listing.match_literal(args.input_list)
         if isinstance(checked, listing.Problem):

@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import time
 from collections.abc import Iterable, Sequence
@@ -112,11 +113,20 @@ def input_list_entry(line: str, list_path: str) -> str | None:
 
 
 class MatchListed(beam.DoFn):
-    """A literal ``--input_list`` path -> ``listing.Found``, or a ``listing.Problem`` (a listed path
-    that does not exist is an error row, where fileio.MatchAll would drop it or fail the run)."""
+    """A line of ``--input_list`` (bytes) -> ``listing.Found``, or a ``listing.Problem`` (a listed
+    path that does not exist is an error row, where fileio.MatchAll would drop it or fail the run).
 
-    def process(self, path: str):
-        yield listing.match_literal(path)
+    Lines arrive as bytes and are decoded here keeping undecodable bytes (surrogate escapes), so a
+    list holding a Latin-1 name (``find`` output on a Windows zip) names that file, which then gets
+    its ``undecodable_name`` row, instead of stopping the run with a UnicodeDecodeError."""
+
+    def __init__(self, list_path: str) -> None:
+        self._list_path = list_path
+
+    def process(self, line: bytes):
+        entry = input_list_entry(line.decode("utf-8", "surrogateescape"), self._list_path)
+        if entry is not None:
+            yield listing.match_literal(entry)
 
 
 class ReadImage(beam.DoFn):
@@ -336,7 +346,11 @@ def commit_outputs(_, staging_dir: str, final_dir: str, written: dict[str, list[
             FileSystems.rename(list(staged), finals)
         keep = {_canonical(f) for f in finals}
         pattern = io_utils.join(listing.escape_glob(final_dir), listing.escape_glob(stem) + "-*.csv")
-        stale = [m.path for m in FileSystems.match([pattern])[0].metadata_list if _canonical(m.path) not in keep]
+        shard = re.compile(re.escape(stem) + r"-\d{5}-of-\d{5}\.csv")  # not survey "A-results-1"'s files
+        matched = FileSystems.match([pattern])[0].metadata_list
+        stale = [
+            m.path for m in matched if shard.fullmatch(io_utils.basename(m.path)) and _canonical(m.path) not in keep
+        ]
         if stale:
             log.info("removing %d stale shard(s) of an earlier run: %s", len(stale), stale)
             FileSystems.delete(stale)

@@ -359,3 +359,35 @@ def test_the_largest_accepted_photos_stay_within_the_memory_budget(tmp_path):
     for photos in ("png", "jpeg"):
         peak = night_peak_mb(tmp_path, tmp_path / photos, classifier, detector)
         assert peak - baseline < MEMORY_BUDGET_MB, f"{photos}: {peak:.0f} MB peak vs {baseline:.0f} MB baseline"
+
+
+def test_an_input_list_with_a_latin1_name_gives_that_file_its_row(tmp_path, models):
+    survey = tmp_path / "survey"
+    _photos(survey, ["a.jpg"])
+    latin1 = os.fsencode(survey) + b"/caf\xe9.jpg"
+    with open(latin1, "wb") as handle:
+        handle.write((survey / "a.jpg").read_bytes())
+    (survey / "caf\\xe9.jpg").write_bytes(b"a file really named with a backslash")
+    listed = survey / "list.txt"
+    listed.write_bytes(b"a.jpg\n" + latin1 + b"\ncaf\\xe9.jpg\n")
+    summary = _run(models, "--input_list", str(listed), "--output", str(tmp_path / "out"))
+    assert [r["image_uri"] for r in _rows(summary["results"])] == [str(survey / "a.jpg")]
+    assert sorted(e["reason"] for e in _rows(summary["errors"])) == ["not_an_image", "undecodable_name"]
+    assert summary["counters"]["files_matched"] == 3 and summary["all_inputs_accounted_for"]
+
+
+def test_a_folder_as_input_says_how_to_name_its_files(tmp_path, models):
+    _photos(tmp_path / "survey", ["a.jpg"])
+    with pytest.raises(SystemExit, match=r"is a folder: give '.*/survey/\*'"):
+        _run(models, "--input", str(tmp_path / "survey"), "--output", str(tmp_path / "out"))
+    summary = _run(models, "--input", f"{tmp_path}/survey/", "--output", str(tmp_path / "out"))
+    assert summary["counters"]["images_scored"] == 1  # a trailing slash: every file in it, as Beam reads it
+
+
+def test_rerunning_one_survey_leaves_a_survey_named_like_its_shards_alone(tmp_path, models):
+    _photos(tmp_path / "survey", ["a.jpg"])
+    out = tmp_path / "out"
+    for survey_id in ("A-results-1", "A", "A"):
+        _run(models, "--input", f"{tmp_path}/survey/*.jpg", "--output", str(out), "--survey_id", survey_id)
+    assert len(_rows(f"{out}/date=2026-12-01/A-results-1-results-*.csv")) == 1
+    assert len(_rows(f"{out}/date=2026-12-01/A-results-0*.csv")) == 1

@@ -68,3 +68,49 @@ def test_display_escapes_only_what_cannot_be_shown_on_one_line():
     assert paths.display("/a/ordinary name ü.jpg") == "/a/ordinary name ü.jpg"
     assert paths.display("/a/line\nbreak\t.jpg") == "/a/line\\nbreak\\t.jpg"
     assert paths.display(os.fsdecode(b"/a/caf\xe9.jpg")) == "/a/caf\\xe9.jpg"
+
+
+def test_single_star_matches_backslashes_and_undecodable_names_within_a_folder(tmp_path):
+    root = _tree(tmp_path / "t")
+    (root / "back\\slash.jpg").write_bytes(b"e")
+    names = {paths.relative(m.path, str(root)) for m in listing.match_glob(f"{root}/*.jpg")}
+    assert {"back\\slash.jpg", "caf\\xe9.jpg", "fifo.jpg", "dangling.jpg", "line\nbreak.jpg"} == names
+
+
+def test_a_glob_through_a_symlinked_folder_matches_and_double_star_lists_each_file_once(tmp_path):
+    surveys = tmp_path / "surveys"
+    (surveys / "2024-06-01").mkdir(parents=True)
+    (surveys / "2024-06-01" / "a.jpg").write_bytes(b"a")
+    os.symlink(surveys / "2024-06-01", surveys / "latest")
+    assert [m.path for m in listing.match_glob(f"{tmp_path}/surv*/latest/*")] == [f"{surveys}/latest/a.jpg"]
+    assert [m.path for m in listing.match_glob(f"{surveys}/**")] == [f"{surveys}/2024-06-01/a.jpg"]
+    assert [m.path for m in listing.walk(str(surveys))] == [f"{surveys}/2024-06-01/a.jpg"]
+
+
+def test_links_into_system_folders_are_not_walked(tmp_path):
+    (tmp_path / "survey").mkdir()
+    os.symlink("/proc", tmp_path / "survey" / "proc")
+    found = listing.walk(str(tmp_path / "survey"))
+    assert [(f.path, f.reason) for f in found] == [(f"{tmp_path}/survey/proc", listing.SYSTEM_FOLDER)]
+
+
+def test_a_trailing_slash_means_every_file_in_the_folder(tmp_path):
+    root = _tree(tmp_path / "t")
+    assert [m.path for m in listing.match_glob(f"{root}/real/")] == [f"{root}/real/a.jpg"]
+
+
+def test_keys_tell_apart_names_whose_printable_forms_agree(tmp_path):
+    root = _tree(tmp_path / "t")
+    (root / "caf\\xe9.jpg").write_bytes(b"literal backslash")
+    matched = listing.match_glob(f"{root}/caf*")
+    assert len(matched) == 2 and len({listing.key(m) for m in matched}) == 2
+    assert {paths.display(m.path) for m in matched} == {f"{root}/caf\\xe9.jpg"}  # the one ambiguity of display
+
+
+def test_glob_regex_follows_beam_syntax():
+    regex = listing.glob_regex
+    assert regex("/a/*.jpg").match("/a/x.jpg") and not regex("/a/*.jpg").match("/a/b/x.jpg")
+    assert regex("/a/**.jpg").match("/a/b/c/x.jpg") and regex("/a/?.jpg").match("/a/x.jpg")
+    assert regex("/a/[!x]y").match("/a/zy") and not regex("/a/[!x]y").match("/a/xy")
+    assert regex(listing.escape_glob("/a/site[1]/*x?.jpg")).match("/a/site[1]/*x?.jpg")
+    assert not regex(listing.escape_glob("/a/site[1]/*x?.jpg")).match("/a/site1/ax1.jpg")
