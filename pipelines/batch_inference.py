@@ -4,7 +4,8 @@
         --classifier gs://bucket/models/classifier --detector gs://bucket/models/detector \\
         --output gs://bucket/results --survey_id hull-2026-11 --report gs://bucket/report.html
 
-Match files (Beam fileio) -> read bytes -> reduced-scale decode -> RunInference (classifier,
+Match files (corrosion.listing: regular files only, literal --input_list paths) -> bounded read
+-> reduced-scale decode -> RunInference (classifier,
 batched) -> RunInference (detector: full-resolution tiles, cross-tile merge) -> result rows in
 CSV (and BigQuery), errors in their own CSV, previews and an HTML report for the inspector.
 
@@ -13,8 +14,8 @@ reason, message) or, with ``--skip_processed``, the skipped count: results + err
 matched files (+ listed files that do not exist, which are error rows).
 
 Outputs go to ``OUTPUT/date=YYYY-MM-DD/<survey>-results-*.csv`` (and ``-errors-*.csv``,
-``-summary.json``); re-running a night rewrites that night's files for that survey (stale
-shards are removed) and, in BigQuery, replaces that night's rows for that survey, so a re-run
+``-summary.json``); re-running a night stages its shards, then renames them over that night's
+files for that survey (stale shards are removed) and, in BigQuery, replaces that night's rows for that survey, so a re-run
 never duplicates rows.
 """
 
