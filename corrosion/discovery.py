@@ -159,21 +159,31 @@ def find_data_yaml(unit: str, root: str, exists: Callable[[str], bool] = io_util
 def plan_unit(root: str, unit: str, files: Iterable[str], labels: LabelConfig) -> UnitPlan:
     """Tasks for one unit from its file listing (reads only data.yaml, never images)."""
     root, source = paths.normalise(root), source_name(root)
-    direct, yolo_images, yolo_labels, ignored = [], {}, {}, []
+    direct, ignored = [], []
+    yolo_images: dict[str, list[str]] = defaultdict(list)  # a.jpg and a.png both take labels/a.txt, as in Ultralytics
+    label_files: dict[str, list[str]] = defaultdict(list)
     for f in sorted(files):
         folder = paths.name(paths.parent(f))
         if paths.parent(f) != unit and folder == "images" and paths.is_image(f):
-            yolo_images[paths.stem(f)] = f
+            yolo_images[paths.stem(f)].append(f)
         elif paths.parent(f) != unit and folder == "labels" and paths.name(f) == "classes.txt":
             ignored.append(f)  # labelImg's YOLO class list, not an image's labels
         elif paths.parent(f) != unit and folder == "labels" and paths.ext(f) == ".txt":
-            yolo_labels[paths.stem(f)] = f
+            label_files[paths.stem(f)].append(f)
         else:
             direct.append(f)
 
     images: list[ImageTask] = []
     annotations: list[AnnotationTask] = []
     rejects: list[Reject] = []
+    yolo_labels: dict[str, str] = {}
+    for stem, candidates in label_files.items():  # a.txt wins over a.TXT; the other is refused, never ignored
+        chosen, *others = sorted(candidates, key=lambda f: (not f.endswith(".txt"), f))
+        yolo_labels[stem] = chosen
+        rejects += [
+            Reject(o, ANNOTATION, "duplicate_annotation", f"{o}: {chosen} labels the same images; it is used instead")
+            for o in others
+        ]
 
     direct_images = {paths.stem(f): f for f in direct if paths.is_image(f)}
     xmls = [f for f in direct if paths.ext(f) == ".xml"]
@@ -190,7 +200,7 @@ def plan_unit(root: str, unit: str, files: Iterable[str], labels: LabelConfig) -
     yaml_path = find_data_yaml(unit, root) if (yolo_images or yolo_labels) else None
     if yolo_images and not yolo_labels and yaml_path is None:
         # a folder that merely happens to be called images/: plain images (class folder, VOC or unlabelled)
-        for f in yolo_images.values():
+        for f in (f for group in yolo_images.values() for f in group):
             hint = class_folders.class_from_path(f, root, labels)
             xml_beside = any(paths.parent(x) == paths.parent(f) for x in xmls)
             layout = "voc" if xml_beside else ("folders" if hint else "flat")
@@ -205,11 +215,11 @@ def plan_unit(root: str, unit: str, files: Iterable[str], labels: LabelConfig) -
                 names = yolo.read_data_yaml(yaml_path).names
             except AnnotationError as exc:
                 error = (exc.reason, exc.path, str(exc))
-        for stem, f in yolo_images.items():
-            hint = class_folders.class_from_path(f, root, labels)
-            images.append(
-                ImageTask(f, root, source, source_split_of(f, root), "yolo", hint, yolo_labels.get(stem), names, error)
-            )
+        for stem, group in yolo_images.items():
+            for f in group:
+                hint = class_folders.class_from_path(f, root, labels)
+                label = yolo_labels.get(stem)
+                images.append(ImageTask(f, root, source, source_split_of(f, root), "yolo", hint, label, names, error))
         for stem, label in yolo_labels.items():
             if stem not in yolo_images:
                 rejects.append(

@@ -126,6 +126,11 @@ def _voc_cases(c: Corpus, rng: np.random.Generator, tag: str) -> None:
     _write(voc / f"{name}.xml", _voc(f"{name}.jpg", box=box).replace("<size>", f"{padding}<size>"))
     c.add("voc_oversized_xml", f"voc/{name}.jpg", "file_too_large", SCORED)
     c.add("voc_oversized_xml_xml", f"voc/{name}.xml", "file_too_large", "not_an_image")
+    name = f"voc_bogus_encoding_{tag}"  # an encoding Python has no codec for
+    _write(voc / f"{name}.jpg", _jpeg(rng, True)[0])
+    _write(voc / f"{name}.xml", '<?xml version="1.0" encoding="x-bogus-42"?>' + _voc(f"{name}.jpg", box=box))
+    c.add("voc_bogus_encoding", f"voc/{name}.jpg", "malformed_xml", SCORED)
+    c.add("voc_bogus_encoding_xml", f"voc/{name}.xml", "malformed_xml", "not_an_image")
     name = f"voc_bom_{tag}"  # a byte-order mark before the XML declaration
     _write(voc / f"{name}.jpg", _jpeg(rng, True)[0])
     _write(voc / f"{name}.xml", b"\xef\xbb\xbf" + ('<?xml version="1.0"?>' + _voc(f"{name}.jpg", box=box)).encode())
@@ -163,6 +168,17 @@ def _yolo_cases(c: Corpus, rng: np.random.Generator, tag: str) -> None:
     _yolo_unit(c, "yolo_bomb", ALIAS_BOMB, "0 " + box, "yolo_alias_bomb", "malformed_data_yaml", tag, rng)
     _yolo_unit(c, "yolo_nan", "names: [rust]\n", "0 nan 0.5 0.1 0.1\n", "yolo_nan_box", "malformed_yolo", tag, rng)
     _yolo_unit(c, "yolo_bom", "\ufeffnames: [rust]\n", "\ufeff0 " + box, "yolo_bom", KEPT, tag, rng)
+    # images sharing a stem all take labels/<stem>.txt (as in Ultralytics); a second label file with that stem is refused
+    unit, name = c.root / "yolo_stems", f"stem_{tag}"
+    _write(unit / "data.yaml", "names: [rust]\n")
+    c.add("yolo_same_stem_yaml", "yolo_stems/data.yaml", USED, "not_an_image")
+    for ext in ("jpg", "JPG", "png"):
+        _write(unit / "images" / f"{name}.{ext}", _jpeg(rng, True)[0])
+        c.add("yolo_same_stem", f"yolo_stems/images/{name}.{ext}", KEPT, SCORED)
+    _write(unit / "labels" / f"{name}.txt", "0 " + box)
+    c.add("yolo_same_stem_txt", f"yolo_stems/labels/{name}.txt", USED, "not_an_image")
+    _write(unit / "labels" / f"{name}.TXT", "0 " + box)
+    c.add("yolo_same_stem_second_label", f"yolo_stems/labels/{name}.TXT", "duplicate_annotation", "not_an_image")
     # a folder named data.yaml (with a file in it, so the listing sees it)
     _yolo_unit(c, "yolo_dir", None, "0 " + box, "yolo_data_yaml_folder", "malformed_data_yaml", tag, rng)
     _write(c.root / "yolo_dir" / "data.yaml" / "note.txt", "not a YAML file\n")

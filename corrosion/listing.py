@@ -31,6 +31,7 @@ GLOB_CHARS = re.compile(r"[*?\[]")
 DANGLING_SYMLINK = "dangling_symlink"
 NOT_REGULAR = "not_a_regular_file"
 UNDECODABLE_NAME = "undecodable_name"
+INVALID_NAME = "invalid_name"
 UNREADABLE_FOLDER = "unreadable_folder"
 MISSING = "missing_file"
 IS_FOLDER = "is_a_folder"
@@ -108,6 +109,9 @@ def glob_regex(pattern: str) -> re.Pattern:
 
 
 def _problem_for_name(path: str) -> Problem | None:
+    if "\x00" in path:  # no file system allows it: from a list or a crafted name, and os.stat would raise
+        shown = paths.display(path)
+        return Problem(shown, INVALID_NAME, f"{shown}: a file name cannot hold a NUL byte", raw=path)
     if paths.is_undecodable(path):
         shown = paths.display(path)
         return Problem(

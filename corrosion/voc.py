@@ -46,7 +46,7 @@ def parse_voc(data: bytes | str, annotation_path: str) -> VocAnnotation:
         raise AnnotationError(
             "xml_external_entity", annotation_path, f"refers to external content ({exc}); refused"
         ) from exc
-    except (StdET.ParseError, UnicodeDecodeError, ValueError) as exc:
+    except (StdET.ParseError, UnicodeDecodeError, ValueError, LookupError) as exc:  # LookupError: encoding="x-bogus"
         raise AnnotationError("malformed_xml", annotation_path, f"not well-formed XML ({exc})") from exc
     if root.tag != "annotation":
         raise AnnotationError("malformed_xml", annotation_path, f"root element is <{root.tag}>, expected <annotation>")

@@ -228,7 +228,7 @@ def test_corpus_cases_cover_every_class_named_in_the_issue(corpus):
         "undecodable_name", "voc_size_nan", "voc_size_overflow", "yolo_mixed_keys", "yolo_data_yaml_folder",
         "wider_than_jpeg", "fifo", "yolo_alias_bomb", "voc_box_nan", "grey16", "int32", "float32",
         "yolo_names_by_id", "newline_name", "dangling_symlink", "symlinked_folder", "brackets_in_folder",
-        "backslash_name", "voc_bom", "yolo_bom", "voc_oversized_xml",
+        "backslash_name", "voc_bom", "yolo_bom", "voc_oversized_xml", "voc_bogus_encoding", "yolo_same_stem",
     } <= kinds  # fmt: skip
 
 
@@ -391,3 +391,12 @@ def test_rerunning_one_survey_leaves_a_survey_named_like_its_shards_alone(tmp_pa
         _run(models, "--input", f"{tmp_path}/survey/*.jpg", "--output", str(out), "--survey_id", survey_id)
     assert len(_rows(f"{out}/date=2026-12-01/A-results-1-results-*.csv")) == 1
     assert len(_rows(f"{out}/date=2026-12-01/A-results-0*.csv")) == 1
+
+
+def test_a_nul_byte_in_an_input_list_is_that_lines_row(tmp_path, models):
+    _photos(tmp_path / "survey", ["a.jpg"])
+    listed = tmp_path / "survey" / "list.txt"
+    listed.write_bytes(b"a.jpg\nb.jpg\x00\n")
+    summary = _run(models, "--input_list", str(listed), "--output", str(tmp_path / "out"))
+    assert [e["reason"] for e in _rows(summary["errors"])] == ["invalid_name"]
+    assert summary["counters"]["images_scored"] == 1 and summary["all_inputs_accounted_for"]

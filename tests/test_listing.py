@@ -114,3 +114,9 @@ def test_glob_regex_follows_beam_syntax():
     assert regex("/a/[!x]y").match("/a/zy") and not regex("/a/[!x]y").match("/a/xy")
     assert regex(listing.escape_glob("/a/site[1]/*x?.jpg")).match("/a/site[1]/*x?.jpg")
     assert not regex(listing.escape_glob("/a/site[1]/*x?.jpg")).match("/a/site1/ax1.jpg")
+
+
+def test_a_name_with_a_nul_byte_is_a_problem_not_an_exception():
+    problem = listing.match_literal("/survey/a.jpg\x00")
+    assert isinstance(problem, listing.Problem) and problem.reason == listing.INVALID_NAME
+    assert problem.path == "/survey/a.jpg\\x00"

@@ -333,3 +333,26 @@ def test_byte_order_marks_are_read_through(tmp_path):
     assert yolo.read_data_yaml(str(tmp_path / "data.yaml")).names == ("corrosion",)
     xml = b"\xef\xbb\xbf<?xml version='1.0'?><annotation><filename>a.jpg</filename></annotation>"
     assert voc.parse_voc(xml, "a.xml").filename == "a.jpg"
+
+
+def test_yolo_images_sharing_a_stem_all_take_its_label_file_and_a_second_label_file_is_refused(tmp_path):
+    unit = tmp_path / "u"
+    (unit / "images").mkdir(parents=True)
+    (unit / "labels").mkdir()
+    (unit / "data.yaml").write_text("names: [corrosion]\n")
+    rng = np.random.default_rng(0)
+    for ext in ("jpg", "JPG", "png"):
+        pixels, _ = synthetic.render(rng, 64, 48, 0, "steel")
+        (unit / "images" / f"a.{ext}").write_bytes(synthetic.encode_image(pixels, "PNG" if ext == "png" else "JPEG"))
+    (unit / "labels" / "a.txt").write_text("0 0.5 0.5 0.25 0.25\n")
+    (unit / "labels" / "a.TXT").write_text("0 0.1 0.1 0.1 0.1\n")
+    result = discovery.scan(str(tmp_path), LABELS)
+    assert sorted(Path(i.image_path).name for i in result.images) == ["a.JPG", "a.jpg", "a.png"]
+    assert all(len(i.boxes) == 1 and i.boxes[0].xmin == 24 for i in result.images)  # from a.txt: 0.375 * 64
+    assert [(Path(r.path).name, r.reason) for r in result.rejects] == [("a.TXT", "duplicate_annotation")]
+
+
+def test_voc_declaring_an_unknown_encoding_is_refused():
+    with pytest.raises(AnnotationError) as err:
+        voc.parse_voc(b'<?xml version="1.0" encoding="x-bogus-42"?><annotation/>', "a.xml")
+    assert err.value.reason == "malformed_xml"
