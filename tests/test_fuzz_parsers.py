@@ -57,6 +57,20 @@ def test_voc_arbitrary_bytes_only_refusals(data):
 
 
 @given(
+    st.one_of(
+        st.sampled_from(["utf-8", "utf-16", "latin-1", "rot13", "base64", "x-bogus", "cp500"]), st.text(max_size=12)
+    ),
+    st.binary(max_size=100),
+)
+def test_voc_with_any_declared_encoding_only_refusals(encoding, body):
+    declaration = f'<?xml version="1.0" encoding="{encoding}"?>'.encode("utf-8", "surrogatepass")
+    try:
+        voc.parse_voc(declaration + b"<annotation><filename>a.jpg</filename>" + body + b"</annotation>", "x.xml")
+    except AnnotationError:
+        pass
+
+
+@given(
     _xml_text(),
     NUMBERISH.map(lambda t: t.replace("&", "").replace("<", "")),
     NUMBERISH.map(lambda t: t.replace("&", "").replace("<", "")),
