@@ -59,7 +59,8 @@ class Corpus:
         self.cases.append(Case(kind, path, dataset, inference))
 
 
-def _jpeg(rng: np.random.Generator, rust: bool, size: tuple[int, int] = (96, 72)) -> tuple[bytes, tuple]:
+def photo_jpeg(rng: np.random.Generator, rust: bool, size: tuple[int, int] = (96, 72)) -> tuple[bytes, tuple]:
+    """A small steel photo as JPEG bytes, with one rust patch or none, and its boxes."""
     pixels, boxes = synthetic.render(rng, size[0], size[1], 1 if rust else 0, "steel")
     return synthetic.encode_image(pixels), boxes
 
@@ -116,23 +117,23 @@ def _voc_cases(c: Corpus, rng: np.random.Generator, tag: str) -> None:
         ("voc_box_inf", "<width>96</width><height>72</height>", box.replace(">40<", ">inf<", 1), "malformed_xml"),
     ):
         name = f"{kind}_{tag}"
-        _write(voc / f"{name}.jpg", _jpeg(rng, True)[0])
+        _write(voc / f"{name}.jpg", photo_jpeg(rng, True)[0])
         _write(voc / f"{name}.xml", _voc(f"{name}.jpg", size, bbox))
         c.add(kind, f"voc/{name}.jpg", reason, SCORED)
         c.add(kind + "_xml", f"voc/{name}.xml", USED if reason == KEPT else reason, "not_an_image")
     name = f"voc_oversized_xml_{tag}"
-    _write(voc / f"{name}.jpg", _jpeg(rng, True)[0])
+    _write(voc / f"{name}.jpg", photo_jpeg(rng, True)[0])
     padding = " " * OVERSIZED_ANNOTATION_BYTES
     _write(voc / f"{name}.xml", _voc(f"{name}.jpg", box=box).replace("<size>", f"{padding}<size>"))
     c.add("voc_oversized_xml", f"voc/{name}.jpg", "file_too_large", SCORED)
     c.add("voc_oversized_xml_xml", f"voc/{name}.xml", "file_too_large", "not_an_image")
     name = f"voc_bogus_encoding_{tag}"  # an encoding Python has no codec for
-    _write(voc / f"{name}.jpg", _jpeg(rng, True)[0])
+    _write(voc / f"{name}.jpg", photo_jpeg(rng, True)[0])
     _write(voc / f"{name}.xml", '<?xml version="1.0" encoding="x-bogus-42"?>' + _voc(f"{name}.jpg", box=box))
     c.add("voc_bogus_encoding", f"voc/{name}.jpg", "malformed_xml", SCORED)
     c.add("voc_bogus_encoding_xml", f"voc/{name}.xml", "malformed_xml", "not_an_image")
     name = f"voc_bom_{tag}"  # a byte-order mark before the XML declaration
-    _write(voc / f"{name}.jpg", _jpeg(rng, True)[0])
+    _write(voc / f"{name}.jpg", photo_jpeg(rng, True)[0])
     _write(voc / f"{name}.xml", b"\xef\xbb\xbf" + ('<?xml version="1.0"?>' + _voc(f"{name}.jpg", box=box)).encode())
     c.add("voc_bom", f"voc/{name}.jpg", KEPT, SCORED)
     c.add("voc_bom_xml", f"voc/{name}.xml", USED, "not_an_image")
@@ -141,7 +142,7 @@ def _voc_cases(c: Corpus, rng: np.random.Generator, tag: str) -> None:
 def _yolo_unit(c: Corpus, folder: str, data_yaml: str | None, label: str, kind: str, outcome: str, tag: str, rng):
     unit = c.root / folder
     name = f"{kind}_{tag}"
-    _write(unit / "images" / f"{name}.jpg", _jpeg(rng, True)[0])
+    _write(unit / "images" / f"{name}.jpg", photo_jpeg(rng, True)[0])
     _write(unit / "labels" / f"{name}.txt", label)
     c.add(kind, f"{folder}/images/{name}.jpg", outcome, SCORED)
     label_outcome = USED if outcome == KEPT else outcome
@@ -173,7 +174,7 @@ def _yolo_cases(c: Corpus, rng: np.random.Generator, tag: str) -> None:
     _write(unit / "data.yaml", "names: [rust]\n")
     c.add("yolo_same_stem_yaml", "yolo_stems/data.yaml", USED, "not_an_image")
     for ext in ("jpg", "JPG", "png"):
-        _write(unit / "images" / f"{name}.{ext}", _jpeg(rng, True)[0])
+        _write(unit / "images" / f"{name}.{ext}", photo_jpeg(rng, True)[0])
         c.add("yolo_same_stem", f"yolo_stems/images/{name}.{ext}", KEPT, SCORED)
     _write(unit / "labels" / f"{name}.txt", "0 " + box)
     c.add("yolo_same_stem_txt", f"yolo_stems/labels/{name}.txt", USED, "not_an_image")
@@ -192,11 +193,11 @@ def _class_folder_cases(c: Corpus, rng: np.random.Generator, tag: str) -> None:
         _write(folder / name, data)
         c.add(kind, f"{folder.name}/{name}", dataset, inference)
 
-    image(rust, f"plain_{tag}.jpg", _jpeg(rng, True)[0], "plain")
-    image(rust, f"line\nbreak_{tag}.jpg", _jpeg(rng, True)[0], "newline_name")
-    image(rust, f'quote",comma_{tag}.jpg', _jpeg(rng, True)[0], "csv_special_name")
-    image(rust, f"back\\slash_{tag}.jpg", _jpeg(rng, True)[0], "backslash_name")
-    image(rust, f"=HYPERLINK(1)_{tag}.jpg", _jpeg(rng, True)[0], "formula_name")
+    image(rust, f"plain_{tag}.jpg", photo_jpeg(rng, True)[0], "plain")
+    image(rust, f"line\nbreak_{tag}.jpg", photo_jpeg(rng, True)[0], "newline_name")
+    image(rust, f'quote",comma_{tag}.jpg', photo_jpeg(rng, True)[0], "csv_special_name")
+    image(rust, f"back\\slash_{tag}.jpg", photo_jpeg(rng, True)[0], "backslash_name")
+    image(rust, f"=HYPERLINK(1)_{tag}.jpg", photo_jpeg(rng, True)[0], "formula_name")
     image(rust, f"wide_{tag}.tif", _tiff(np.full((1, 70_000, 3), 128, np.uint8)), "wider_than_jpeg")
     image(rust, f"grey16_a_{tag}.png", _grey16(rng), "grey16")
     image(rust, f"grey16_b_{tag}.png", _grey16(rng), "grey16")
@@ -206,7 +207,7 @@ def _class_folder_cases(c: Corpus, rng: np.random.Generator, tag: str) -> None:
     image(clean, f"text_{tag}.png", b"not a PNG\n", "not_image", "not_an_image", "not_an_image")
     bad = os.fsencode(rust) + f"/caf\xe9_{tag}.jpg".encode("latin-1")  # a Latin-1 name from a Windows zip
     with open(bad, "wb") as handle:
-        handle.write(_jpeg(rng, True)[0])
+        handle.write(photo_jpeg(rng, True)[0])
     c.add("undecodable_name", os.fsdecode(bad)[len(str(c.root)) + 1 :], "undecodable_name", "undecodable_name")
     fifo = clean / f"fifo_{tag}.jpg"
     os.mkfifo(fifo)
@@ -215,14 +216,14 @@ def _class_folder_cases(c: Corpus, rng: np.random.Generator, tag: str) -> None:
     os.symlink(c.root.parent / f"gone_{tag}.jpg", dangling)
     c.add("dangling_symlink", f"rust/{dangling.name}", "dangling_symlink", "dangling_symlink")
     brackets = clean / f"site[{tag}]"
-    image(brackets, "photo.jpg", _jpeg(rng, False)[0], "brackets_in_folder")
+    image(brackets, "photo.jpg", photo_jpeg(rng, False)[0], "brackets_in_folder")
     c.cases[-1] = Case("brackets_in_folder", f"norust/{brackets.name}/photo.jpg", KEPT, SCORED)
 
 
 def _link_cases(c: Corpus, rng: np.random.Generator, tag: str) -> None:
     """A symlinked folder (followed) and a link back to an ancestor (a loop: listed once)."""
     target = c.root.parent / f"{c.root.name}-linked-{tag}"
-    _write(target / f"linked_{tag}.jpg", _jpeg(rng, False)[0])
+    _write(target / f"linked_{tag}.jpg", photo_jpeg(rng, False)[0])
     c.outside.append(target)
     os.symlink(target, c.root / "norust" / "linked")
     c.add("symlinked_folder", f"norust/linked/linked_{tag}.jpg", KEPT, SCORED)

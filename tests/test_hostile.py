@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from corrosion import hostile, paths
+from corrosion import hostile, paths, synthetic
 from pipelines import inference_test_models as doubles
 
 REPO = Path(__file__).resolve().parent.parent
@@ -240,7 +240,7 @@ def _photos(folder: Path, names: list[str], seed: int = 0) -> None:
     for name in names:
         path = folder / name
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(hostile._jpeg(rng, True)[0])
+        path.write_bytes(hostile.photo_jpeg(rng, True)[0])
 
 
 def _run(models: dict, *args: str) -> dict:
@@ -351,8 +351,8 @@ def test_the_largest_accepted_photos_stay_within_the_memory_budget(tmp_path):
     classifier, detector = models(tmp_path)
     small = tmp_path / "small"
     small.mkdir()
-    small_pixels, _ = hostile.synthetic.render(np.random.default_rng(0), 1200, 900, 1, "steel")
-    (small / "photo.jpg").write_bytes(hostile.synthetic.encode_image(small_pixels))
+    small_pixels, _ = synthetic.render(np.random.default_rng(0), 1200, 900, 1, "steel")
+    (small / "photo.jpg").write_bytes(synthetic.encode_image(small_pixels))
     hostile.write_large_png(tmp_path / "png" / "big.png")
     hostile.write_large_jpeg(tmp_path / "jpeg" / "big.jpg")
     baseline = night_peak_mb(tmp_path, small, classifier, detector)
