@@ -74,17 +74,22 @@ def night_peak_mb(folder: Path, photos: Path, classifier: str, detector: str) ->
     )  # fmt: skip
 
 
-def measure(folder: Path) -> dict:
-    classifier, detector = models(folder)
-    small = folder / "small"
-    small.mkdir()
+def write_photos(folder: Path) -> dict[str, Path]:
+    """One folder per run: the 1 MP baseline (``small``), a 100 MP PNG (``png100``), a 60 MP JPEG (``jpeg60``)."""
     pixels, _ = synthetic.render(np.random.default_rng(0), 1200, 900, 1, "steel")
-    (small / "photo.jpg").write_bytes(synthetic.encode_image(pixels))
+    (folder / "small").mkdir(parents=True)
+    (folder / "small" / "photo.jpg").write_bytes(synthetic.encode_image(pixels))
     hostile.write_large_png(folder / "png100" / "big.png")
     hostile.write_large_jpeg(folder / "jpeg60" / "big.jpg")
+    return {name: folder / name for name in ("small", "png100", "jpeg60")}
+
+
+def measure(folder: Path) -> dict:
+    classifier, detector = models(folder)
+    photos = write_photos(folder)
     hostile.write_large_png(folder / "png100x2" / "a.png")  # two at once: one per worker thread
     hostile.write_large_png(folder / "png100x2" / "b.png", 10_000, 9_999)
-    result = {"baseline_1mp_jpeg_mb": night_peak_mb(folder, small, classifier, detector)}
+    result = {"baseline_1mp_jpeg_mb": night_peak_mb(folder, photos["small"], classifier, detector)}
     for name in ("png100", "jpeg60", "png100x2"):
         result[f"{name}_mb"] = night_peak_mb(folder, folder / name, classifier, detector)
         result[f"{name}_increment_mb"] = result[f"{name}_mb"] - result["baseline_1mp_jpeg_mb"]

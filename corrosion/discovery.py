@@ -105,17 +105,12 @@ def list_inputs(root: str, exclude: Iterable[str] = ()) -> tuple[list[str], list
 
     Files under ``exclude`` (a tool's own output folder inside its input) are left out.
     """
-    found, rejects, left_out = [], [], 0
-    excluded = tuple(paths.normalise(e) for e in exclude if e)
-    for item in listing.walk(root):
-        if any(paths.is_within(item.path, e) for e in excluded):
-            left_out += 1
-        elif isinstance(item, listing.Problem):
+    found, rejects = [], []
+    for item in listing.walk(root, exclude):
+        if isinstance(item, listing.Problem):
             rejects.append(Reject(item.path, DISCOVER, item.reason, item.detail))
         else:
             found.append(paths.normalise(item.path))
-    if left_out:
-        log.info("left out %d file(s) under %s (this run's own output)", left_out, ", ".join(excluded))
     return sorted(found), rejects
 
 
@@ -243,7 +238,7 @@ def parse_annotation(
     except AnnotationError as exc:
         return task.default_image, ParsedAnnotation(task.path, error=exc.to_reject())
     except OSError as exc:
-        reason = exc.reason if isinstance(exc, io_utils.FileTooLarge) else "read_error"
+        reason = io_utils.read_error_reason(exc)
         return task.default_image, ParsedAnnotation(
             task.path, error=Reject(task.path, ANNOTATION, reason, f"{task.path}: cannot be read ({exc})")
         )
@@ -380,7 +375,7 @@ def _label_yolo(task: ImageTask, labels: LabelConfig, data: bytes | None, read: 
             None, _image_reject(task, exc.reason, f"{task.path}: its label file was refused: {exc}"), (exc.to_reject(),)
         )
     except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.reason if isinstance(exc, io_utils.FileTooLarge) else "read_error"
+        reason = io_utils.read_error_reason(exc)
         row = Reject(task.label_path, ANNOTATION, reason, f"{task.label_path}: cannot be read ({exc})")
         return Labelling(None, _image_reject(task, reason, row.detail), (row,))
     try:

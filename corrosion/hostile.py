@@ -233,17 +233,22 @@ def _link_cases(c: Corpus, rng: np.random.Generator, tag: str) -> None:
 __all__ = ["Case", "Corpus", "generate_corpus", "KEPT", "USED", "IGNORED", "SCORED"]
 
 
-def write_large_png(path: str | Path, width: int = 10_000, height: int = 10_000) -> Path:
-    """A 100 MP PNG that stays small on disk (smooth ramps, one rust patch): within ``max_pixels``,
-    so every tool must decode it, and within a memory budget."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+def _ramps(width: int, height: int) -> np.ndarray:
+    """Smooth colour ramps with one rust patch: large in pixels, small once compressed."""
     arr = np.empty((height, width, 3), np.uint8)
     arr[..., 0] = np.linspace(0, 255, width, dtype=np.float32).astype(np.uint8)
     arr[..., 1] = arr[0, ::-1, 0]
     arr[..., 2] = 128
     arr[height * 2 // 5 : height * 2 // 5 + 300, width // 2 : width // 2 + 400] = (150, 72, 28)
-    Image.fromarray(arr).save(path, format="PNG", compress_level=6)
+    return arr
+
+
+def write_large_png(path: str | Path, width: int = 10_000, height: int = 10_000) -> Path:
+    """A 100 MP PNG that stays small on disk: within ``max_pixels``, so every tool must decode it,
+    and within a memory budget."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(_ramps(width, height)).save(path, format="PNG", compress_level=6)
     return path
 
 
@@ -251,7 +256,6 @@ def write_large_jpeg(path: str | Path, width: int = 9_000, height: int = 6_700) 
     """A 60 MP JPEG (a survey camera's largest), smooth so it encodes fast and small."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    small = np.asarray(Image.open(write_large_png(path.with_suffix(".tmp.png"), 900, 670)).convert("RGB"))
-    path.with_suffix(".tmp.png").unlink()
-    Image.fromarray(small).resize((width, height), Image.BILINEAR).save(path, format="JPEG", quality=90)
+    small = Image.fromarray(_ramps(900, 670))
+    small.resize((width, height), Image.BILINEAR).save(path, format="JPEG", quality=90)
     return path

@@ -18,6 +18,11 @@ class FileTooLarge(OSError):
     reason = "file_too_large"
 
 
+def read_error_reason(exc: OSError) -> str:
+    """The reject reason for a file that could not be read: ``file_too_large`` or ``read_error``."""
+    return exc.reason if isinstance(exc, FileTooLarge) else "read_error"
+
+
 def read_bytes(path: str, max_bytes: int | None = None) -> bytes:
     """Whole file as bytes; FileNotFoundError naming the path when it is missing.
 

@@ -63,8 +63,7 @@ class Problem:
 def key(item: Found | Problem) -> bytes:
     """One input's identity, safe for any Beam coder: the raw name's bytes (two files whose printable
     names agree, ``caf\\xe9.jpg`` and a Latin-1 ``café.jpg``, stay two inputs)."""
-    raw = item.path if isinstance(item, Found) else (item.raw or item.path)
-    return raw.encode("utf-8", "surrogateescape")
+    return _name(item).encode("utf-8", "surrogateescape")
 
 
 def escape_glob(path: str) -> str:
@@ -205,21 +204,23 @@ def _without_link_aliases(items: list[Found | Problem]) -> list[Found | Problem]
     return [f for f in items if not (isinstance(f, Found) and f.path in dropped)]
 
 
-def walk(root: str) -> list[Found | Problem]:
-    """Every file under a folder (local or ``gs://``); a missing local folder is FileNotFoundError."""
+def walk(root: str, exclude: Iterable[str] = ()) -> list[Found | Problem]:
+    """Every file under a folder (local or ``gs://``) but those under ``exclude`` (a tool's own
+    output folder inside its input); a missing local folder is FileNotFoundError."""
     root = paths.normalise(root)
     if io_utils.is_remote(root):
-        return [Found(m.path, m.size_in_bytes) for m in _match_remote(paths.join(escape_glob(root), "**"))]
-    if not os.path.isdir(root):
+        found = [Found(m.path, m.size_in_bytes) for m in _match_remote(paths.join(escape_glob(root), "**"))]
+    elif not os.path.isdir(root):
         raise FileNotFoundError(f"input folder {root} does not exist")
-    return sorted(_without_link_aliases(list(_walk_local(root))), key=_name)
+    else:
+        found = sorted(_without_link_aliases(list(_walk_local(root))), key=_name)
+    return _excluding(found, exclude)
 
 
 def match_glob(pattern: str, exclude: Iterable[str] = ()) -> list[Found | Problem]:
     """Files matching a Beam glob (``*`` within a folder, ``**`` across folders, a trailing ``/``
     meaning every file in that folder); names under any ``exclude`` prefix (the job's own outputs)
     are left out and logged."""
-    exclude = tuple(paths.normalise(e) for e in exclude if e)
     if pattern.endswith("/"):
         pattern += "*"
     if io_utils.is_remote(pattern):
@@ -233,6 +234,12 @@ def match_glob(pattern: str, exclude: Iterable[str] = ()) -> list[Found | Proble
         regex = glob_regex(pattern)
         listed = _walk_local(base or "/") if os.path.isdir(base) else []
         found = sorted(_without_link_aliases([f for f in listed if regex.match(_name(f))]), key=_name)
+    return _excluding(found, exclude)
+
+
+def _excluding(found: list[Found | Problem], exclude: Iterable[str]) -> list[Found | Problem]:
+    """``found`` without the names under any ``exclude`` folder (the job's own outputs), logged."""
+    exclude = tuple(paths.normalise(e) for e in exclude if e)
     kept = [f for f in found if not any(paths.is_within(_name(f), e) for e in exclude)]
     if len(kept) < len(found):
         log.info("left out %d file(s) under this job's own output folders %s", len(found) - len(kept), exclude)

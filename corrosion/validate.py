@@ -142,7 +142,7 @@ def record_from_file(
     try:
         data = io_utils.read_bytes(path, _validation_config(config).max_file_bytes)
     except OSError as exc:
-        reason = exc.reason if isinstance(exc, io_utils.FileTooLarge) else "read_error"
+        reason = io_utils.read_error_reason(exc)
         raise ValidationError(reason, path, f"{path}: cannot be read ({exc})") from exc
     return to_record(labelled, data, labels, config)
 

@@ -52,7 +52,6 @@ from pipelines.inference_transforms import (
     COUNTERS,
     ERRORS,
     FLAGGED,
-    GLOB_CHARS,
     NAMESPACE,
     SKIPPED,
     AssembleRow,
@@ -324,9 +323,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def default_survey_id(args: argparse.Namespace) -> str:
     source = args.input or args.input_list
-    head = GLOB_CHARS.split(source)[0] if args.input else source
+    head = listing.GLOB_CHARS.split(source)[0] if args.input else source
     parts = [p for p in head.replace("\\", "/").rstrip("/").split("/") if p]
-    if args.input and not GLOB_CHARS.search(source):
+    if args.input and not listing.has_glob(source):
         parts = parts[:-1]  # a single file: its folder
     if not args.input:
         return posixpath.splitext(parts[-1])[0] if parts else "survey"
@@ -375,10 +374,13 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args, beam_args = build_parser().parse_known_args(argv)
     if not args.input and not args.input_list:
         raise SystemExit("give --input GLOB and/or --input_list FILE")
-    if args.input and not GLOB_CHARS.search(args.input) and not io_utils.exists(args.input):
-        raise SystemExit(f"--input {args.input} does not exist")
-    if args.input and not GLOB_CHARS.search(args.input) and os.path.isdir(args.input) and not args.input.endswith("/"):
-        raise SystemExit(f"--input {args.input} is a folder: give '{args.input}/*' (its files) or '{args.input}/**'")
+    if args.input and not listing.has_glob(args.input):
+        if not io_utils.exists(args.input):
+            raise SystemExit(f"--input {args.input} does not exist")
+        if os.path.isdir(args.input) and not args.input.endswith("/"):
+            raise SystemExit(
+                f"--input {args.input} is a folder: give '{args.input}/*' (its files) or '{args.input}/**'"
+            )
     if args.input_list:
         checked = listing.match_literal(args.input_list)
         if isinstance(checked, listing.Problem):

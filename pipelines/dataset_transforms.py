@@ -217,7 +217,7 @@ class ProcessImage(beam.DoFn):
         try:
             data = io_utils.read_bytes(task.path, self.config.validation.max_file_bytes)
         except OSError as exc:
-            reason = exc.reason if isinstance(exc, io_utils.FileTooLarge) else "read_error"
+            reason = io_utils.read_error_reason(exc)
             yield from self._reject(Reject(task.path, IMAGE, reason, f"{task.path}: cannot read ({exc})"), task)
             return
         self.bytes_read.inc(len(data))

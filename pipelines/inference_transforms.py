@@ -47,7 +47,6 @@ COUNTERS = (
     "detector_views",
     "previews_written",
 )
-GLOB_CHARS = listing.GLOB_CHARS
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from corrosion import hostile, paths, synthetic
+from corrosion import hostile, paths
 from pipelines import inference_test_models as doubles
 
 REPO = Path(__file__).resolve().parent.parent
@@ -346,19 +346,14 @@ MEMORY_BUDGET_MB = 1024  # what one photo at the size limits may add to the job'
 def test_the_largest_accepted_photos_stay_within_the_memory_budget(tmp_path):
     """Peak RSS of the whole job (own interpreter) on a 100 MP PNG and a 60 MP JPEG, against the same
     job on a 1 MP photo in this run. Before bounded decoding the PNG alone took 5.3 GB."""
-    from benchmarks.bench_memory import models, night_peak_mb
+    from benchmarks.bench_memory import models, night_peak_mb, write_photos
 
     classifier, detector = models(tmp_path)
-    small = tmp_path / "small"
-    small.mkdir()
-    small_pixels, _ = synthetic.render(np.random.default_rng(0), 1200, 900, 1, "steel")
-    (small / "photo.jpg").write_bytes(synthetic.encode_image(small_pixels))
-    hostile.write_large_png(tmp_path / "png" / "big.png")
-    hostile.write_large_jpeg(tmp_path / "jpeg" / "big.jpg")
-    baseline = night_peak_mb(tmp_path, small, classifier, detector)
-    for photos in ("png", "jpeg"):
-        peak = night_peak_mb(tmp_path, tmp_path / photos, classifier, detector)
-        assert peak - baseline < MEMORY_BUDGET_MB, f"{photos}: {peak:.0f} MB peak vs {baseline:.0f} MB baseline"
+    photos = write_photos(tmp_path)
+    baseline = night_peak_mb(tmp_path, photos["small"], classifier, detector)
+    for name in ("png100", "jpeg60"):
+        peak = night_peak_mb(tmp_path, photos[name], classifier, detector)
+        assert peak - baseline < MEMORY_BUDGET_MB, f"{name}: {peak:.0f} MB peak vs {baseline:.0f} MB baseline"
 
 
 def test_an_input_list_with_a_latin1_name_gives_that_file_its_row(tmp_path, models):
