@@ -25,7 +25,8 @@ from pathlib import Path
 import tensorflow as tf
 from PIL import Image
 
-from corrosion import schema, synthetic
+from corrosion.data import schema
+from corrosion.testing import synthetic
 from pipelines import build_dataset
 
 OUT = Path("bench_out")
@@ -72,9 +73,9 @@ def article_style_convert(root: Path, output: Path) -> int:
 
 def validated_loop(root: Path, output: Path) -> int:
     """The same per-image checks as the pipeline (scan, decode, validate, hashes) in one plain loop."""
-    from corrosion import dedup, discovery
-    from corrosion.dataset_config import load_dataset_config
-    from corrosion.validate import validate
+    from corrosion.data import dedup, discovery
+    from corrosion.data.dataset_config import load_dataset_config
+    from corrosion.data.validate import validate
 
     config = load_dataset_config()
     labels = config.load_labels()

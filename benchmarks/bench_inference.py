@@ -32,7 +32,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from corrosion import images, serving, synthetic
+from corrosion.imaging import images
+from corrosion.models import serving
+from corrosion.testing import synthetic
 from pipelines.local_runner import LOCAL_RUNNER
 
 log = logging.getLogger("benchmarks.bench_inference")
@@ -59,12 +61,10 @@ def make_photos(folder: Path, count: int, unique: int, size: tuple[int, int]) ->
 
 def export_bench_classifier(model_dir: Path) -> str:
     """With its LiteRT copy, as ``training.train_classifier`` exports it."""
-    from pipelines import inference_test_models
+    from tests.support import model_doubles
 
-    model = inference_test_models.mobilenet_classifier(224, weights=None)
-    return inference_test_models.export_keras_classifier(
-        str(model_dir), model, 224, version="bench-mobilenetv2", lite=True
-    )
+    model = model_doubles.mobilenet_classifier(224, weights=None)
+    return model_doubles.export_keras_classifier(str(model_dir), model, 224, version="bench-mobilenetv2", lite=True)
 
 
 def article_way(paths: list[Path], model_dir: str | None, size: int) -> float:

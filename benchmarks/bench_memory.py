@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from corrosion import hostile, synthetic
+from corrosion.testing import hostile, synthetic
 
 log = logging.getLogger("benchmarks.bench_memory")
 REPO = Path(__file__).resolve().parent.parent
@@ -54,7 +54,7 @@ def peak_rss_mb(module: str, *args: str, timeout: int = 600) -> float:
 
 
 def models(folder: Path) -> tuple[str, str]:
-    from pipelines import inference_test_models as doubles
+    from tests.support import model_doubles as doubles
 
     return (
         doubles.export_tiny_classifier(str(folder / "classifier"), lite=True),

@@ -4,7 +4,7 @@
         --classifier gs://bucket/models/classifier --detector gs://bucket/models/detector \\
         --output gs://bucket/results --survey_id hull-2026-11 --report gs://bucket/report.html
 
-Match files (corrosion.listing: regular files only, literal --input_list paths) -> bounded read
+Match files (corrosion.core.listing: regular files only, literal --input_list paths) -> bounded read
 -> reduced-scale decode -> RunInference (classifier,
 batched) -> RunInference (detector: full-resolution tiles, cross-tile merge) -> result rows in
 CSV (and BigQuery), errors in their own CSV, previews and an HTML report for the inspector.
@@ -40,8 +40,10 @@ from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.ml.inference.base import RunInference
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from corrosion import io_utils, listing, lite_runtime, results, serving
-from corrosion.config import config_path, load_config
+from corrosion.core import io_utils, listing
+from corrosion.core.config import config_path, load_config
+from corrosion.inference import results
+from corrosion.models import lite_runtime, serving
 from pipelines.inference_config import InferenceConfig
 from pipelines.inference_handlers import (
     ClassifierHandler,

@@ -21,8 +21,8 @@ import apache_beam as beam
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions
 
-from corrosion import io_utils, listing, paths
-from corrosion.dataset_config import DatasetConfig, load_dataset_config
+from corrosion.core import io_utils, listing, paths
+from corrosion.data.dataset_config import DatasetConfig, load_dataset_config
 from pipelines import dataset_transforms as T
 from pipelines.local_runner import with_local_default
 

@@ -18,11 +18,14 @@ from dataclasses import dataclass, replace
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
-from corrosion import csv_rows, dedup, discovery, images, io_utils, paths, schema, splits
-from corrosion.dataset_config import DatasetConfig
-from corrosion.labels import LabelConfig
-from corrosion.rejects import ANNOTATION, DUPLICATES, IMAGE, Reject
-from corrosion.validate import ValidationError, validate
+from corrosion.core import csv_rows, io_utils, paths
+from corrosion.core.labels import LabelConfig
+from corrosion.core.rejects import ANNOTATION, DUPLICATES, IMAGE, Reject
+from corrosion.data import decodable, dedup, discovery, schema, splits
+from corrosion.data.dataset_config import DatasetConfig
+from corrosion.data.record import Record
+from corrosion.data.validate import ValidationError
+from corrosion.imaging import images
 
 log = logging.getLogger("pipelines.build_dataset")
 
@@ -84,7 +87,7 @@ class Candidate:
     pixel_hash: str
     dhash: int
     thumb: bytes
-    record: schema.Record
+    record: Record
     boxes_known: bool
     annotation: str
     source: str
@@ -239,7 +242,9 @@ class ProcessImage(beam.DoFn):
             return
         source_id = f"{task.source}/{paths.relative(task.path, task.root)}"
         try:
-            result = validate(labelling.labelled, data, self.labels, self.config, sha256=sha, source_id=source_id)
+            result = decodable.validate(
+                labelling.labelled, data, self.labels, self.config, sha256=sha, source_id=source_id
+            )
         except ValidationError as exc:
             yield from self._reject(exc.to_reject(), task, sha, claims)
             return
@@ -299,9 +304,9 @@ class CollapseIdentical(beam.DoFn):
         yield Unique(rep, others)
 
 
-def _stub(record: schema.Record) -> schema.Record:
+def _stub(record: Record) -> Record:
     """The record without its pixels: duplicates only need their label facts in the manifest."""
-    return schema.Record(
+    return Record(
         b"",
         record.format,
         record.width,

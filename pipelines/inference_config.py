@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from corrosion.lite_runtime import RUNTIMES
+from corrosion.models.lite_runtime import RUNTIMES
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,7 @@ class BigQueryConfig:
 @dataclass(frozen=True)
 class InferenceConfig:
     classifier_batch_size: int = 32
-    classifier_runtime: str = "auto"  # auto | litert | savedmodel (corrosion.lite_runtime)
+    classifier_runtime: str = "auto"  # auto | litert | savedmodel (corrosion.models.lite_runtime)
     detector_runtime: str = "auto"
     lite_interpreters_per_process: int | None = None  # None: one per core (each holds its batch's activations)
     tf_threads_per_call: int | None = 1  # None: TensorFlow's default (every core for each call)

@@ -1,10 +1,10 @@
-"""RunInference model handlers for the exported classifier and detector (``corrosion.serving``).
+"""RunInference model handlers for the exported classifier and detector (``corrosion.models.serving``).
 
 Both are keyed: elements are ``(ImageRecord, example)`` and predictions ``(ImageRecord,
 PredictionResult)``, so each result stays attached to its image without a join. Each worker
 process loads a model once (RunInference's per-process shared model, used by all threads) and
 calls it on batches: the model's LiteRT copy where the runtime resolves to ``litert``
-(``corrosion.lite_runtime``), else the SavedModel's ``serving_pixels`` signature.
+(``corrosion.models.lite_runtime``), else the SavedModel's ``serving_pixels`` signature.
 
 - Classifier: examples are reduced-scale decodes already resized to the model input.
 - Detector: examples are the encoded bytes; the handler decodes at the tiles' model scale,
@@ -25,7 +25,9 @@ from typing import Any
 import numpy as np
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
-from corrosion import images, lite_runtime, serving, tiling
+from corrosion.imaging import images
+from corrosion.inference import tiling
+from corrosion.models import lite_runtime, serving
 from pipelines.inference_config import InferenceConfig
 
 log = logging.getLogger(__name__)
@@ -227,7 +229,7 @@ def detector_views(
     coordinates, their pixels (V, S, S, 3) float32 resized with ``resize_pixels``, and the
     decoded -> original scale factors (x, y).
     """
-    from corrosion import preprocess
+    from corrosion.imaging import preprocess
 
     tcfg = config.tiling
     w, h = record.width, record.height
@@ -304,7 +306,7 @@ def detect_image(model, record: ImageRecord, metadata: serving.ModelMetadata, co
 
 def classifier_pixels(record_data: bytes, name: str, input_size: int, max_pixels: int) -> np.ndarray:
     """Reduced-scale decode (JPEG DCT scaling to no less than the input) -> (S, S, 3) float32."""
-    from corrosion import preprocess
+    from corrosion.imaging import preprocess
 
     img = images.decode(record_data, name, max_pixels, reduce_to=(input_size, input_size))
     return preprocess.resize_one(input_size)(np.asarray(img)).numpy()

@@ -24,7 +24,10 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
-from corrosion import grading, images, io_utils, listing, paths, previews, report, serving
+from corrosion.core import io_utils, listing, paths
+from corrosion.imaging import images
+from corrosion.inference import grading, previews, report
+from corrosion.models import serving
 from pipelines.inference_config import InferenceConfig
 from pipelines.inference_handlers import Detections, ImageRecord, classifier_pixels, limit_tf_threads
 

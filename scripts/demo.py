@@ -25,8 +25,9 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from corrosion import synthetic, weights
-from corrosion.config import config_path, load_config
+from corrosion.core.config import config_path, load_config
+from corrosion.models import weights
+from corrosion.testing import synthetic
 
 log = logging.getLogger("demo")
 

@@ -2,7 +2,7 @@
 
 The classifier is trained by ``training.train_classifier`` on a tiny generated data set (random
 weights, one epoch: a real exported model, meaningless scores). Most tests use the colour-rule
-detector test double (``pipelines.inference_test_models``): deterministic boxes, so geometry,
+detector test double (``tests/support/model_doubles.py``): deterministic boxes, so geometry,
 tiling and counts can be asserted exactly. One test runs a tiny trained detector end to end.
 """
 
@@ -18,10 +18,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from support import model_doubles as doubles
 
-from corrosion import grading, results, serving, synthetic
+from corrosion.inference import grading, results
+from corrosion.models import serving
+from corrosion.testing import synthetic
 from pipelines import batch_inference as bi
-from pipelines import inference_test_models as doubles
 from pipelines import inference_transforms as transforms
 
 BAD_REASONS = {"truncated": "corrupt_image", "empty": "empty_file", "not_image": "not_an_image", "huge": "too_large"}
@@ -38,7 +40,7 @@ def work(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def classifier(work) -> str:
     """A classifier exported by the classifier training job (tiny: random weights, one epoch)."""
-    from datasets import write_dataset
+    from support.datasets import write_dataset
 
     from training import train_classifier
 
@@ -458,7 +460,7 @@ def test_tiling_finds_a_small_spot_in_a_12_mp_photo_that_one_downscaled_pass_mis
 
 
 def test_end_to_end_with_a_tiny_trained_detector(work, survey, classifier):
-    from datasets import write_dataset
+    from support.datasets import write_dataset
 
     from training import train_detector
 

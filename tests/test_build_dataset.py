@@ -15,7 +15,9 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from corrosion import schema, synthetic
+from corrosion.data import layout, schema
+from corrosion.data.record import Record
+from corrosion.testing import synthetic
 from pipelines import build_dataset
 
 SIZE = [(128, 96), (112, 112)]
@@ -72,9 +74,9 @@ def read_rejects(out: Path) -> list[dict]:
     return [json.loads(line) for line in (out / "rejects.jsonl").read_text().splitlines() if line.strip()]
 
 
-def read_records(out: Path) -> dict[str, list[schema.Record]]:
+def read_records(out: Path) -> dict[str, list[Record]]:
     result = {}
-    for split in schema.SPLITS:
+    for split in layout.SPLITS:
         files = sorted(str(p) for p in out.glob(f"{split}-*.tfrecord"))
         result[split] = [schema.from_example(r.numpy()) for r in tf.data.TFRecordDataset(files)] if files else []
     return result

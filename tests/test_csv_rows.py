@@ -1,11 +1,12 @@
-"""corrosion.csv_rows: one RFC 4180 record per line, safe to open in a spreadsheet."""
+"""corrosion.core.csv_rows: one RFC 4180 record per line, safe to open in a spreadsheet."""
 
 from __future__ import annotations
 
 import csv
 import io
 
-from corrosion import csv_rows, results
+from corrosion.core import csv_rows
+from corrosion.inference import results
 
 
 def test_a_name_with_a_newline_stays_one_record_on_one_line():

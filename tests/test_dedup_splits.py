@@ -9,8 +9,9 @@ from collections import Counter
 import numpy as np
 from PIL import Image
 
-from corrosion import dedup, splits, synthetic
-from corrosion.dataset_config import DedupConfig, SplitConfig
+from corrosion.data import dedup, splits
+from corrosion.data.dataset_config import DedupConfig, SplitConfig
+from corrosion.testing import synthetic
 
 CFG = DedupConfig()
 
@@ -160,7 +161,7 @@ def test_conflicting_near_duplicate_group_is_rejected():
 
 def test_real_web_corrosion_near_duplicates(shared_data):
     """web-corrosion re-encoded/resized many photos, often across its train/validation folders."""
-    from corrosion import images
+    from corrosion.imaging import images
 
     files = sorted((shared_data / "web-corrosion").glob("*/*/*.jpg"))
     sigs = []

@@ -10,9 +10,11 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from datasets import write_dataset
+from support.datasets import write_dataset
 
-from corrosion import preprocess, serving, synthetic
+from corrosion.imaging import preprocess
+from corrosion.models import serving
+from corrosion.testing import synthetic
 from training import classification_metrics as cm
 from training import data
 from training import evaluate as ev

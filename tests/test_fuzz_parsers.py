@@ -17,9 +17,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from corrosion import csv_rows, discovery, images, paths, synthetic, voc, yolo
-from corrosion.labels import load_labels
-from corrosion.rejects import AnnotationError
+from corrosion.core import csv_rows, paths
+from corrosion.core.labels import load_labels
+from corrosion.core.rejects import AnnotationError
+from corrosion.data import discovery
+from corrosion.data.readers import voc, yolo
+from corrosion.imaging import images
+from corrosion.testing import synthetic
 from pipelines.inference_transforms import input_list_entry
 
 settings.register_profile(

@@ -1,4 +1,4 @@
-"""The three tools on a hostile corpus (``corrosion.hostile``): every input accounted for, with the
+"""The three tools on a hostile corpus (``corrosion.testing.hostile``): every input accounted for, with the
 right reason, no crash, no hang (each tool runs as a subprocess under a timeout).
 
 ``HOSTILE_SEED`` picks another corpus (names and contents differ), e.g. to try one nobody ran yet.
@@ -15,9 +15,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from support import model_doubles as doubles
 
-from corrosion import hostile, paths
-from pipelines import inference_test_models as doubles
+from corrosion.core import paths
+from corrosion.testing import hostile
 
 REPO = Path(__file__).resolve().parent.parent
 SEED = int(os.environ.get("HOSTILE_SEED", "20261202"))

@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from corrosion import images, synthetic
+from corrosion.imaging import images
+from corrosion.testing import synthetic
 
 
 def test_reduced_decode_keeps_at_least_target_size():

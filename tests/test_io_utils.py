@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from corrosion import io_utils
+from corrosion.core import io_utils
 
 
 def test_many_threads_writing_into_one_new_folder_all_succeed(tmp_path: Path) -> None:

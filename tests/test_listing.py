@@ -1,11 +1,11 @@
-"""corrosion.listing: every name found is a readable file or a problem with its reason; literals stay literal."""
+"""corrosion.core.listing: every name found is a readable file or a problem with its reason; literals stay literal."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-from corrosion import listing, paths
+from corrosion.core import listing, paths
 
 
 def _tree(root: Path) -> Path:

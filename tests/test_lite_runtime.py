@@ -8,9 +8,10 @@ import threading
 import numpy as np
 import pytest
 import tensorflow as tf
+from support import model_doubles as doubles
 
-from corrosion import config, lite_runtime, serving
-from pipelines import inference_test_models as doubles
+from corrosion.core import config
+from corrosion.models import lite_runtime, serving
 from pipelines.inference_config import InferenceConfig
 from training import export_lite
 
@@ -97,7 +98,7 @@ def test_runtime_resolution(lite_classifier, tmp_path):
 
 def test_the_command_adds_the_copy_to_an_earlier_export(tmp_path):
     """``python -m training.export_lite`` on a project classifier exported without one."""
-    from corrosion.weights import WeightSource
+    from corrosion.models.weights import WeightSource
     from training.classifier_model import ClassifierConfig, build_classifier
     from training.export import classifier_predict_fn, export_model
 
@@ -126,7 +127,7 @@ def test_the_command_adds_the_copy_to_an_earlier_export(tmp_path):
 
 def test_a_detector_exported_before_its_decode_signature_gets_it_and_its_copy(tmp_path):
     """``python -m training.export_lite`` on a detector: rebuilt from its config, checked, re-exported."""
-    from corrosion.weights import WeightSource
+    from corrosion.models.weights import WeightSource
     from training.detector_decode import make_predict
     from training.detector_model import anchor_boxes, build_detector
     from training.export import export_model

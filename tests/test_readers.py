@@ -9,11 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from corrosion import discovery, synthetic, voc, yolo
-from corrosion.annotations import Box
-from corrosion.class_folders import class_from_path
-from corrosion.labels import load_labels
-from corrosion.rejects import AnnotationError
+from corrosion.core.annotations import Box
+from corrosion.core.labels import load_labels
+from corrosion.core.rejects import AnnotationError
+from corrosion.data import discovery
+from corrosion.data.readers import voc, yolo
+from corrosion.data.readers.class_folders import class_from_path
+from corrosion.testing import synthetic
 
 LABELS = load_labels()
 SIZE = (128, 96)
@@ -222,7 +224,7 @@ def test_scan_real_roboflow(shared_data):
 
 
 def test_path_arithmetic_for_gs_urls():
-    from corrosion import paths
+    from corrosion.core import paths
 
     root = "gs://bucket/survey"
     assert paths.normalise("gs://bucket/survey/a/../b/x.jpg") == "gs://bucket/survey/b/x.jpg"

@@ -1,8 +1,10 @@
 import numpy as np
 import tensorflow as tf
-from datasets import synthetic_records, write_dataset
+from support.datasets import synthetic_records, write_dataset
 
-from corrosion import preprocess, schema, serving
+from corrosion.data import layout, schema
+from corrosion.imaging import preprocess
+from corrosion.models import serving
 from training.export import export_model
 
 
@@ -25,7 +27,7 @@ def test_record_round_trip_python_and_graph(tmp_path):
 def test_write_dataset_has_all_splits(tmp_path):
     out = write_dataset(tmp_path, {"train": (2, 1), "test": (1, 1)})
     counts = {
-        s: sum(1 for _ in tf.data.TFRecordDataset(tf.io.gfile.glob(schema.shard_pattern(str(out), s))))
+        s: sum(1 for _ in tf.data.TFRecordDataset(tf.io.gfile.glob(layout.shard_pattern(str(out), s))))
         for s in ("train", "test")
     }
     assert counts == {"train": 3, "test": 2}

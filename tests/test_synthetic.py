@@ -2,8 +2,9 @@ import numpy as np
 import pytest
 import yaml
 
-from corrosion import images, synthetic
-from corrosion.annotations import Box
+from corrosion.core.annotations import Box
+from corrosion.imaging import images
+from corrosion.testing import synthetic
 
 
 def _inside_mask(shape, boxes):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from corrosion import grading, results, tiling
+from corrosion.inference import grading, results, tiling
 
 
 @pytest.mark.parametrize(

@@ -9,12 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tensorflow as tf
-from datasets import write_dataset
+from support.datasets import write_dataset
 
-from corrosion import preprocess, serving, synthetic
-from corrosion.config import ConfigError, config_path, load_config
-from corrosion.labels import load_labels
-from corrosion.weights import resolve_weights
+from corrosion.core.config import ConfigError, config_path, load_config
+from corrosion.core.labels import load_labels
+from corrosion.imaging import preprocess
+from corrosion.models import serving
+from corrosion.models.weights import resolve_weights
+from corrosion.testing import synthetic
 from training import data, train_detector
 from training.classifier_model import ClassifierConfig, load_exported_classifier
 from training.detector_model import DetectorModelConfig, build_detector, init_backbone_from_classifier
@@ -249,7 +251,7 @@ def test_learns_rust_with_pretrained_features(shared_weights_file, tmp_path):
 
 def test_any_keras_applications_backbone_splits_where_config_says():
     """Cached training runs the bottom once and the top many times: together they must be the model."""
-    from corrosion.weights import resolve_weights
+    from corrosion.models.weights import resolve_weights
     from training.classifier_model import build_classifier
 
     cfg = tiny_config(backbone="MobileNetV3Small", backbone_kwargs={}, fine_tune_from="expanded_conv_8_expand")

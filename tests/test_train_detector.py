@@ -12,10 +12,13 @@ import random
 import numpy as np
 import pytest
 import tensorflow as tf
-from datasets import synthetic_records, write_dataset
+from support.datasets import synthetic_records, write_dataset
 
-from corrosion import preprocess, schema, serving, synthetic
-from corrosion.config import ConfigError
+from corrosion.core.config import ConfigError
+from corrosion.data import schema
+from corrosion.imaging import preprocess
+from corrosion.models import serving
+from corrosion.testing import synthetic
 from training import detection_eval, train_detector
 from training.data import DatasetError
 from training.detection_metrics import ImageResult, coco_metrics
@@ -262,7 +265,7 @@ def same_detections(a: dict, b: dict, min_score: float, slack: float = 0.02) -> 
 
 
 def test_the_network_lite_copy_with_the_saved_decode_gives_the_saved_detections(trained):
-    from corrosion import lite_runtime
+    from corrosion.models import lite_runtime
 
     model_dir = str(trained["model_dir"])
     check = trained["report"]["lite_export"]

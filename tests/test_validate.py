@@ -9,11 +9,12 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from corrosion import synthetic
-from corrosion.annotations import Box, LabelledImage
-from corrosion.dataset_config import ValidationConfig
-from corrosion.labels import load_labels
-from corrosion.validate import ValidationError, to_record, validate
+from corrosion.core.annotations import Box, LabelledImage
+from corrosion.core.labels import load_labels
+from corrosion.data import decodable
+from corrosion.data.dataset_config import ValidationConfig
+from corrosion.data.validate import ValidationError, to_record, validate
+from corrosion.testing import synthetic
 
 LABELS = load_labels()
 
@@ -158,7 +159,7 @@ def test_boxes_drawn_on_the_rotated_image_are_not_rotated_again():
 
 def test_a_damaged_jpeg_that_pillow_decodes_but_tensorflow_refuses_is_rejected():
     """Stored bytes must decode where training reads them: such a record would stop every training run."""
-    from corrosion import images as image_io
+    from corrosion.imaging import images as image_io
 
     pixels, _ = synthetic.render(np.random.default_rng(0), 320, 240, 1, "steel")
     good = synthetic.encode_image(pixels)
@@ -176,6 +177,7 @@ def test_a_damaged_jpeg_that_pillow_decodes_but_tensorflow_refuses_is_rejected()
             break
     else:
         pytest.skip("no damaged JPEG found that Pillow decodes and TensorFlow refuses with these library versions")
+    assert validate(LabelledImage("d.jpg", "rust"), bytes(damaged), LABELS).stored_as_is  # Pillow alone accepts it
     with pytest.raises(ValidationError) as err:
-        validate(LabelledImage("d.jpg", "rust"), bytes(damaged), LABELS)
+        decodable.validate(LabelledImage("d.jpg", "rust"), bytes(damaged), LABELS)
     assert err.value.reason == "corrupt_image" and "TensorFlow cannot decode" in str(err.value)

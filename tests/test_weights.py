@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from keras.src.backend import config as keras_config
 
-from corrosion import weights
+from corrosion.models import weights
 
 
 def test_none_means_random_init(monkeypatch):

@@ -1,6 +1,6 @@
 """The rust classifier: a keras.applications backbone, in-graph augmentation and a small head.
 
-The model takes RGB 0..255 at ``input_size`` (what ``corrosion.preprocess.decode_and_resize``
+The model takes RGB 0..255 at ``input_size`` (what ``corrosion.imaging.preprocess.decode_and_resize``
 gives) and normalises inside the graph, so training, export and inference feed it the same tensor.
 It is assembled from three parts that share weights:
 
@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 import keras
 import numpy as np
 
-from corrosion import preprocess
-from corrosion.weights import WeightSource, build_backbone
+from corrosion.imaging import preprocess
+from corrosion.models.weights import WeightSource, build_backbone
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,7 @@ class ClassifierConfig:
     backbone: str = "MobileNetV2"  # any keras.applications model name
     backbone_kwargs: dict = field(default_factory=dict)  # e.g. {alpha: 0.35} for MobileNetV2
     input_size: int = 224
-    weights: str | None = None  # imagenet | none | /path.h5; None = corrosion.weights resolution order
+    weights: str | None = None  # imagenet | none | /path.h5; None = corrosion.models.weights resolution order
     dropout: float = 0.5
     l2: float = 1e-4  # on the head's kernel
     label_smoothing: float = 0.1  # softens the 0/1 targets: less over-confident scores on a small data set
@@ -202,7 +202,7 @@ def load_exported_classifier(model_dir: str) -> ClassifierParts:
     ``parts.inference``; rebuilding that model from metadata.json and reading the checkpoint gives
     back a Keras backbone that another model (the detector) can start from.
     """
-    from corrosion import serving
+    from corrosion.models import serving
     from training.export import restore_exported_weights
 
     meta = serving.read_metadata(model_dir)

@@ -1,8 +1,8 @@
 """tf.data input for the training jobs: the data set's TFRecord shards, local or ``gs://``.
 
 ``parsed_dataset`` is the one reader (classifier and detector alike): it yields the dicts of
-``corrosion.schema.parse_tf``. ``image_dataset`` adds the classifier's decoding (the very
-``corrosion.preprocess.decode_and_resize`` the serving graph uses), batching, caching and prefetch.
+``corrosion.data.schema.parse_tf``. ``image_dataset`` adds the classifier's decoding (the very
+``corrosion.imaging.preprocess.decode_and_resize`` the serving graph uses), batching, caching and prefetch.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 import tensorflow as tf
 
-from corrosion import preprocess, schema
+from corrosion.data import layout, schema
+from corrosion.imaging import preprocess
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,7 @@ class SplitCounts:
 
 def shard_files(data_dir: str, split: str) -> list[str]:
     """Sorted shard paths of ``split``; a DatasetError naming the pattern when there are none."""
-    pattern = schema.shard_pattern(data_dir, split)
+    pattern = layout.shard_pattern(data_dir, split)
     files = sorted(tf.io.gfile.glob(pattern))
     if not files:
         raise DatasetError(
@@ -53,7 +54,7 @@ def shard_files(data_dir: str, split: str) -> list[str]:
 
 def available_splits(data_dir: str) -> list[str]:
     """The standard splits that have at least one shard in ``data_dir``."""
-    return [s for s in schema.SPLITS if tf.io.gfile.glob(schema.shard_pattern(data_dir, s))]
+    return [s for s in layout.SPLITS if tf.io.gfile.glob(layout.shard_pattern(data_dir, s))]
 
 
 def parsed_dataset(

@@ -15,8 +15,10 @@ from dataclasses import dataclass
 import numpy as np
 import tensorflow as tf
 
-from corrosion import io_utils, schema, serving
-from corrosion.labels import NO_RUST, load_labels
+from corrosion.core import io_utils
+from corrosion.core.labels import NO_RUST, load_labels
+from corrosion.data import layout
+from corrosion.models import serving
 from training.detection_metrics import ImageResult, coco_metrics
 
 log = logging.getLogger(__name__)
@@ -73,7 +75,7 @@ def raw_examples(root: str) -> tuple[list[Example], int]:
     Files the readers or validation refuse are logged with their reason and counted as left out,
     as are rust images without boxes (nothing to score boxes against).
     """
-    from corrosion import discovery, validate
+    from corrosion.data import decodable, discovery, validate
 
     labels = load_labels()
     scanned = discovery.scan(root, labels)
@@ -86,7 +88,7 @@ def raw_examples(root: str) -> tuple[list[Example], int]:
             skipped += 1
             continue
         try:
-            record = validate.record_from_file(labelled, labels)
+            record = decodable.record_from_file(labelled, labels)
         except validate.ValidationError as exc:
             log.warning("left out %s: %s", labelled.image_path, exc)
             skipped += 1
@@ -134,7 +136,7 @@ def exported_detect(model_dir: str) -> tuple[Detect, serving.ModelMetadata]:
 
 
 def _record_splits(data: str) -> list[str]:
-    return [s for s in schema.SPLITS if tf.io.gfile.glob(schema.shard_pattern(data, s))]
+    return [s for s in layout.SPLITS if tf.io.gfile.glob(layout.shard_pattern(data, s))]
 
 
 def evaluate_detector(model_dir: str, data: str, output_dir: str, splits: tuple[str, ...] | None = None) -> dict:

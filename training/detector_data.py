@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import tensorflow as tf
 
-from corrosion import preprocess
-from corrosion.labels import NO_RUST, load_labels
+from corrosion.core.labels import NO_RUST, load_labels
+from corrosion.imaging import preprocess
 from training.data import DatasetError, parsed_dataset
 from training.detector_targets import IGNORE, AssignmentConfig, assign
 
@@ -49,7 +49,7 @@ def manifest_rows(data_dir: str) -> list[dict[str, str]]:
     """The data set's manifest.csv rows (path, sha256, group, split, ...); none for a data set without one."""
     import csv
 
-    from corrosion import io_utils
+    from corrosion.core import io_utils
 
     manifest = io_utils.join(data_dir, "manifest.csv")
     if not io_utils.exists(manifest):
@@ -65,7 +65,8 @@ def held_out_sha256(folder: str, data_dir: str) -> frozenset[str]:
     """
     import hashlib
 
-    from corrosion import discovery, io_utils
+    from corrosion.core import io_utils
+    from corrosion.data import discovery
 
     image_ext = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
     hashes = {

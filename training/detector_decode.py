@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import tensorflow as tf
 from keras.utils import bounding_boxes
 
-from corrosion import serving
+from corrosion.models import serving
 from training.detector_model import BOX_OUTPUT, CLS_OUTPUT, IMAGE_OUTPUT
 from training.detector_targets import BOX_FORMAT
 
@@ -82,7 +82,7 @@ def make_predict(model, anchors, variance, config: PostprocessConfig) -> Callabl
 
 def make_decode_signature(model, anchors, variance, config: PostprocessConfig):
     """``decode`` as a concrete function of the network's named raw outputs: the SavedModel's
-    ``serving_decode``, which runs after the network's LiteRT copy (``corrosion.lite_runtime``)."""
+    ``serving_decode``, which runs after the network's LiteRT copy (``corrosion.models.lite_runtime``)."""
     anchors = tf.constant(anchors, tf.float32)
     specs = {
         name: tf.TensorSpec([None, *tensor.shape[1:]], tf.float32, name=name) for name, tensor in model.output.items()

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from corrosion import preprocess
-from corrosion.weights import WeightSource, build_backbone
+from corrosion.imaging import preprocess
+from corrosion.models.weights import WeightSource, build_backbone
 
 BOX_OUTPUT = "box"
 CLS_OUTPUT = "cls"

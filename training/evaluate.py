@@ -26,9 +26,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import tensorflow as tf
 
-from corrosion import csv_rows, io_utils, serving
-from corrosion.labels import LabelConfig, load_labels
-from corrosion.rejects import IMAGE, Reject
+from corrosion.core import csv_rows, io_utils
+from corrosion.core.labels import LabelConfig, load_labels
+from corrosion.core.rejects import IMAGE, Reject
+from corrosion.data import layout
+from corrosion.models import serving
 from training import classification_metrics as cm
 from training import data, plots
 
@@ -74,7 +76,7 @@ def raw_items(
 ) -> Iterator[Item]:
     """Items of a raw labelled folder via the dataset readers and validation; refusals go to ``rejects``,
     files that are neither images nor annotations to ``ignored``; nothing under ``exclude`` is read."""
-    from corrosion import discovery, validate
+    from corrosion.data import decodable, discovery, validate
 
     result = discovery.scan(root, labels, exclude=exclude)
     rejects.extend(result.rejects)
@@ -84,7 +86,7 @@ def raw_items(
         ignored.extend(result.ignored)
     for labelled in result.images:
         try:
-            record = validate.record_from_file(labelled, labels)
+            record = decodable.record_from_file(labelled, labels)
         except validate.ValidationError as exc:
             rejects.append(exc.to_reject())
             continue
@@ -309,7 +311,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--split",
         action="append",
-        choices=data.schema.SPLITS,
+        choices=layout.SPLITS,
         help="TFRecord split(s) to evaluate (default: all present)",
     )
     p.add_argument("--threshold", type=float, help="classifier decision threshold (default: the one in metadata.json)")

@@ -1,7 +1,7 @@
-"""Export any model as a SavedModel with the two signatures of ``corrosion.serving``.
+"""Export any model as a SavedModel with the two signatures of ``corrosion.models.serving``.
 
 Both the classifier and the detector go through ``export_model``, so decoding and resizing in the
-serving graph are always ``corrosion.preprocess`` — the very functions training uses.
+serving graph are always ``corrosion.imaging.preprocess`` — the very functions training uses.
 """
 
 from __future__ import annotations
@@ -11,7 +11,9 @@ from collections.abc import Callable
 
 import tensorflow as tf
 
-from corrosion import io_utils, lite_runtime, preprocess, serving
+from corrosion.core import io_utils
+from corrosion.imaging import preprocess
+from corrosion.models import lite_runtime, serving
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Write an exported model's LiteRT copy (``corrosion.lite_runtime``) beside its SavedModel, checked first.
+"""Write an exported model's LiteRT copy (``corrosion.models.lite_runtime``) beside its SavedModel, checked first.
 
 The training jobs write it on every export; ``python -m training.export_lite MODEL_DIR`` adds it to
 a model exported before (rebuilt from its metadata, config and checkpoint). Copies are float32,
@@ -18,7 +18,9 @@ import logging
 import numpy as np
 import tensorflow as tf
 
-from corrosion import config, io_utils, lite_runtime, serving, synthetic
+from corrosion.core import config, io_utils
+from corrosion.models import lite_runtime, serving
+from corrosion.testing import synthetic
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +101,7 @@ def export_detector_lite(model_dir: str, model, input_size: int, max_abs_diff: f
 def add_detector_lite(model_dir: str, detector_config_path: str, max_abs_diff: float, check_images: int) -> dict:
     """The network rebuilt from ``detector_config_path`` and the checkpoint, checked to reproduce the
     SavedModel's detections; re-exported with ``serving_decode`` if it predates it; then its copy."""
-    from corrosion.weights import WeightSource
+    from corrosion.models.weights import WeightSource
     from training.detector_decode import make_decode_signature, make_predict
     from training.detector_model import anchor_boxes, build_detector
     from training.export import export_model, restore_exported_weights

@@ -6,7 +6,7 @@ import keras
 import tensorflow as tf
 from tensorflow.core.framework import summary_pb2
 
-from corrosion import io_utils
+from corrosion.core import io_utils
 
 
 class TensorBoardScalars(keras.callbacks.Callback):

@@ -30,10 +30,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from corrosion import io_utils, schema, serving
-from corrosion.config import config_path, load_config
-from corrosion.labels import RUST, LabelConfig, load_labels
-from corrosion.weights import WeightSource, resolve_weights
+from corrosion.core import io_utils
+from corrosion.core.config import config_path, load_config
+from corrosion.core.labels import RUST, LabelConfig, load_labels
+from corrosion.data import layout
+from corrosion.models import serving
+from corrosion.models.weights import WeightSource, resolve_weights
 from training import classification_metrics as cm
 from training import data, export_lite, model_card, plots
 from training.classifier_model import ClassifierConfig, ClassifierParts, auc_metric, build_classifier, unfreeze_from
@@ -119,7 +121,7 @@ class Trainer:
     # ------------------------------------------------------------------ data
     def check_data(self) -> dict[str, data.SplitCounts]:
         counts = {}
-        for split in schema.SPLITS:
+        for split in layout.SPLITS:
             counts[split] = data.count_labels(self.data_dir, split)
             data.require_both_classes(counts[split], self.class_names, self.data_dir)
             log.info(

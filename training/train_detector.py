@@ -22,9 +22,10 @@ from dataclasses import dataclass, field
 import keras
 import numpy as np
 
-from corrosion import io_utils, paths, serving
-from corrosion.config import config_path, load_config
-from corrosion.weights import resolve_weights
+from corrosion.core import io_utils, paths
+from corrosion.core.config import config_path, load_config
+from corrosion.models import serving
+from corrosion.models.weights import resolve_weights
 from training.detector_data import AugmentConfig, SplitCounts
 from training.detector_decode import PostprocessConfig
 from training.detector_model import DetectorModelConfig
@@ -140,7 +141,7 @@ def train(
     """Train, choose the threshold, export, evaluate the export; returns the metrics written to metrics.json."""
     import tensorflow as tf
 
-    from corrosion import preprocess
+    from corrosion.imaging import preprocess
     from training import detection_eval, export_lite
     from training.data import DatasetError
     from training.detector_data import count_split, held_out_sha256, loss_dataset, training_dataset

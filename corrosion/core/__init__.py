@@ -1,0 +1,1 @@
+"""Types and plumbing every part uses: annotations, labels, typed config, paths, file access, listing, CSV, rejects."""

@@ -1,0 +1,1 @@
+"""The data set: finding labelled photos, validating them, de-duplicating, splitting, the TFRecord schema."""

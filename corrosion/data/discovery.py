@@ -1,0 +1,452 @@
+"""Find the labelled images under an input root, detecting each folder's layout.
+
+Layouts, mixed freely in one tree (``corrosion-detector`` has class folders under ``download/``
+and VOC under ``objDet/``):
+
+* **VOC**: labelImg XML anywhere; it names its image by ``<filename>`` relative to its folder.
+* **YOLO**: ``X/images/*`` with ``X/labels/*.txt``, class names from the nearest ``data.yaml``.
+* **class folders**: an ancestor folder named by a label alias (``rust``, ``NOCORROSION``...).
+
+The work is split into pure steps (``plan_unit``, ``parse_annotation``, ``label_image``) that the
+Beam pipeline runs as transforms (a unit is one folder, or the parent of ``images``/``labels``)
+and that ``scan`` chains in plain Python for evaluation and tests. An image is claimed by a VOC
+XML first, then by its YOLO label file, then by its class folder; otherwise it is rejected.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+
+from corrosion.core import io_utils, listing, paths
+from corrosion.core.annotations import LabelledImage
+from corrosion.core.labels import NO_RUST, LabelConfig
+from corrosion.core.rejects import ANNOTATION, DISCOVER, AnnotationError, Reject
+from corrosion.data.layout import canonical_split
+from corrosion.data.readers import class_folders, voc, yolo
+
+log = logging.getLogger(__name__)
+
+YOLO_DIRS = ("images", "labels")
+VOC_IMAGE_FOLDERS = ("JPEGImages", "images", "Images")
+NOTE_FILENAME_FALLBACK = "voc_filename_fallback"  # a stale <filename>; the same-stem image beside the XML was used
+NOTE_NEGATIVE = "no_annotation_negative"  # missing_annotation_is_negative made an unannotated image a negative
+
+
+@dataclass(frozen=True)
+class ImageTask:
+    """One image file and every hint about its label that the folder structure gives."""
+
+    path: str
+    root: str
+    source: str
+    source_split: str | None
+    layout: str  # voc | yolo | folders | flat
+    class_hint: str | None = None  # from a class folder
+    label_path: str | None = None  # YOLO label file, when one exists
+    yolo_names: tuple[str | None, ...] | None = None  # data.yaml names indexed by class id
+    yolo_error: tuple[str, str, str] | None = None  # (reason, path, detail) when data.yaml is unusable
+
+
+@dataclass(frozen=True)
+class AnnotationTask:
+    path: str
+    root: str
+    source: str
+    source_split: str | None
+    default_image: str | None  # the same-stem image beside it, used when <filename> is stale
+
+
+@dataclass(frozen=True)
+class ParsedAnnotation:
+    """An XML after parsing: its annotation, or why it was refused (keyed by the image it claims)."""
+
+    annotation_path: str
+    annotation: voc.VocAnnotation | None = None
+    error: Reject | None = None
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class UnitPlan:
+    images: tuple[ImageTask, ...] = ()
+    annotations: tuple[AnnotationTask, ...] = ()
+    rejects: tuple[Reject, ...] = ()
+    ignored: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Labelling:
+    """The result of labelling one image: a LabelledImage or the image's reject, plus annotation rows."""
+
+    labelled: LabelledImage | None
+    image_reject: Reject | None = None
+    rejects: tuple[Reject, ...] = ()
+
+
+@dataclass
+class ScanResult:
+    images: list[LabelledImage] = field(default_factory=list)
+    rejects: list[Reject] = field(default_factory=list)
+    ignored: list[str] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------- listing and units
+
+
+def source_name(root: str) -> str:
+    return paths.name(paths.normalise(root)) or "input"
+
+
+def list_inputs(root: str, exclude: Iterable[str] = ()) -> tuple[list[str], list[Reject]]:
+    """Every readable file under ``root`` (local or gs://; normalised, sorted) and a reject for each
+    name that is no readable file (dangling symlink, FIFO, device, non-UTF-8 name).
+
+    Files under ``exclude`` (a tool's own output folder inside its input) are left out.
+    """
+    found, rejects = [], []
+    for item in listing.walk(root, exclude):
+        if isinstance(item, listing.Problem):
+            rejects.append(Reject(item.path, DISCOVER, item.reason, item.detail))
+        else:
+            found.append(paths.normalise(item.path))
+    return sorted(found), rejects
+
+
+def list_files(root: str) -> list[str]:
+    """Every readable file under ``root`` (local or gs://), normalised paths, sorted."""
+    return list_inputs(root)[0]
+
+
+def read_annotation(path: str) -> bytes:
+    """An annotation file's bytes, refused unread past ``io_utils.MAX_ANNOTATION_BYTES``."""
+    return io_utils.read_bytes(path, io_utils.MAX_ANNOTATION_BYTES)
+
+
+def unit_of(path: str) -> str:
+    """The planning unit of a file: its folder, or the parent of a YOLO ``images``/``labels`` folder."""
+    folder = paths.parent(path)
+    return paths.parent(folder) if paths.name(folder) in YOLO_DIRS else folder
+
+
+def source_split_of(path: str, root: str) -> str | None:
+    for part in paths.relative(path, root).split("/")[:-1]:
+        split = canonical_split(part)
+        if split:
+            return split
+    return None
+
+
+def find_data_yaml(unit: str, root: str, exists: Callable[[str], bool] = io_utils.exists) -> str | None:
+    """The nearest data.yaml in ``unit`` or its ancestors up to ``root``."""
+    folder = unit
+    while True:
+        for name in yolo.DATA_YAML_NAMES:
+            candidate = paths.join(folder, name)
+            if exists(candidate):
+                return candidate
+        if paths.normalise(folder) == paths.normalise(root) or not paths.is_within(folder, root):
+            return None
+        folder = paths.parent(folder)
+
+
+def plan_unit(root: str, unit: str, files: Iterable[str], labels: LabelConfig) -> UnitPlan:
+    """Tasks for one unit from its file listing (reads only data.yaml, never images)."""
+    root, source = paths.normalise(root), source_name(root)
+    direct, ignored = [], []
+    yolo_images: dict[str, list[str]] = defaultdict(list)  # a.jpg and a.png both take labels/a.txt, as in Ultralytics
+    label_files: dict[str, list[str]] = defaultdict(list)
+    for f in sorted(files):
+        folder = paths.name(paths.parent(f))
+        if paths.parent(f) != unit and folder == "images" and paths.is_image(f):
+            yolo_images[paths.stem(f)].append(f)
+        elif paths.parent(f) != unit and folder == "labels" and paths.name(f) == "classes.txt":
+            ignored.append(f)  # labelImg's YOLO class list, not an image's labels
+        elif paths.parent(f) != unit and folder == "labels" and paths.ext(f) == ".txt":
+            label_files[paths.stem(f)].append(f)
+        else:
+            direct.append(f)
+
+    images: list[ImageTask] = []
+    annotations: list[AnnotationTask] = []
+    rejects: list[Reject] = []
+    yolo_labels: dict[str, str] = {}
+    for stem, candidates in label_files.items():  # a.txt wins over a.TXT; the other is refused, never ignored
+        chosen, *others = sorted(candidates, key=lambda f: (not f.endswith(".txt"), f))
+        yolo_labels[stem] = chosen
+        rejects += [
+            Reject(o, ANNOTATION, "duplicate_annotation", f"{o}: {chosen} labels the same images; it is used instead")
+            for o in others
+        ]
+
+    direct_images = {paths.stem(f): f for f in direct if paths.is_image(f)}
+    xmls = [f for f in direct if paths.ext(f) == ".xml"]
+    for x in xmls:
+        annotations.append(AnnotationTask(x, root, source, source_split_of(x, root), direct_images.get(paths.stem(x))))
+    for f in direct:
+        if paths.is_image(f):
+            hint = class_folders.class_from_path(f, root, labels)
+            layout = "voc" if xmls else ("folders" if hint else "flat")
+            images.append(ImageTask(f, root, source, source_split_of(f, root), layout, class_hint=hint))
+        elif paths.ext(f) != ".xml":
+            ignored.append(f)
+
+    yaml_path = find_data_yaml(unit, root) if (yolo_images or yolo_labels) else None
+    if yolo_images and not yolo_labels and yaml_path is None:
+        # a folder that merely happens to be called images/: plain images (class folder, VOC or unlabelled)
+        for f in (f for group in yolo_images.values() for f in group):
+            hint = class_folders.class_from_path(f, root, labels)
+            xml_beside = any(paths.parent(x) == paths.parent(f) for x in xmls)
+            layout = "voc" if xml_beside else ("folders" if hint else "flat")
+            images.append(ImageTask(f, root, source, source_split_of(f, root), layout, class_hint=hint))
+        yolo_images = {}
+    if yolo_images or yolo_labels:
+        names, error = None, None
+        if yaml_path is None:
+            error = ("missing_data_yaml", unit, f"no data.yaml in {unit} or above it: YOLO class ids cannot be named")
+        else:
+            try:
+                names = yolo.read_data_yaml(yaml_path).names
+            except AnnotationError as exc:
+                error = (exc.reason, exc.path, str(exc))
+        for stem, group in yolo_images.items():
+            for f in group:
+                hint = class_folders.class_from_path(f, root, labels)
+                label = yolo_labels.get(stem)
+                images.append(ImageTask(f, root, source, source_split_of(f, root), "yolo", hint, label, names, error))
+        for stem, label in yolo_labels.items():
+            if stem not in yolo_images:
+                rejects.append(
+                    Reject(label, ANNOTATION, "missing_image", f"{label}: no image named {stem}.* in {unit}/images")
+                )
+    return UnitPlan(tuple(images), tuple(annotations), tuple(rejects), tuple(ignored))
+
+
+# ---------------------------------------------------------------- annotations
+
+
+def parse_annotation(
+    task: AnnotationTask,
+    read: Callable[[str], bytes] = read_annotation,
+    exists: Callable[[str], bool] = io_utils.exists,
+) -> tuple[str | None, ParsedAnnotation]:
+    """(image path it claims, parsed or refused annotation); the path is None when no image can be named."""
+    try:
+        annotation = voc.parse_voc(read(task.path), task.path)
+        image = voc.resolve_image_path(annotation, task.root)
+    except AnnotationError as exc:
+        return task.default_image, ParsedAnnotation(task.path, error=exc.to_reject())
+    except OSError as exc:
+        reason = io_utils.read_error_reason(exc)
+        return task.default_image, ParsedAnnotation(
+            task.path, error=Reject(task.path, ANNOTATION, reason, f"{task.path}: cannot be read ({exc})")
+        )
+    if exists(image):
+        return image, ParsedAnnotation(task.path, annotation)
+    for folder in VOC_IMAGE_FOLDERS:  # VOC devkit / Kaggle layouts: Annotations/ beside JPEGImages/ or images/
+        candidate = paths.join(paths.parent(paths.parent(task.path)), folder, paths.name(image))
+        if paths.is_within(candidate, task.root) and exists(candidate):
+            return candidate, ParsedAnnotation(task.path, annotation)
+    if task.default_image is not None:
+        log.info(
+            "%s: <filename> %r does not exist; using %s beside the XML",
+            task.path,
+            annotation.filename,
+            task.default_image,
+        )
+        note = NOTE_FILENAME_FALLBACK
+        return task.default_image, ParsedAnnotation(task.path, annotation, note=note)
+    return None, ParsedAnnotation(
+        task.path,
+        error=Reject(task.path, ANNOTATION, "missing_image", f"{task.path}: its image {image} does not exist"),
+    )
+
+
+# ---------------------------------------------------------------- labelling
+
+
+def _image_reject(task: ImageTask, reason: str, detail: str) -> Reject:
+    return Reject(task.path, ANNOTATION if reason not in ("unlabelled",) else DISCOVER, reason, detail)
+
+
+def label_image(
+    task: ImageTask,
+    annotations: Iterable[ParsedAnnotation],
+    labels: LabelConfig,
+    missing_annotation_is_negative: bool = False,
+    data: bytes | None = None,
+    read: Callable[[str], bytes] = io_utils.read_bytes,
+) -> Labelling:
+    """Decide what an image is labelled as: VOC XML, else YOLO label file, else class folder.
+
+    ``data`` (the image bytes) is needed only for YOLO, whose boxes are relative to the image size.
+    Annotation problems reject the image with the annotation's reason, so nothing is half-labelled.
+    """
+    annotations = sorted(annotations, key=lambda a: a.annotation_path)
+    good = [a for a in annotations if a.annotation is not None]
+    bad = [a for a in annotations if a.error is not None]
+    extra: list[Reject] = []
+    if good:
+        chosen, others = good[0], good[1:]
+        extra += [
+            Reject(
+                o.annotation_path,
+                ANNOTATION,
+                "duplicate_annotation",
+                f"{task.path} is already annotated by {chosen.annotation_path}",
+            )
+            for o in others
+        ]
+        try:
+            labelled = voc.to_labelled(chosen.annotation, task.path, labels, task.source, task.source_split)
+        except AnnotationError as exc:
+            row = exc.to_reject()
+            return Labelling(
+                None,
+                _image_reject(task, exc.reason, f"{task.path}: its annotation was refused: {exc}"),
+                tuple(extra + [row]),
+            )
+        notes = (chosen.note,) if chosen.note else ()
+        return _with_hint(task, _replace_notes(labelled, notes), tuple(extra))
+    if bad:
+        err = bad[0].error
+        return Labelling(
+            None, _image_reject(task, err.reason, f"{task.path}: its annotation was refused: {err.detail}")
+        )
+    if task.label_path is not None:
+        return _label_yolo(task, labels, data, read)
+    if task.layout == "yolo" and task.yolo_error is None and not missing_annotation_is_negative:
+        return Labelling(
+            None,
+            _image_reject(task, "missing_label_file", f"{task.path}: no label file {yolo.label_path_for(task.path)}"),
+        )
+    if task.class_hint is not None:
+        return Labelling(LabelledImage(task.path, task.class_hint, None, None, task.source, task.source_split))
+    if missing_annotation_is_negative and task.layout in ("voc", "yolo"):
+        return Labelling(
+            LabelledImage(task.path, NO_RUST, (), None, task.source, task.source_split, notes=(NOTE_NEGATIVE,))
+        )
+    if task.yolo_error is not None:
+        reason, _, detail = task.yolo_error
+        return Labelling(None, _image_reject(task, reason, f"{task.path}: its class names are unusable: {detail}"))
+    return Labelling(
+        None,
+        _image_reject(
+            task,
+            "unlabelled",
+            f"{task.path}: no annotation (VOC XML / YOLO label) and no class folder (e.g. rust/, norust/) above it",
+        ),
+    )
+
+
+def _replace_notes(labelled: LabelledImage, notes: tuple[str, ...]) -> LabelledImage:
+    return replace(labelled, notes=labelled.notes + notes) if notes else labelled
+
+
+def _with_hint(task: ImageTask, labelled: LabelledImage, extra: tuple[Reject, ...]) -> Labelling:
+    """An annotated image inside a class folder must agree with it (a rust box in norust/ is a conflict)."""
+    if task.class_hint is not None and labelled.boxes and task.class_hint != labelled.image_class:
+        detail = f"{task.path}: annotation {labelled.annotation_path} has rust boxes but the image sits in a {task.class_hint} folder"
+        return Labelling(None, Reject(task.path, ANNOTATION, "label_conflict", detail), extra)
+    if task.class_hint is not None and not labelled.boxes:
+        # an annotation without boxes inside a rust/ folder: the folder says rust, boxes unknown
+        boxes = labelled.boxes if task.class_hint == labelled.image_class else None
+        labelled = replace(labelled, image_class=task.class_hint, boxes=boxes)
+    return Labelling(labelled, None, extra)
+
+
+def _label_yolo(task: ImageTask, labels: LabelConfig, data: bytes | None, read: Callable[[str], bytes]) -> Labelling:
+    from corrosion.imaging import images
+
+    if task.yolo_error is not None:
+        reason, _, detail = task.yolo_error
+        label_row = Reject(
+            task.label_path, ANNOTATION, reason, f"{task.label_path}: its class names are unusable: {detail}"
+        )
+        return Labelling(
+            None, _image_reject(task, reason, f"{task.path}: its class names are unusable: {detail}"), (label_row,)
+        )
+    try:
+        text = read_annotation(task.label_path).decode("utf-8-sig")
+        boxes = yolo.parse_labels(text, task.label_path, task.yolo_names)
+    except AnnotationError as exc:
+        return Labelling(
+            None, _image_reject(task, exc.reason, f"{task.path}: its label file was refused: {exc}"), (exc.to_reject(),)
+        )
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = io_utils.read_error_reason(exc)
+        row = Reject(task.label_path, ANNOTATION, reason, f"{task.label_path}: cannot be read ({exc})")
+        return Labelling(None, _image_reject(task, reason, row.detail), (row,))
+    try:
+        info = images.probe(data if data is not None else read(task.path), task.path)
+    except images.ImageError as exc:
+        return Labelling(None, Reject(task.path, "image", exc.reason, str(exc)))
+    raw = (info.height, info.width) if info.orientation in (5, 6, 7, 8) else (info.width, info.height)
+    try:
+        labelled = yolo.to_labelled(task.path, task.label_path, boxes, raw, labels, task.source, task.source_split)
+    except AnnotationError as exc:
+        return Labelling(
+            None, _image_reject(task, exc.reason, f"{task.path}: its label file was refused: {exc}"), (exc.to_reject(),)
+        )
+    return _with_hint(task, labelled, ())
+
+
+# ---------------------------------------------------------------- plain-Python scan
+
+
+def scan(
+    root: str, labels: LabelConfig, missing_annotation_is_negative: bool = False, exclude: Iterable[str] = ()
+) -> ScanResult:
+    """Every labelled image under ``root`` (local or gs://) and every input that could not be used.
+
+    The same steps as the dataset pipeline's discovery, without decoding images (only YOLO images
+    are probed for their size), so a model can be evaluated on a raw labelled folder. Files under
+    ``exclude`` (the caller's own output folder) are not inputs.
+    """
+    root = paths.normalise(root)
+    result = ScanResult()
+    units: dict[str, list[str]] = defaultdict(list)
+    found, result.rejects = list_inputs(root, exclude)
+    for f in found:
+        units[unit_of(f)].append(f)
+    tasks: list[ImageTask] = []
+    claims: dict[str, list[ParsedAnnotation]] = defaultdict(list)
+    for unit, files in sorted(units.items()):
+        plan = plan_unit(root, unit, files, labels)
+        tasks += plan.images
+        result.rejects += plan.rejects
+        result.ignored += plan.ignored
+        for a in plan.annotations:
+            image, parsed = parse_annotation(a)
+            if parsed.error is not None:
+                result.rejects.append(parsed.error)
+            if image is not None:
+                claims[image].append(parsed)
+    known = {t.path for t in tasks}
+    for image, parsed in claims.items():
+        if image not in known:  # an XML naming an image file the listing does not hold as an image
+            for p in parsed:
+                if p.error is None:
+                    result.rejects.append(
+                        Reject(p.annotation_path, ANNOTATION, "missing_image", f"{image} is not an image file")
+                    )
+    for task in tasks:
+        labelling = label_image(task, claims.get(task.path, ()), labels, missing_annotation_is_negative)
+        result.rejects += labelling.rejects
+        if labelling.labelled is not None:
+            result.images.append(labelling.labelled)
+        else:
+            result.rejects.append(labelling.image_reject)
+    log.info(
+        "scanned %s: %d labelled images, %d rejects, %d other files ignored",
+        root,
+        len(result.images),
+        len(result.rejects),
+        len(result.ignored),
+    )
+    return result
+
+
+__all__ = ["Reject", "ScanResult", "scan", "list_files", "plan_unit", "parse_annotation", "label_image"]

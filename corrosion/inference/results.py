@@ -1,0 +1,147 @@
+"""Batch-inference output rows: per-image results, per-file errors, their CSV and BigQuery form.
+
+The BigQuery schema in ``configs/bigquery_schema.json`` (bq CLI format: a list of fields) is
+the one definition of the result columns; the CSV header, the row order and the validation
+that tests run without network all come from it.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from corrosion.core import csv_rows, io_utils
+from corrosion.core.config import config_path
+
+SCHEMA_FILE = "bigquery_schema.json"
+ERROR_COLUMNS = ("image_uri", "stage", "reason", "message")
+
+
+@dataclass(frozen=True)
+class SchemaField:
+    name: str
+    type: str  # STRING | INTEGER | FLOAT | BOOLEAN | TIMESTAMP
+    mode: str  # REQUIRED | NULLABLE
+    description: str = ""
+
+
+def load_schema(path: str | None = None) -> tuple[SchemaField, ...]:
+    """The result table's fields, from the bq-CLI-format JSON schema file."""
+    path = path or str(config_path(SCHEMA_FILE))
+    data = json.loads(io_utils.read_text(path))
+    if isinstance(data, dict):
+        data = data.get("fields", [])
+    fields = tuple(
+        SchemaField(f["name"], f["type"].upper(), f.get("mode", "NULLABLE").upper(), f.get("description", ""))
+        for f in data
+    )
+    if not fields:
+        raise ValueError(f"{path}: no fields in BigQuery schema")
+    return fields
+
+
+def result_columns(schema: Sequence[SchemaField] | None = None) -> tuple[str, ...]:
+    return tuple(f.name for f in (schema or load_schema()))
+
+
+def beam_table_schema(path: str | None = None):
+    """The schema as the ``apache_beam`` TableSchema WriteToBigQuery takes."""
+    from apache_beam.io.gcp.bigquery_tools import parse_table_schema_from_json
+
+    fields = [{"name": f.name, "type": f.type, "mode": f.mode, "description": f.description} for f in load_schema(path)]
+    return parse_table_schema_from_json(json.dumps({"fields": fields}))
+
+
+def format_timestamp(when: dt.datetime) -> str:
+    """UTC timestamp as BigQuery and CSV readers both accept it."""
+    return when.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f UTC")
+
+
+def parse_timestamp(text: str) -> dt.datetime:
+    return dt.datetime.strptime(text, "%Y-%m-%d %H:%M:%S.%f UTC").replace(tzinfo=dt.UTC)
+
+
+def _type_ok(kind: str, value: Any) -> bool:
+    if kind == "STRING":
+        return isinstance(value, str)
+    if kind == "INTEGER":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind == "FLOAT":
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind == "BOOLEAN":
+        return isinstance(value, bool)
+    if kind == "TIMESTAMP":
+        if not isinstance(value, str):
+            return False
+        try:
+            parse_timestamp(value)
+        except ValueError:
+            return False
+        return True
+    raise ValueError(f"schema type {kind} is not handled by the validator; add it to corrosion/inference/results.py")
+
+
+def validate_row(row: Mapping[str, Any], schema: Sequence[SchemaField]) -> list[str]:
+    """Problems that would make BigQuery reject ``row`` (empty when it loads)."""
+    problems = []
+    names = {f.name for f in schema}
+    problems += [f"unknown column {k!r}" for k in row if k not in names]
+    for f in schema:
+        value = row.get(f.name)
+        if value is None:
+            if f.mode == "REQUIRED":
+                problems.append(f"{f.name} is REQUIRED but missing or null")
+        elif not _type_ok(f.type, value):
+            problems.append(f"{f.name}={value!r} is not a valid {f.type}")
+    return problems
+
+
+def _csv_value(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return csv_rows.Number(repr(value))
+    if isinstance(value, int):
+        return csv_rows.Number(str(value))
+    return str(value)
+
+
+def csv_line(row: Mapping[str, Any], columns: Sequence[str]) -> str:
+    """One CSV record (no newline), RFC 4180 and spreadsheet-safe (``csv_rows``); nulls are empty fields."""
+    return csv_rows.record(_csv_value(row.get(c)) for c in columns)
+
+
+def csv_header(columns: Sequence[str]) -> str:
+    return csv_rows.header(columns)
+
+
+def parse_csv_value(text: str, kind: str) -> Any:
+    """Inverse of ``csv_line`` for one field of schema type ``kind``."""
+    if text == "":
+        return None
+    if kind == "INTEGER":
+        return int(text)
+    if kind == "FLOAT":
+        return float(text)
+    if kind == "BOOLEAN":
+        return text == "true"
+    return text
+
+
+def read_csv_rows(paths: Iterable[str], schema: Sequence[SchemaField] | None = None) -> list[dict[str, Any]]:
+    """Result rows back from CSV shards, typed by the schema (for tests, scripts and --skip_processed)."""
+    schema = schema or load_schema()
+    types = {f.name: f.type for f in schema}
+    rows = []
+    for path in paths:
+        reader = csv.DictReader(io.StringIO(io_utils.read_text(path)))
+        for record in reader:
+            rows.append({k: parse_csv_value(v, types.get(k, "STRING")) for k, v in record.items()})
+    return rows

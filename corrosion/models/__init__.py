@@ -1,0 +1,1 @@
+"""The exported models' contract (serving signatures, metadata), their LiteRT runtime, backbone weights."""

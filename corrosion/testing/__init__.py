@@ -1,0 +1,1 @@
+"""Generated inputs for tests, benchmarks and the demo: synthetic labelled surveys, the hostile-input corpus."""

@@ -1,0 +1,112 @@
+"""Small models that obey the serving contract (``corrosion.models.serving``), for tests and benchmarks.
+
+- ``export_colour_rule_detector``: a deterministic *test double* for tiling geometry. Its one box
+  per input is the bounding box of rust-coloured pixels, evaluated in-graph at the resolution
+  the pipeline feeds it (a tile resized to the input size), so it sees a small spot in a tile and
+  loses it in a downscaled whole image exactly as a real detector would. It is not a detector of
+  rust in real photos.
+- ``export_tiny_classifier``: a seeded random-weight Keras CNN: real SavedModel, meaningless scores.
+  Classifiers are exported with their LiteRT copy (``training.export_lite``) when asked (``lite``).
+- ``export_mobilenet_classifier``: a MobileNetV2 classifier of the production shape, for speed.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from corrosion.models import serving
+from training.export import classifier_predict_fn, export_model
+
+
+def rust_colour_mask(images: tf.Tensor) -> tf.Tensor:
+    """(N, S, S, 3) 0..255 RGB -> (N, S, S) bool: orange-brown pixels (rust hues, not red paint)."""
+    r, g, b = images[..., 0], images[..., 1], images[..., 2]
+    return (r - b > 50.0) & (r > 1.4 * g) & (g > 1.15 * b)
+
+
+def export_colour_rule_detector(
+    model_dir: str, input_size: int = 64, min_pixels: int = 2, version: str = "colour-rule-detector-test-double"
+) -> str:
+    def predict(images: tf.Tensor) -> dict[str, tf.Tensor]:
+        mask = rust_colour_mask(images)
+        size = tf.cast(tf.shape(images)[1], tf.float32)
+        rows = tf.reduce_any(mask, axis=2)
+        cols = tf.reduce_any(mask, axis=1)
+        ymin = tf.cast(tf.argmax(tf.cast(rows, tf.int32), axis=1), tf.float32)
+        ymax = size - tf.cast(tf.argmax(tf.cast(tf.reverse(rows, [1]), tf.int32), axis=1), tf.float32)
+        xmin = tf.cast(tf.argmax(tf.cast(cols, tf.int32), axis=1), tf.float32)
+        xmax = size - tf.cast(tf.argmax(tf.cast(tf.reverse(cols, [1]), tf.int32), axis=1), tf.float32)
+        found = tf.reduce_sum(tf.cast(mask, tf.int32), axis=[1, 2]) >= min_pixels
+        boxes = tf.stack([ymin, xmin, ymax, xmax], axis=1) / size
+        return {
+            "detection_boxes": boxes[:, None, :],
+            "detection_scores": tf.where(found, 0.9, 0.0)[:, None],
+            "detection_classes": tf.ones_like(boxes[:, :1]),
+            "num_detections": tf.cast(found, tf.float32),
+        }
+
+    meta = serving.ModelMetadata("detector", version, input_size, 0.5, ("rust",), "colour-rule", "none")
+    return export_model(model_dir, predict, tf.Module(), meta)
+
+
+def tiny_classifier(input_size: int = 32, seed: int = 0):
+    """A seeded random-weight Keras CNN of the classifier's input and output shapes."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((input_size, input_size, 3))
+    x = keras.layers.Rescaling(1 / 255.0)(inputs)
+    x = keras.layers.Conv2D(4, 3, activation="relu")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    outputs = keras.layers.Dense(1, activation="sigmoid")(x)
+    return keras.Model(inputs, outputs)
+
+
+def export_tiny_classifier(
+    model_dir: str,
+    input_size: int = 32,
+    threshold: float = 0.5,
+    seed: int = 0,
+    version: str = "tiny-classifier-test",
+    lite: bool = False,
+) -> str:
+    model = tiny_classifier(input_size, seed)
+    meta = serving.ModelMetadata("classifier", version, input_size, threshold, ("no_rust", "rust"), "tiny-cnn", "none")
+    return _export_classifier(model_dir, model, meta, lite)
+
+
+def mobilenet_classifier(input_size: int = 224, weights: str | None = None):
+    """The production classifier's shape (MobileNetV2 + pooled logistic head) as a Keras model."""
+    import keras
+
+    from corrosion.imaging import preprocess
+
+    inputs = keras.Input((input_size, input_size, 3))
+    x = preprocess.normalisation_layer("MobileNetV2")(inputs)
+    base = keras.applications.MobileNetV2(input_shape=(input_size, input_size, 3), include_top=False, weights=weights)
+    x = keras.layers.GlobalAveragePooling2D()(base(x))
+    outputs = keras.layers.Dense(1, activation="sigmoid")(x)
+    return keras.Model(inputs, outputs)
+
+
+def export_keras_classifier(
+    model_dir: str, model, input_size: int, threshold: float = 0.5, version: str = "bench", lite: bool = False
+) -> str:
+    meta = serving.ModelMetadata(
+        "classifier", version, input_size, threshold, ("no_rust", "rust"), "MobileNetV2", "none"
+    )
+    return _export_classifier(model_dir, model, meta, lite)
+
+
+def _export_classifier(model_dir: str, model, meta: serving.ModelMetadata, lite: bool) -> str:
+    """SavedModel, and with ``lite`` its checked LiteRT copy, as ``training.train_classifier`` exports."""
+    export_model(model_dir, classifier_predict_fn(model), model, meta)
+    if lite:
+        from training import export_lite
+        from training.classifier_model import ClassifierConfig
+
+        cfg = ClassifierConfig()
+        export_lite.export_classifier_lite(
+            model_dir, model, meta.input_size, cfg.lite_max_abs_diff, cfg.lite_check_images
+        )
+    return model_dir
