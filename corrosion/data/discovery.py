@@ -383,7 +383,7 @@ def _label_yolo(task: ImageTask, labels: LabelConfig, data: bytes | None, read: 
         info = images.probe(data if data is not None else read(task.path), task.path)
     except images.ImageError as exc:
         return Labelling(None, Reject(task.path, "image", exc.reason, str(exc)))
-    raw = (info.height, info.width) if info.orientation in (5, 6, 7, 8) else (info.width, info.height)
+    raw = info.raw_size
     try:
         labelled = yolo.to_labelled(task.path, task.label_path, boxes, raw, labels, task.source, task.source_split)
     except AnnotationError as exc:

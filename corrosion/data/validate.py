@@ -72,14 +72,13 @@ def validate(
     cfg = validation_config(config)
     path = labelled.image_path
     try:
-        info = images.probe(data, path, cfg.max_pixels)
-        img = images.decode(data, path, cfg.max_pixels)
+        info, img = images.decode_probed(data, path, cfg.max_pixels)
     except images.ImageError as exc:
         raise ValidationError(exc.reason, path, str(exc)) from exc
     if labelled.image_class is None and labelled.boxes is None:
         raise ValidationError("unlabelled", path, f"{path}: no label (annotation or class folder)")
     width, height = img.size
-    raw_w, raw_h = (height, width) if info.orientation in (5, 6, 7, 8) else (width, height)
+    raw_w, raw_h = info.raw_size
     fixes: list[str] = []
     dropped: list[Reject] = []
     boxes: tuple[Box, ...] = ()
@@ -168,7 +167,7 @@ def _fit_declared_size(
     declared = labelled.declared_size
     if declared is None or declared == (raw_w, raw_h):
         return boxes, False
-    if orientation in (5, 6, 7, 8) and declared == (width, height):
+    if images.swaps_sides(orientation) and declared == (width, height):
         return boxes, True
     fixes.append(FIX_SIZE)
     sx, sy = raw_w / declared[0], raw_h / declared[1]

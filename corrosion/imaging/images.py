@@ -59,6 +59,16 @@ class ImageInfo:
     def high_depth(self) -> bool:
         return self.mode in HIGH_DEPTH_MODES
 
+    @property
+    def raw_size(self) -> tuple[int, int]:
+        """(width, height) of the pixels as stored, before the orientation turns them."""
+        return (self.height, self.width) if swaps_sides(self.orientation) else (self.width, self.height)
+
+
+def swaps_sides(orientation: int) -> bool:
+    """EXIF orientations 5-8 turn the image a quarter: width and height trade places."""
+    return orientation in (5, 6, 7, 8)
+
 
 def _open(data: bytes, name: str) -> Image.Image:
     if not data:
@@ -88,7 +98,10 @@ def _orientation(img: Image.Image) -> int:
 
 def probe(data: bytes, name: str = "<bytes>", max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageInfo:
     """Header facts, refusing decompression bombs before any pixel is decoded."""
-    img = _open(data, name)
+    return _header(_open(data, name), name, max_pixels)
+
+
+def _header(img: Image.Image, name: str, max_pixels: int) -> ImageInfo:
     width, height = img.size
     if width <= 0 or height <= 0:
         raise ImageError("corrupt_image", f"{name}: image has no pixels ({width}x{height})")
@@ -99,18 +112,18 @@ def probe(data: bytes, name: str = "<bytes>", max_pixels: int = DEFAULT_MAX_PIXE
             f"{max_pixels / 1e6:.0f} MP (possible decompression bomb); raise max_pixels in the config to allow it",
         )
     orientation = _orientation(img)
-    if orientation in (5, 6, 7, 8):
+    if swaps_sides(orientation):
         width, height = height, width
     return ImageInfo((img.format or "").upper(), width, height, orientation, img.mode)
 
 
-def decode(
+def decode_probed(
     data: bytes,
     name: str = "<bytes>",
     max_pixels: int = DEFAULT_MAX_PIXELS,
     reduce_to: tuple[int, int] | None = None,
-) -> Image.Image:
-    """Fully decoded 8-bit RGB image with EXIF orientation applied.
+) -> tuple[ImageInfo, Image.Image]:
+    """The header facts and the fully decoded 8-bit RGB image with EXIF orientation applied.
 
     ``reduce_to`` (width, height of the oriented image) bounds the work and the memory: JPEG
     decodes at 1/2, 1/4 or 1/8 scale (DCT scaling), any other format is box-reduced by an integer
@@ -118,12 +131,13 @@ def decode(
     model then holds its full pixels only once, briefly, never as a copy per step.
     High-bit-depth pixels (16-bit grey, 32-bit integer, float) are scaled to 0..255, not clipped.
     """
-    probe(data, name, max_pixels)
     img = _open(data, name)
+    info = _header(img, name, max_pixels)  # the one header read: bombs are refused before decoding
     try:
-        orientation = _orientation(img)
-        transposed = orientation in (5, 6, 7, 8)
-        target = None if reduce_to is None else ((reduce_to[1], reduce_to[0]) if transposed else reduce_to)
+        orientation = info.orientation
+        target = (
+            None if reduce_to is None else ((reduce_to[1], reduce_to[0]) if swaps_sides(orientation) else reduce_to)
+        )
         is_jpeg = img.format == "JPEG"
         if target is not None and is_jpeg:
             img.draft("RGB", target)
@@ -137,7 +151,7 @@ def decode(
                 img = img.reduce(k)
         if orientation != 1:  # as ImageOps.exif_transpose, on the (smaller) decoded pixels
             img = img.transpose(_TRANSPOSE[orientation])
-        return img if img.mode == "RGB" else img.convert("RGB")
+        return info, (img if img.mode == "RGB" else img.convert("RGB"))
     except ImageError:
         raise
     except MemoryError as exc:
@@ -146,6 +160,16 @@ def decode(
         raise ImageError(
             "corrupt_image", f"{name}: image data is corrupt or truncated ({stable_message(exc)})"
         ) from exc
+
+
+def decode(
+    data: bytes,
+    name: str = "<bytes>",
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    reduce_to: tuple[int, int] | None = None,
+) -> Image.Image:
+    """Fully decoded 8-bit RGB image with EXIF orientation applied (``decode_probed`` without the header)."""
+    return decode_probed(data, name, max_pixels, reduce_to)[1]
 
 
 def to_eight_bit(img: Image.Image) -> Image.Image:

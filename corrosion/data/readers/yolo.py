@@ -223,5 +223,5 @@ def read_yolo(image_path: str, names: tuple[str, ...], labels: LabelConfig, sour
     except FileNotFoundError as exc:
         raise AnnotationError("missing_label_file", image_path, f"no label file {label_path}") from exc
     info = images.probe(io_utils.read_bytes(image_path), image_path)
-    raw = (info.height, info.width) if info.orientation in (5, 6, 7, 8) else (info.width, info.height)
+    raw = info.raw_size
     return to_labelled(image_path, label_path, parse_labels(text, label_path, names), raw, labels, source)
