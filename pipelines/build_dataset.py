@@ -23,7 +23,8 @@ from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions
 
 from corrosion.core import io_utils, listing, paths
 from corrosion.data.dataset_config import DatasetConfig, load_dataset_config
-from pipelines import dataset_transforms as T
+from pipelines.dataset import steps
+from pipelines.dataset import transforms as T
 from pipelines.local_runner import with_local_default
 
 log = logging.getLogger("pipelines.build_dataset")
@@ -45,115 +46,22 @@ def build(
 ) -> None:
     """The pipeline graph (separate from running it, so tests can run it on any runner)."""
     labels = config.load_labels()
-    split_names = list(config.split.fractions)
-
-    listed = (
-        p
-        | "Inputs" >> beam.Create(inputs)
-        | "ListFiles" >> beam.ParDo(T.ListRoot(output_dir)).with_outputs(T.REJECTS, T.MANIFEST, main="files")
-    )
-    planned = (
-        listed.files
-        | "KeyByUnit" >> beam.Map(T.key_by_unit)
-        | "GroupUnits" >> beam.GroupByKey()
-        | "PlanUnits" >> beam.ParDo(T.PlanUnit(labels)).with_outputs(T.ANNOTATIONS, T.REJECTS, T.IGNORED, main="images")
-    )
-    parsed = planned[T.ANNOTATIONS] | "ParseXml" >> beam.ParDo(T.ParseAnnotation()).with_outputs(
-        T.REJECTS, main="claims"
-    )
-    processed = (
-        {"task": planned.images | "KeyByPath" >> beam.Map(lambda t: (t.path, t)), "ann": parsed.claims}
-        | "JoinAnnotations" >> beam.CoGroupByKey()
-        | "Validate"
-        >> beam.ParDo(T.ProcessImage(labels, config)).with_outputs(T.REJECTS, T.MANIFEST, T.EVENTS, main="valid")
-    )
-    collapsed = (
-        processed.valid
-        | "KeyByPixels" >> beam.Map(lambda c: (c.pixel_hash, c))
-        | "GroupIdentical" >> beam.GroupByKey()
-        | "CollapseIdentical"
-        >> beam.ParDo(T.CollapseIdentical()).with_outputs(T.REJECTS, T.MANIFEST, T.EVENTS, main="unique")
-    )
-    assignments = (
-        collapsed.unique
-        | "Signatures" >> beam.Map(lambda u: u.signature())
-        | "AllSignatures" >> beam.combiners.ToList()
-        | "GroupAndSplit" >> beam.Map(T.assign_groups, config, previous_manifest)
-    )
-    assignments_side = beam.pvalue.AsSingleton(assignments)
-    # shards, sized by the target: bytes per split first, so each record knows its shard when placed
-    counts = (
-        collapsed.unique
-        | "RecordBytes" >> beam.FlatMap(T.record_size, assignments_side)
-        | "BytesPerSplit" >> beam.CombinePerKey(sum)
-        | "ShardCounts" >> beam.Map(T.shard_counts, config.shard_target_mb)
-    )
-    counts_side = beam.pvalue.AsDict(counts)
-    placed = collapsed.unique | "Place" >> beam.ParDo(T.Place(), assignments_side, counts_side).with_outputs(
-        T.REJECTS, T.MANIFEST, T.EVENTS, main="records"
-    )
-    written = (
-        placed.records
-        | "GroupShards" >> beam.GroupByKey()
-        | "WriteShards" >> beam.FlatMap(T.write_shard, output_dir, counts_side)
-    )
-    _ = (
-        written
-        | "ShardsPerSplit" >> beam.GroupByKey()
-        | "EmptyShards" >> beam.FlatMap(T.write_missing_shards, output_dir, counts_side)
-    )
-
-    # manifest, rejects, stats
-    rejects = (
-        listed[T.REJECTS],
-        planned[T.REJECTS],
-        parsed[T.REJECTS],
-        processed[T.REJECTS],
-        collapsed[T.REJECTS],
-        placed[T.REJECTS],
-    ) | "AllRejects" >> beam.Flatten()
-    manifest = (
-        listed[T.MANIFEST],
-        processed[T.MANIFEST],
-        collapsed[T.MANIFEST],
-        placed[T.MANIFEST],
-    ) | "AllManifest" >> beam.Flatten()
-    _ = (
-        manifest
-        | "ManifestCsv" >> beam.Map(lambda r: r.to_csv())
-        | "WriteManifest"
-        >> beam.io.WriteToText(
-            paths.join(output_dir, "manifest"), ".csv", num_shards=1, shard_name_template="", header=T.manifest_header()
-        )
-    )
-    _ = (
-        rejects
-        | "RejectJson" >> beam.Map(lambda r: r.to_json())
-        | "WriteRejects"
-        >> beam.io.WriteToText(paths.join(output_dir, "rejects"), ".jsonl", num_shards=1, shard_name_template="")
-    )
-    events = (
-        manifest | "ManifestEvents" >> beam.FlatMap(T.weighted_manifest_events),
-        rejects | "RejectEvents" >> beam.FlatMap(T.reject_events),
-        (processed[T.EVENTS], collapsed[T.EVENTS], placed[T.EVENTS])
-        | "FlattenEvents" >> beam.Flatten()
-        | "CountEvents" >> beam.Map(lambda e: (e, 1)),
-        planned[T.IGNORED] | "IgnoredEvents" >> beam.Map(lambda f: (("ignored_files",), 1)),
-    ) | "AllEvents" >> beam.Flatten()
-    _ = (
-        events
-        | "SumEvents" >> beam.CombinePerKey(sum)
-        | "EventList" >> beam.combiners.ToList()
-        | "WriteStats"
-        >> beam.Map(
-            T.write_stats,
-            output_dir,
-            split_names,
-            beam.pvalue.AsSingleton(assignments | "GroupStats" >> beam.Map(T.group_stats)),
-            counts_side,
-        )
-    )
-    _ = planned[T.IGNORED] | "LogIgnored" >> beam.Map(lambda f: log.info("ignored (not an image or annotation): %s", f))
+    found = p | "Inputs" >> beam.Create(inputs) | "FindImages" >> steps.FindImages(output_dir, labels)
+    validated = found | "ValidateImages" >> steps.ValidateImages(labels, config)
+    unique = validated.valid | "CollapseCopies" >> steps.CollapseCopies()
+    split = unique.unique | "SplitAndShard" >> steps.SplitAndShard(output_dir, config, previous_manifest)
+    stages = (validated, unique, split["placed"])
+    flattened = {
+        T.REJECTS: (*found[T.REJECTS], *(s[T.REJECTS] for s in stages)) | "AllRejects" >> beam.Flatten(),
+        T.MANIFEST: (*found[T.MANIFEST], *(s[T.MANIFEST] for s in stages)) | "AllManifest" >> beam.Flatten(),
+        T.EVENTS: tuple(s[T.EVENTS] for s in stages) | "AllStepEvents" >> beam.Flatten(),
+    }
+    _ = {
+        **flattened,
+        T.IGNORED: found[T.IGNORED],
+        "assignments": split["assignments"],
+        "shard_counts": split["shard_counts"],
+    } | "WriteReports" >> steps.WriteReports(output_dir, list(config.split.fractions))
 
 
 def run(argv: list[str] | None = None) -> dict:

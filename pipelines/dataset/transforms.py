@@ -6,9 +6,7 @@ multi-processing and Dataflow alike.
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
 import logging
 import math
@@ -18,11 +16,12 @@ from dataclasses import dataclass, replace
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
-from corrosion.core import csv_rows, io_utils, paths
+from corrosion.core import io_utils, paths
 from corrosion.core.labels import LabelConfig
 from corrosion.core.rejects import ANNOTATION, DUPLICATES, IMAGE, Reject
-from corrosion.data import decodable, dedup, discovery, schema, splits
+from corrosion.data import decodable, dedup, discovery, layout, manifest, schema, splits, stats
 from corrosion.data.dataset_config import DatasetConfig
+from corrosion.data.manifest import DUPLICATE, KEPT, REJECTED, ManifestRow
 from corrosion.data.record import Record
 from corrosion.data.validate import ValidationError
 from corrosion.imaging import images
@@ -34,48 +33,6 @@ MANIFEST = "manifest"
 EVENTS = "events"
 ANNOTATIONS = "annotations"
 IGNORED = "ignored"
-
-KEPT, DUPLICATE, REJECTED = "kept", "duplicate", "rejected"
-MANIFEST_COLUMNS = (
-    "path",
-    "sha256",
-    "status",
-    "reason",
-    "group",
-    "split",
-    "label",
-    "boxes",
-    "width",
-    "height",
-    "duplicate_of",
-    "annotation",
-    "source",
-)
-
-
-@dataclass(frozen=True)
-class ManifestRow:
-    path: str
-    sha256: str = ""
-    status: str = REJECTED
-    reason: str = ""
-    group: str = ""
-    split: str = ""
-    label: str = ""
-    boxes: int | str = ""
-    width: int | str = ""
-    height: int | str = ""
-    duplicate_of: str = ""
-    annotation: str = ""
-    source: str = ""
-
-    def to_csv(self) -> str:
-        values = (getattr(self, c) for c in MANIFEST_COLUMNS)
-        return csv_rows.record(csv_rows.Number(v) if isinstance(v, int) else v for v in values)
-
-
-def manifest_header() -> str:
-    return csv_rows.header(MANIFEST_COLUMNS)
 
 
 @dataclass(frozen=True)
@@ -249,9 +206,9 @@ class ProcessImage(beam.DoFn):
             yield from self._reject(exc.to_reject(), task, sha, claims)
             return
         for fix in result.fixes:
-            yield beam.pvalue.TaggedOutput(EVENTS, ("fixes", fix))
+            yield beam.pvalue.TaggedOutput(EVENTS, stats.fix(fix))
         for note in labelling.labelled.notes:
-            yield beam.pvalue.TaggedOutput(EVENTS, ("notes", note))
+            yield beam.pvalue.TaggedOutput(EVENTS, stats.note(note))
         for dropped in result.dropped_boxes:
             yield beam.pvalue.TaggedOutput(REJECTS, dropped)
         cfg = self.config.dedup
@@ -300,44 +257,13 @@ class CollapseIdentical(beam.DoFn):
         others = tuple(replace(c, thumb=b"", record=_stub(c.record)) for c in candidates if c.path != rep.path)
         rep_boxes = rep.record.boxes
         if any(len(o.record.boxes) and o.record.boxes != rep_boxes for o in others):
-            yield beam.pvalue.TaggedOutput(EVENTS, ("notes", "identical_copies_with_different_boxes"))
+            yield beam.pvalue.TaggedOutput(EVENTS, stats.note("identical_copies_with_different_boxes"))
         yield Unique(rep, others)
 
 
 def _stub(record: Record) -> Record:
     """The record without its pixels: duplicates only need their label facts in the manifest."""
-    return Record(
-        b"",
-        record.format,
-        record.width,
-        record.height,
-        record.filename,
-        record.source_id,
-        record.sha256,
-        record.image_class,
-        record.image_label,
-        record.boxes,
-        record.box_labels,
-    )
-
-
-def read_previous_manifest(path: str | None) -> dict[str, str]:
-    """sha256 -> split of the kept and duplicate rows of an earlier build's manifest.csv.
-
-    Read where the group join runs (not in the driver), so a large manifest never enters the job graph.
-    """
-    if not path:
-        return {}
-    # only sha256 and split are used: a stray byte in a path column is harmless
-    text = io_utils.read_text(path, errors="replace")
-    if "\ufffd" in text:
-        log.warning(
-            "%s holds bytes that are not UTF-8 (shown as U+FFFD); its sha256 and split columns are still used", path
-        )
-    rows = csv.DictReader(io.StringIO(text))
-    previous = {r["sha256"]: r["split"] for r in rows if r.get("status") in (KEPT, DUPLICATE) and r.get("split")}
-    log.info("read %d earlier split assignments from %s", len(previous), path)
-    return previous
+    return replace(record, encoded=b"")
 
 
 def assign_groups(
@@ -346,7 +272,7 @@ def assign_groups(
     """The small global join: near-duplicate groups and their splits, keyed by unique-image key."""
     started = time.monotonic()
     groups = dedup.near_duplicate_groups(signatures, config.dedup)
-    previous = read_previous_manifest(previous_manifest)
+    previous = manifest.previous_splits(previous_manifest)
     result = splits.assign(groups, config.split, config.dedup.reject_near_duplicate_conflicts, previous)
     multi = sum(1 for g in groups if len(g) > 1)
     log.info(
@@ -375,7 +301,7 @@ class Place(beam.DoFn):
             return
         rec = unique.rep.record
         if a.size > 1:
-            yield beam.pvalue.TaggedOutput(EVENTS, ("images_in_near_duplicate_groups", a.split))
+            yield beam.pvalue.TaggedOutput(EVENTS, stats.in_near_duplicate_group(a.split))
         for c in members:
             dup = c is not unique.rep
             yield beam.pvalue.TaggedOutput(
@@ -466,74 +392,11 @@ def write_missing_shards(element, output_dir: str, counts: dict[str, int]):
 # ---------------------------------------------------------------- stats
 
 
-def manifest_events(row: ManifestRow):
-    yield ("images", row.status)
-    if row.status == REJECTED:
-        yield ("images_rejected_by_reason", row.reason)
-    if row.status == KEPT:
-        yield ("records", row.split, row.label)
-        yield ("boxes", row.split)  # weighted below
-    if row.status == DUPLICATE:
-        yield ("duplicates_collapsed", row.split)
+def write_stats(counts, output_dir: str, split_names: list[str], groups: dict, shard_counts_: dict) -> None:
+    built = stats.build(list(counts), split_names, {**groups, "shards": dict(shard_counts_)})
+    io_utils.write_text(paths.join(output_dir, layout.STATS), json.dumps(built, indent=2, sort_keys=True) + "\n")
 
 
-def weighted_manifest_events(row: ManifestRow):
-    for event in manifest_events(row):
-        yield event, (int(row.boxes) if event[0] == "boxes" else 1)
-
-
-def reject_events(reject: Reject):
-    yield ("rejects_by_reason", reject.reason), 1
-    yield ("rejects_by_stage", reject.stage), 1
-
-
-def build_stats(counts: list[tuple[tuple[str, ...], int]], splits_order: list[str], extra: dict) -> dict:
-    stats: dict = {
-        "images": {},
-        "records": {s: {} for s in splits_order},
-        "records_total": 0,
-        "boxes": {s: 0 for s in splits_order},
-        "duplicates_collapsed": 0,
-        "images_rejected_by_reason": {},
-        "rejects_by_reason": {},
-        "rejects_by_stage": {},
-        "fixes": {},
-        "notes": {},
-        "images_in_near_duplicate_groups": 0,
-        **extra,
-    }
-    for key, n in sorted(counts):
-        kind = key[0]
-        if kind == "records":
-            stats["records"].setdefault(key[1], {})[key[2]] = n
-            stats["records_total"] += n
-        elif kind == "boxes":
-            stats["boxes"][key[1]] = stats["boxes"].get(key[1], 0) + n
-        elif kind in ("duplicates_collapsed", "images_in_near_duplicate_groups"):
-            stats[kind] += n
-        elif kind == "ignored_files":
-            stats["ignored_files"] = n
-        else:
-            stats.setdefault(kind, {})[key[1]] = n
-    stats["boxes_total"] = sum(stats["boxes"].values())
-    return stats
-
-
-def write_stats(counts, output_dir: str, splits_order: list[str], group_stats: dict, shard_counts_: dict) -> None:
-    stats = build_stats(
-        list(counts),
-        splits_order,
-        {
-            "near_duplicate_groups": group_stats.get("near_duplicate_groups", 0),
-            "groups": group_stats.get("groups", 0),
-            "shards": dict(shard_counts_),
-        },
-    )
-    io_utils.write_text(paths.join(output_dir, "stats.json"), json.dumps(stats, indent=2, sort_keys=True) + "\n")
-
-
-def group_stats(assignments: dict[str, splits.Assignment]) -> dict:
-    groups = {}
-    for a in assignments.values():
-        groups[a.group] = a.size
-    return {"groups": len(groups), "near_duplicate_groups": sum(1 for s in groups.values() if s > 1)}
+def group_sizes(assignments: dict[str, splits.Assignment]) -> dict[str, int]:
+    """``groups`` and ``near_duplicate_groups`` of the split assignment, for stats.json."""
+    return stats.group_counts((a.group, a.size) for a in assignments.values())

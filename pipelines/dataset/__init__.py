@@ -1,0 +1,1 @@
+"""The dataset pipeline's Beam pieces: per-element steps (``transforms``) and the graph's composite stages (``steps``)."""
