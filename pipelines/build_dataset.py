@@ -1,7 +1,7 @@
 """Labelled photos -> validated, de-duplicated, leak-free, sharded TFRecords (Apache Beam).
 
     python -m pipelines.build_dataset --input DIR [--input DIR2 ...] --output_dir OUT \
-        [--config configs/dataset.yaml] [--previous_manifest OLD/manifest.csv] [Beam flags]
+        [--config configs/dataset.yaml] [--set split.salt=v2 ...] [--previous_manifest OLD/manifest.csv] [Beam flags]
 
 Inputs and output may be local folders or gs:// prefixes. Writes to OUT:
 ``{split}-NNNNN-of-MMMMM.tfrecord`` shards, ``label_map.pbtxt``, ``manifest.csv`` (one row per
@@ -22,7 +22,8 @@ from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions
 
 from corrosion.core import io_utils, listing, paths
-from corrosion.data.dataset_config import DatasetConfig, load_dataset_config
+from corrosion.core.config import add_arguments, from_arguments
+from corrosion.data.dataset_config import DatasetConfig
 from pipelines.dataset import steps
 from pipelines.dataset import transforms as T
 from pipelines.local_runner import with_local_default
@@ -34,7 +35,7 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--input", action="append", required=True, help="input folder (local or gs://); repeatable")
     parser.add_argument("--output_dir", required=True, help="output folder (local or gs://)")
-    parser.add_argument("--config", default=None, help="dataset config YAML (default configs/dataset.yaml)")
+    add_arguments(parser, "dataset.yaml", {})
     parser.add_argument(
         "--previous_manifest", default=None, help="manifest.csv of an earlier build: groups seen there keep their split"
     )
@@ -67,7 +68,7 @@ def build(
 def run(argv: list[str] | None = None) -> dict:
     """Build the data set; returns the stats it wrote."""
     args, beam_args = parse_args(argv)
-    config = load_dataset_config(args.config)
+    config = from_arguments(DatasetConfig, args, "dataset.yaml", {})
     inputs = [paths.normalise(i) for i in args.input]
     for i in inputs:
         if not io_utils.is_remote(i) and not io_utils.exists(i):

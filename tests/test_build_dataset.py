@@ -15,6 +15,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
+from corrosion.core.config import ConfigError
 from corrosion.data import layout, schema
 from corrosion.data.record import Record
 from corrosion.testing import synthetic
@@ -366,3 +367,17 @@ def test_image_files_over_the_size_limit_are_rejected_unread(tmp_path):
     rows = {r["path"]: r for r in read_manifest(tmp_path / "out")}
     assert (rows[str(big)]["status"], rows[str(big)]["reason"]) == ("rejected", "file_too_large")
     assert stats["records_total"] == 2
+
+
+def test_set_overrides_a_nested_setting_from_the_command_line(built, tmp_path):
+    """--set validation.max_pixels=1000 reaches the nested key: every image is then too large."""
+    root, truth, out, stats = built
+    placed = {r["path"] for r in read_manifest(out) if r["status"] in ("kept", "duplicate")}
+    out2 = tmp_path / "out"
+    small = run_pipeline([root], out2, "--set", "validation.max_pixels=1000")
+    rows = read_manifest(out2)
+    assert small["records_total"] == 0
+    too_large = {r["path"] for r in rows if r["reason"] == "too_large"}
+    assert len(placed) == 17 and placed <= too_large and not any(r["status"] == "kept" for r in rows)
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) \['max_pixel'\]"):
+        run_pipeline([root], tmp_path / "out3", "--set", "validation.max_pixel=1000")
