@@ -155,6 +155,30 @@ def find_data_yaml(unit: str, root: str, exists: Callable[[str], bool] = io_util
 def plan_unit(root: str, unit: str, files: Iterable[str], labels: LabelConfig) -> UnitPlan:
     """Tasks for one unit from its file listing (reads only data.yaml, never images)."""
     root, source = paths.normalise(root), source_name(root)
+    direct, ignored, yolo_images, label_files = _sort_unit_files(unit, files)
+    yolo_labels, rejects = _choose_label_files(label_files)
+    images, annotations, ignored_direct = _direct_tasks(root, source, direct, labels)
+    xmls = [a.path for a in annotations]
+    yaml_path = find_data_yaml(unit, root) if (yolo_images or yolo_labels) else None
+    if yolo_images and not yolo_labels and yaml_path is None:
+        # a folder that merely happens to be called images/: plain images (class folder, VOC or unlabelled)
+        for f in (f for group in yolo_images.values() for f in group):
+            hint = class_folders.class_from_path(f, root, labels)
+            xml_beside = any(paths.parent(x) == paths.parent(f) for x in xmls)
+            layout = "voc" if xml_beside else ("folders" if hint else "flat")
+            images.append(ImageTask(f, root, source, source_split_of(f, root), layout, class_hint=hint))
+        yolo_images = {}
+    if yolo_images or yolo_labels:
+        yolo_tasks, yolo_rejects = _yolo_tasks(root, source, unit, yaml_path, yolo_images, yolo_labels, labels)
+        images += yolo_tasks
+        rejects += yolo_rejects
+    return UnitPlan(tuple(images), tuple(annotations), tuple(rejects), tuple(ignored + ignored_direct))
+
+
+def _sort_unit_files(
+    unit: str, files: Iterable[str]
+) -> tuple[list[str], list[str], dict[str, list[str]], dict[str, list[str]]]:
+    """(files directly in the unit's layout, ignored, YOLO images by stem, YOLO label files by stem)."""
     direct, ignored = [], []
     yolo_images: dict[str, list[str]] = defaultdict(list)  # a.jpg and a.png both take labels/a.txt, as in Ultralytics
     label_files: dict[str, list[str]] = defaultdict(list)
@@ -168,23 +192,33 @@ def plan_unit(root: str, unit: str, files: Iterable[str], labels: LabelConfig) -
             label_files[paths.stem(f)].append(f)
         else:
             direct.append(f)
+    return direct, ignored, yolo_images, label_files
 
-    images: list[ImageTask] = []
-    annotations: list[AnnotationTask] = []
-    rejects: list[Reject] = []
-    yolo_labels: dict[str, str] = {}
-    for stem, candidates in label_files.items():  # a.txt wins over a.TXT; the other is refused, never ignored
+
+def _choose_label_files(label_files: dict[str, list[str]]) -> tuple[dict[str, str], list[Reject]]:
+    """a.txt wins over a.TXT; the other is refused, never silently ignored."""
+    chosen_by_stem: dict[str, str] = {}
+    rejects = []
+    for stem, candidates in label_files.items():
         chosen, *others = sorted(candidates, key=lambda f: (not f.endswith(".txt"), f))
-        yolo_labels[stem] = chosen
+        chosen_by_stem[stem] = chosen
         rejects += [
             Reject(o, ANNOTATION, "duplicate_annotation", f"{o}: {chosen} labels the same images; it is used instead")
             for o in others
         ]
+    return chosen_by_stem, rejects
 
+
+def _direct_tasks(
+    root: str, source: str, direct: list[str], labels: LabelConfig
+) -> tuple[list[ImageTask], list[AnnotationTask], list[str]]:
+    """Images and VOC XML files directly in a folder (VOC, class folders or flat), and the rest ignored."""
     direct_images = {paths.stem(f): f for f in direct if paths.is_image(f)}
     xmls = [f for f in direct if paths.ext(f) == ".xml"]
-    for x in xmls:
-        annotations.append(AnnotationTask(x, root, source, source_split_of(x, root), direct_images.get(paths.stem(x))))
+    annotations = [
+        AnnotationTask(x, root, source, source_split_of(x, root), direct_images.get(paths.stem(x))) for x in xmls
+    ]
+    images, ignored = [], []
     for f in direct:
         if paths.is_image(f):
             hint = class_folders.class_from_path(f, root, labels)
@@ -192,36 +226,39 @@ def plan_unit(root: str, unit: str, files: Iterable[str], labels: LabelConfig) -
             images.append(ImageTask(f, root, source, source_split_of(f, root), layout, class_hint=hint))
         elif paths.ext(f) != ".xml":
             ignored.append(f)
+    return images, annotations, ignored
 
-    yaml_path = find_data_yaml(unit, root) if (yolo_images or yolo_labels) else None
-    if yolo_images and not yolo_labels and yaml_path is None:
-        # a folder that merely happens to be called images/: plain images (class folder, VOC or unlabelled)
-        for f in (f for group in yolo_images.values() for f in group):
+
+def _yolo_tasks(
+    root: str,
+    source: str,
+    unit: str,
+    yaml_path: str | None,
+    yolo_images: dict[str, list[str]],
+    yolo_labels: dict[str, str],
+    labels: LabelConfig,
+) -> tuple[list[ImageTask], list[Reject]]:
+    """A YOLO unit's images with their label file and class names (or the data.yaml error they carry)."""
+    names, error = None, None
+    if yaml_path is None:
+        error = ("missing_data_yaml", unit, f"no data.yaml in {unit} or above it: YOLO class ids cannot be named")
+    else:
+        try:
+            names = yolo.read_data_yaml(yaml_path).names
+        except AnnotationError as exc:
+            error = (exc.reason, exc.path, str(exc))
+    images = []
+    for stem, group in yolo_images.items():
+        for f in group:
             hint = class_folders.class_from_path(f, root, labels)
-            xml_beside = any(paths.parent(x) == paths.parent(f) for x in xmls)
-            layout = "voc" if xml_beside else ("folders" if hint else "flat")
-            images.append(ImageTask(f, root, source, source_split_of(f, root), layout, class_hint=hint))
-        yolo_images = {}
-    if yolo_images or yolo_labels:
-        names, error = None, None
-        if yaml_path is None:
-            error = ("missing_data_yaml", unit, f"no data.yaml in {unit} or above it: YOLO class ids cannot be named")
-        else:
-            try:
-                names = yolo.read_data_yaml(yaml_path).names
-            except AnnotationError as exc:
-                error = (exc.reason, exc.path, str(exc))
-        for stem, group in yolo_images.items():
-            for f in group:
-                hint = class_folders.class_from_path(f, root, labels)
-                label = yolo_labels.get(stem)
-                images.append(ImageTask(f, root, source, source_split_of(f, root), "yolo", hint, label, names, error))
-        for stem, label in yolo_labels.items():
-            if stem not in yolo_images:
-                rejects.append(
-                    Reject(label, ANNOTATION, "missing_image", f"{label}: no image named {stem}.* in {unit}/images")
-                )
-    return UnitPlan(tuple(images), tuple(annotations), tuple(rejects), tuple(ignored))
+            label = yolo_labels.get(stem)
+            images.append(ImageTask(f, root, source, source_split_of(f, root), "yolo", hint, label, names, error))
+    rejects = [
+        Reject(label, ANNOTATION, "missing_image", f"{label}: no image named {stem}.* in {unit}/images")
+        for stem, label in yolo_labels.items()
+        if stem not in yolo_images
+    ]
+    return images, rejects
 
 
 # ---------------------------------------------------------------- annotations
@@ -287,29 +324,8 @@ def label_image(
     annotations = sorted(annotations, key=lambda a: a.annotation_path)
     good = [a for a in annotations if a.annotation is not None]
     bad = [a for a in annotations if a.error is not None]
-    extra: list[Reject] = []
     if good:
-        chosen, others = good[0], good[1:]
-        extra += [
-            Reject(
-                o.annotation_path,
-                ANNOTATION,
-                "duplicate_annotation",
-                f"{task.path} is already annotated by {chosen.annotation_path}",
-            )
-            for o in others
-        ]
-        try:
-            labelled = voc.to_labelled(chosen.annotation, task.path, labels, task.source, task.source_split)
-        except AnnotationError as exc:
-            row = exc.to_reject()
-            return Labelling(
-                None,
-                _image_reject(task, exc.reason, f"{task.path}: its annotation was refused: {exc}"),
-                tuple(extra + [row]),
-            )
-        notes = (chosen.note,) if chosen.note else ()
-        return _with_hint(task, _replace_notes(labelled, notes), tuple(extra))
+        return _label_voc(task, good, labels)
     if bad:
         err = bad[0].error
         return Labelling(
@@ -317,6 +333,36 @@ def label_image(
         )
     if task.label_path is not None:
         return _label_yolo(task, labels, data, read)
+    return _label_without_annotation(task, missing_annotation_is_negative)
+
+
+def _label_voc(task: ImageTask, good: list[ParsedAnnotation], labels: LabelConfig) -> Labelling:
+    """The first XML (by path) labels the image; any other XML claiming it is refused."""
+    chosen, others = good[0], good[1:]
+    extra = [
+        Reject(
+            o.annotation_path,
+            ANNOTATION,
+            "duplicate_annotation",
+            f"{task.path} is already annotated by {chosen.annotation_path}",
+        )
+        for o in others
+    ]
+    try:
+        labelled = voc.to_labelled(chosen.annotation, task.path, labels, task.source, task.source_split)
+    except AnnotationError as exc:
+        row = exc.to_reject()
+        return Labelling(
+            None,
+            _image_reject(task, exc.reason, f"{task.path}: its annotation was refused: {exc}"),
+            tuple(extra + [row]),
+        )
+    notes = (chosen.note,) if chosen.note else ()
+    return _with_hint(task, _replace_notes(labelled, notes), tuple(extra))
+
+
+def _label_without_annotation(task: ImageTask, missing_annotation_is_negative: bool) -> Labelling:
+    """No annotation file: the class folder, a configured negative, or a reject saying what is missing."""
     if task.layout == "yolo" and task.yolo_error is None and not missing_annotation_is_negative:
         return Labelling(
             None,

@@ -10,7 +10,6 @@ form for callers that need only the record. Both are plain Python, usable outsid
 from __future__ import annotations
 
 import hashlib
-import io
 import math
 from dataclasses import dataclass, replace
 
@@ -88,27 +87,8 @@ def validate(
         )
         oriented = raw_boxes if already_oriented else images.orient_boxes(raw_boxes, info.orientation, raw_w, raw_h)
         boxes = _clean_boxes(labelled, raw_boxes, oriented, width, height, labels, cfg, fixes, dropped)
-    image_class = labelled.image_class or (RUST if labelled.boxes else NO_RUST)
-    try:
-        image_label = labels.image_label_id(image_class)
-    except ValueError as exc:
-        raise ValidationError(
-            "unknown_label", path, f"{path}: image class {image_class!r} is not one of {labels.image_classes}"
-        ) from exc
-    if image_class == NO_RUST and boxes:
-        raise ValidationError(
-            "label_conflict", path, f"{path}: labelled {NO_RUST} but carries {len(boxes)} rust box(es)"
-        )
-    encoded, fmt = data, KEPT_FORMATS.get(info.format)
-    if fmt == "jpeg" and _jpeg_mode(data) not in ("RGB", "L"):  # CMYK/YCCK JPEGs: not every decoder copes
-        fmt = None
-    if info.high_depth:  # 16-bit / 32-bit / float pixels: store the scaled 8-bit view every decoder agrees on
-        fmt = None
-    if info.orientation != 1:
-        fixes.append(FIX_ORIENTATION)
-    if info.orientation != 1 or fmt is None:
-        encoded, fmt = images.encode_for_record(img, cfg.reencode_quality)
-        fixes.append(FIX_REENCODED)
+    image_class, image_label = _image_class(labelled, boxes, labels)
+    encoded, fmt = _stored_bytes(data, info, img, cfg, fixes)
     record = Record(
         encoded=encoded,
         format=fmt,
@@ -126,16 +106,45 @@ def validate(
     return Validated(record, tuple(fixes), tuple(dropped), img, stored_as_is=encoded is data)
 
 
+def _image_class(labelled: LabelledImage, boxes: tuple[Box, ...], labels: LabelConfig) -> tuple[str, int]:
+    """The image's class and id: its label, else rust when it carries boxes; no_rust with boxes is a conflict."""
+    path = labelled.image_path
+    image_class = labelled.image_class or (RUST if labelled.boxes else NO_RUST)
+    try:
+        image_label = labels.image_label_id(image_class)
+    except ValueError as exc:
+        raise ValidationError(
+            "unknown_label", path, f"{path}: image class {image_class!r} is not one of {labels.image_classes}"
+        ) from exc
+    if image_class == NO_RUST and boxes:
+        raise ValidationError(
+            "label_conflict", path, f"{path}: labelled {NO_RUST} but carries {len(boxes)} rust box(es)"
+        )
+    return image_class, image_label
+
+
+def _stored_bytes(
+    data: bytes, info: images.ImageInfo, img: Image.Image, cfg: ValidationConfig, fixes: list[str]
+) -> tuple[bytes, str]:
+    """The input's own bytes where every decoder reads them the same, else the oriented pixels re-encoded."""
+    fmt = KEPT_FORMATS.get(info.format)
+    if fmt == "jpeg" and info.mode not in ("RGB", "L"):  # CMYK/YCCK JPEGs: not every decoder copes
+        fmt = None
+    if info.high_depth:  # 16-bit / 32-bit / float pixels: store the scaled 8-bit view every decoder agrees on
+        fmt = None
+    if info.orientation != 1:
+        fixes.append(FIX_ORIENTATION)
+    if info.orientation != 1 or fmt is None:
+        fixes.append(FIX_REENCODED)
+        return images.encode_for_record(img, cfg.reencode_quality)
+    return data, fmt
+
+
 def to_record(
     labelled: LabelledImage, data: bytes, labels: LabelConfig, config: DatasetConfig | ValidationConfig | None = None
 ) -> Record:
     """The validated record alone (fixes are not reported); raises ValidationError."""
     return validate(labelled, data, labels, config).record
-
-
-def _jpeg_mode(data: bytes) -> str:
-    with Image.open(io.BytesIO(data)) as img:
-        return img.mode
 
 
 def _root_hint(labelled: LabelledImage) -> str:

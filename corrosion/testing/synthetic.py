@@ -402,45 +402,54 @@ def write_bad_file(
         path.write_bytes(data.encode() if isinstance(data, str) else data)
         return rel
 
+    if kind in _BROKEN_IMAGES:
+        ext, data = _broken_image(kind, good_jpeg)
+        return BadFile(kind, write(f"{image_dir}{stem}{ext}", data))
+    xml, with_image = _bad_annotation(kind, stem, boxes, box_label)
+    if not with_image:
+        return BadFile(kind, write(f"{stem}.xml", xml))
+    img = write(f"{stem}.jpg", good_jpeg)
+    return BadFile(kind, write(f"{stem}.xml", xml), img)
+
+
+_BROKEN_IMAGES = ("truncated", "empty", "not_image", "huge")
+
+
+def _broken_image(kind: str, good_jpeg: bytes) -> tuple[str, bytes]:
+    """(extension, bytes) of a broken image file."""
     if kind == "truncated":
-        return BadFile(kind, write(f"{image_dir}{stem}.jpg", good_jpeg[: len(good_jpeg) // 2]))
+        return ".jpg", good_jpeg[: len(good_jpeg) // 2]
     if kind == "empty":
-        return BadFile(kind, write(f"{image_dir}{stem}.jpg", b""))
+        return ".jpg", b""
     if kind == "not_image":
-        return BadFile(kind, write(f"{image_dir}{stem}.jpg", "this is a text file, not a photo\n"))
-    if kind == "huge":
-        return BadFile(kind, write(f"{image_dir}{stem}.png", bomb_png()))
+        return ".jpg", b"this is a text file, not a photo\n"
+    return ".png", bomb_png()
+
+
+def _bad_annotation(kind: str, stem: str, boxes: tuple[Box, ...], box_label: str) -> tuple[str, bool]:
+    """(XML text, whether a good image goes beside it) of a broken or hostile annotation."""
     if kind == "malformed_xml":
-        img = write(f"{stem}.jpg", good_jpeg)
-        return BadFile(kind, write(f"{stem}.xml", "<annotation><filename>" + stem + ".jpg</filename><object>"), img)
+        return "<annotation><filename>" + stem + ".jpg</filename><object>", True
     if kind == "xml_bomb":
-        img = write(f"{stem}.jpg", good_jpeg)
         lol = '<!DOCTYPE lolz [<!ENTITY lol "lol">' + "".join(
             f'<!ENTITY lol{i} "{("&lol" + (str(i - 1) if i > 1 else "") + ";") * 10}">' for i in range(1, 10)
         )
-        text = lol + f"]>\n<annotation><filename>{stem}.jpg</filename><name>&lol9;</name></annotation>\n"
-        return BadFile(kind, write(f"{stem}.xml", text), img)
+        return lol + f"]>\n<annotation><filename>{stem}.jpg</filename><name>&lol9;</name></annotation>\n", True
     if kind == "xml_external_entity":
-        img = write(f"{stem}.jpg", good_jpeg)
         text = (
             '<?xml version="1.0"?>\n<!DOCTYPE annotation [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>\n'
             f"<annotation><filename>{stem}.jpg</filename><folder>&xxe;</folder></annotation>\n"
         )
-        return BadFile(kind, write(f"{stem}.xml", text), img)
+        return text, True
     if kind == "missing_image":
-        return BadFile(kind, write(f"{stem}.xml", voc_xml(f"{stem}.jpg", 160, 120, boxes)))
+        return voc_xml(f"{stem}.jpg", 160, 120, boxes), False
     if kind == "path_escape":
-        return BadFile(kind, write(f"{stem}.xml", voc_xml("../../../../etc/hostname", 160, 120, boxes)))
-    if kind == "unknown_label":
-        img = write(f"{stem}.jpg", good_jpeg)
-        odd = tuple(Box(b.xmin, b.ymin, b.xmax, b.ymax, "scratch") for b in boxes)
-        return BadFile(kind, write(f"{stem}.xml", voc_xml(f"{stem}.jpg", 160, 120, odd)), img)
-    if kind == "inverted_box":
-        img = write(f"{stem}.jpg", good_jpeg)
-        inv = (Box(100, 20, 40, 80, box_label),)
-        return BadFile(kind, write(f"{stem}.xml", voc_xml(f"{stem}.jpg", 160, 120, inv)), img)
-    if kind == "box_outside":
-        img = write(f"{stem}.jpg", good_jpeg)
-        out = (Box(120, 60, 200, 150, box_label),)
-        return BadFile(kind, write(f"{stem}.xml", voc_xml(f"{stem}.jpg", 160, 120, out)), img)
+        return voc_xml("../../../../etc/hostname", 160, 120, boxes), False
+    odd = {
+        "unknown_label": tuple(Box(b.xmin, b.ymin, b.xmax, b.ymax, "scratch") for b in boxes),
+        "inverted_box": (Box(100, 20, 40, 80, box_label),),
+        "box_outside": (Box(120, 60, 200, 150, box_label),),
+    }
+    if kind in odd:
+        return voc_xml(f"{stem}.jpg", 160, 120, odd[kind]), True
     raise ValueError(f"unknown bad-file kind {kind!r}; known: {BAD_KINDS}")
