@@ -41,10 +41,10 @@ from apache_beam.ml.inference.base import RunInference
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from corrosion.core import io_utils, listing
-from corrosion.core.config import config_path, load_config
+from corrosion.core.config import add_arguments, from_arguments
 from corrosion.inference import results
 from corrosion.models import lite_runtime, serving
-from pipelines.inference_config import InferenceConfig
+from pipelines.inference_config import InferenceConfig, InferenceJob, RunInfo
 from pipelines.inference_handlers import (
     ClassifierHandler,
     Detections,
@@ -62,7 +62,6 @@ from pipelines.inference_transforms import (
     MatchListed,
     PrepareForClassifier,
     ReadImage,
-    RunInfo,
     ScoredImage,
     SurveyStatsFn,
     WritePreview,
@@ -81,13 +80,14 @@ LOCAL_DEFAULTS = ("--direct_running_mode=multi_threading", "--direct_num_workers
 # ---------------------------------------------------------------- pipeline
 
 
-def build_pipeline(p: beam.Pipeline, args: argparse.Namespace, cfg: InferenceConfig, info: RunInfo) -> None:
+def build_pipeline(p: beam.Pipeline, job: InferenceJob) -> None:
     """Attach the whole job to ``p``."""
+    args, cfg, info = job, job.config, job.info
     detector = info.detector
-    previews_dir = args.previews or (io_utils.join(io_utils.dirname(args.report), "previews") if args.report else None)
+    previews_dir = job.previews_dir
     want_previews = previews_dir is not None
 
-    own_outputs = (args.output, previews_dir, args.report)
+    own_outputs = job.own_outputs
     matched = []
     errors = []
     if args.input:
@@ -141,7 +141,7 @@ def build_pipeline(p: beam.Pipeline, args: argparse.Namespace, cfg: InferenceCon
         | "Classify"
         >> RunInference(
             ClassifierHandler(
-                args.classifier,
+                job.classifier_dir,
                 info.classifier,
                 cfg.classifier_batch_size,
                 cfg.tf_threads_per_call,
@@ -164,7 +164,7 @@ def build_pipeline(p: beam.Pipeline, args: argparse.Namespace, cfg: InferenceCon
         detected = (
             to_detect
             | "KeyForDetector" >> beam.Map(lambda s: (s, s.record))
-            | "Detect" >> RunInference(DetectorHandler(args.detector, detector, cfg, info.detector_runtime))
+            | "Detect" >> RunInference(DetectorHandler(job.detector_dir, detector, cfg, info.detector_runtime))
             | "Detections" >> beam.MapTuple(lambda s, pred: (s, pred.inference))
         )
         parts = [detected]
@@ -284,6 +284,27 @@ def clear_bigquery_night(table: str, cfg: InferenceConfig, info: RunInfo) -> Non
 # ---------------------------------------------------------------- command line
 
 
+def runtime_choice(text: str) -> str:
+    """A ``--*_runtime`` value, refused with argparse's own invalid-choice message."""
+    if text not in lite_runtime.RUNTIMES:
+        choices = ", ".join(map(repr, lite_runtime.RUNTIMES))
+        raise argparse.ArgumentTypeError(f"invalid choice: {text!r} (choose from {choices})")
+    return text
+
+
+CONFIG_FILE = "inference.yaml"
+# Flags kept from before --set: each is a dotted key of InferenceConfig.
+SHORTCUTS = {
+    f"{kind}_runtime": (
+        f"{kind}_runtime",
+        runtime_choice,
+        f"{'|'.join(lite_runtime.RUNTIMES)}: overrides the config's {kind}_runtime "
+        f"(auto: the LiteRT copy where the {kind} has one)",
+    )
+    for kind in ("classifier", "detector")
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m pipelines.batch_inference",
@@ -305,13 +326,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--previews", help="directory for JPEG previews of rust images")
     parser.add_argument("--report", help="HTML report file (previews go beside it unless --previews is given)")
-    parser.add_argument("--config", default=None, help="inference YAML (default configs/inference.yaml)")
-    for kind in ("classifier", "detector"):
-        parser.add_argument(
-            f"--{kind}_runtime",
-            choices=lite_runtime.RUNTIMES,
-            help=f"overrides the config's {kind}_runtime (auto: the LiteRT copy where the {kind} has one)",
-        )
+    add_arguments(parser, CONFIG_FILE, SHORTCUTS)
     parser.add_argument(
         "--run_date", type=dt.date.fromisoformat, help="night to (re)process, YYYY-MM-DD (default today, UTC)"
     )
@@ -321,6 +336,51 @@ def build_parser() -> argparse.ArgumentParser:
         help="submit and return (Dataflow/Flex Template launches); counters are then in the Dataflow console",
     )
     return parser
+
+
+def check_locations(args: argparse.Namespace) -> None:
+    """Refuse at launch what would otherwise fail (or silently match nothing) on the workers."""
+    if not args.input and not args.input_list:
+        raise SystemExit("give --input GLOB and/or --input_list FILE")
+    if args.input and not listing.has_glob(args.input):
+        if not io_utils.exists(args.input):
+            raise SystemExit(f"--input {args.input} does not exist")
+        if os.path.isdir(args.input) and not args.input.endswith("/"):
+            raise SystemExit(
+                f"--input {args.input} is a folder: give '{args.input}/*' (its files) or '{args.input}/**'"
+            )
+    if args.input_list:
+        checked = listing.match_literal(args.input_list)
+        if isinstance(checked, listing.Problem):
+            raise SystemExit(f"--input_list: {checked.detail}")
+    if listing.has_glob(args.output):
+        raise SystemExit(
+            f"--output {args.output}: Beam's file sinks read the output path as a pattern, so it may not hold "
+            "'[', '*' or '?'; choose a name without them"
+        )
+
+
+def parse_job(argv: Sequence[str] | None = None) -> tuple[InferenceJob, list[str]]:
+    """The command line as one checked job, plus the Beam flags it leaves to PipelineOptions."""
+    args, beam_args = build_parser().parse_known_args(argv)
+    check_locations(args)
+    cfg = from_arguments(InferenceConfig, args, CONFIG_FILE, SHORTCUTS)
+    previews_dir = args.previews or (io_utils.join(io_utils.dirname(args.report), "previews") if args.report else None)
+    job = InferenceJob(
+        config=cfg,
+        info=make_run_info(args, cfg),
+        classifier_dir=args.classifier,
+        output=args.output,
+        input=args.input,
+        input_list=args.input_list,
+        detector_dir=args.detector,
+        bigquery_table=args.bigquery_table,
+        skip_processed=args.skip_processed,
+        previews_dir=previews_dir,
+        report=args.report,
+        no_wait=args.no_wait,
+    )
+    return job, beam_args
 
 
 def default_survey_id(args: argparse.Namespace) -> str:
@@ -343,17 +403,21 @@ def survey_file_stem(survey_id: str) -> str:
     return f"{safe}-{hashlib.sha256(survey_id.encode('utf-8', 'surrogateescape')).hexdigest()[:8]}"
 
 
+def read_model_metadata(model_dir: str, flag: str, kind: str) -> serving.ModelMetadata:
+    """metadata.json of ``model_dir``, refused at launch when it holds another kind of model."""
+    meta = serving.read_metadata(model_dir)
+    if meta.kind != kind:
+        raise SystemExit(f"--{flag} {model_dir} holds a {meta.kind} model, not a {kind}")
+    return meta
+
+
 def make_run_info(args: argparse.Namespace, cfg: InferenceConfig, now: dt.datetime | None = None) -> RunInfo:
     now = now or dt.datetime.now(dt.UTC)
     run_date = args.run_date or now.date()
     processed_at = now if run_date == now.date() else dt.datetime.combine(run_date, dt.time(0), dt.UTC)
     survey_id = args.survey_id or default_survey_id(args)
-    classifier = serving.read_metadata(args.classifier)
-    if classifier.kind != "classifier":
-        raise SystemExit(f"--classifier {args.classifier} holds a {classifier.kind} model, not a classifier")
-    detector = serving.read_metadata(args.detector) if args.detector else None
-    if detector is not None and detector.kind != "detector":
-        raise SystemExit(f"--detector {args.detector} holds a {detector.kind} model, not a detector")
+    classifier = read_model_metadata(args.classifier, "classifier", "classifier")
+    detector = read_model_metadata(args.detector, "detector", "detector") if args.detector else None
     partition_dir = io_utils.join(args.output, f"date={run_date.isoformat()}")
     return RunInfo(
         survey_id=survey_id,
@@ -371,54 +435,50 @@ def make_run_info(args: argparse.Namespace, cfg: InferenceConfig, now: dt.dateti
     )
 
 
-def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    """Build and run the job; returns the run summary (counters, output locations)."""
-    args, beam_args = build_parser().parse_known_args(argv)
-    if not args.input and not args.input_list:
-        raise SystemExit("give --input GLOB and/or --input_list FILE")
-    if args.input and not listing.has_glob(args.input):
-        if not io_utils.exists(args.input):
-            raise SystemExit(f"--input {args.input} does not exist")
-        if os.path.isdir(args.input) and not args.input.endswith("/"):
-            raise SystemExit(
-                f"--input {args.input} is a folder: give '{args.input}/*' (its files) or '{args.input}/**'"
-            )
-    if args.input_list:
-        checked = listing.match_literal(args.input_list)
-        if isinstance(checked, listing.Problem):
-            raise SystemExit(f"--input_list: {checked.detail}")
-    if listing.has_glob(args.output):
-        raise SystemExit(
-            f"--output {args.output}: Beam's file sinks read the output path as a pattern, so it may not hold "
-            "'[', '*' or '?'; choose a name without them"
-        )
-    cfg = load_config(
-        InferenceConfig,
-        args.config or config_path("inference.yaml"),
-        {"classifier_runtime": args.classifier_runtime, "detector_runtime": args.detector_runtime},
-    )
-    info = make_run_info(args, cfg)
+# ---------------------------------------------------------------- running
+
+
+def run(argv: Sequence[str] | None = None, test_pipeline: beam.Pipeline | None = None) -> dict[str, Any]:
+    """Build and run the job; returns the run summary (counters, output locations).
+
+    ``test_pipeline``: a pipeline to build into instead of one made from the Beam flags.
+    """
+    job, beam_args = parse_job(argv)
+    log_job(job)
+    if job.bigquery_table and job.config.bigquery.clear_before_load:
+        clear_bigquery_night(job.bigquery_table, job.config, job.info)
+    p = test_pipeline or beam.Pipeline(options=PipelineOptions(with_local_default(beam_args, *LOCAL_DEFAULTS)))
+    build_pipeline(p, job)
+    started = time.monotonic()
+    result = p.run()
+    if job.no_wait:
+        log.info("submitted %s; not waiting (--no_wait)", getattr(result, "job_id", lambda: "")())
+        return {"survey_id": job.info.survey_id, "run_date": job.info.run_date.isoformat(), "submitted": True}
+    result.wait_until_finish()
+    return finish(job, read_counters(result), time.monotonic() - started)
+
+
+def log_job(job: InferenceJob) -> None:
+    info, gate = job.info, job.config.detector_gate
     log.info(
         "survey %s, night %s: classifier %s (%s), detector %s (%s, %s)",
         info.survey_id, info.run_date, info.classifier.version, info.classifier_runtime,
         info.detector.version if info.detector else "none", info.detector_runtime,
-        "every image" if cfg.detector_gate is None else f"where rust_probability >= {cfg.detector_gate}",
+        "every image" if gate is None else f"where rust_probability >= {gate}",
     )  # fmt: skip
-    if args.bigquery_table and cfg.bigquery.clear_before_load:
-        clear_bigquery_night(args.bigquery_table, cfg, info)
-    options = PipelineOptions(with_local_default(beam_args, *LOCAL_DEFAULTS))
-    p = beam.Pipeline(options=options)
-    build_pipeline(p, args, cfg, info)
-    started = time.monotonic()
-    result = p.run()
-    if args.no_wait:
-        log.info("submitted %s; not waiting (--no_wait)", getattr(result, "job_id", lambda: "")())
-        return {"survey_id": info.survey_id, "run_date": info.run_date.isoformat(), "submitted": True}
-    result.wait_until_finish()
-    elapsed = time.monotonic() - started
+
+
+def read_counters(result: beam.runners.runner.PipelineResult) -> dict[str, int]:
+    """This job's counters (every name in COUNTERS, 0 when never incremented, then error_* ones)."""
     counters = {name: 0 for name in COUNTERS}
     for c in result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))["counters"]:
         counters[c.key.metric.name] = counters.get(c.key.metric.name, 0) + int(c.committed or c.attempted or 0)
+    return counters
+
+
+def finish(job: InferenceJob, counters: dict[str, int], elapsed: float) -> dict[str, Any]:
+    """Write and log the run summary; every input must be a result, an error or skipped."""
+    info = job.info
     inputs = counters["files_matched"] + counters["files_missing"]
     accounted = counters["images_scored"] + counters["images_failed"] + counters["images_skipped"]
     summary = {
@@ -434,14 +494,14 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "all_inputs_accounted_for": inputs == accounted,
         "results": io_utils.join(info.partition_dir, f"{info.file_stem}-results-*.csv"),
         "errors": io_utils.join(info.partition_dir, f"{info.file_stem}-errors-*.csv"),
-        "report": args.report,
+        "report": job.report,
     }
     io_utils.write_text(
         io_utils.join(info.partition_dir, f"{info.file_stem}-summary.json"), json.dumps(summary, indent=2) + "\n"
     )
     log.info("done in %.1f s: %s", elapsed, ", ".join(f"{k}={v}" for k, v in counters.items()))
     if inputs == 0:
-        log.warning("no input file matched %s", args.input or args.input_list)
+        log.warning("no input file matched %s", job.input or job.input_list)
     if inputs != accounted:
         log.error("%d input files but %d results + errors + skipped: some input is unaccounted for", inputs, accounted)
     return summary

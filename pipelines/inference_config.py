@@ -1,9 +1,16 @@
-"""Typed settings of the batch inference pipeline (``configs/inference.yaml``)."""
+"""Typed settings of the batch inference pipeline (``configs/inference.yaml``) and the typed job.
+
+``InferenceJob`` is the command line checked and resolved once (``batch_inference.parse_job``):
+the graph builder and the transforms read it instead of an argparse namespace. It lives here, in
+an importable module, because transforms carry it to workers (see ``inference_transforms``).
+"""
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, field
 
+from corrosion.models import serving
 from corrosion.models.lite_runtime import RUNTIMES
 
 
@@ -60,3 +67,42 @@ class InferenceConfig:
         for name in ("classifier_runtime", "detector_runtime"):
             if getattr(self, name) not in RUNTIMES:
                 raise ValueError(f"{name} must be one of {RUNTIMES}, got {getattr(self, name)!r}")
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What every row of one run shares, fixed when the pipeline is built."""
+
+    survey_id: str
+    run_date: dt.date
+    processed_at: str
+    classifier: serving.ModelMetadata
+    detector: serving.ModelMetadata | None
+    partition_dir: str  # OUTPUT/date=YYYY-MM-DD
+    file_stem: str  # survey id made safe for file names (batch_inference.survey_file_stem)
+    staging_dir: str = ""  # this run's folder for CSV shards before they replace the night's (commit_outputs)
+    classifier_runtime: str = "savedmodel"  # litert | savedmodel (lite_runtime.resolve_runtime)
+    detector_runtime: str | None = None  # None: no detector
+
+
+@dataclass(frozen=True)
+class InferenceJob:
+    """One run: where to read, which models, where to write, its settings and its shared row values."""
+
+    config: InferenceConfig
+    info: RunInfo
+    classifier_dir: str
+    output: str  # prefix; rows go to OUTPUT/date=YYYY-MM-DD/
+    input: str | None = None  # glob
+    input_list: str | None = None  # file of literal paths
+    detector_dir: str | None = None
+    bigquery_table: str | None = None
+    skip_processed: str | None = None  # prefix of earlier outputs
+    previews_dir: str | None = None  # --previews, else beside --report
+    report: str | None = None
+    no_wait: bool = False
+
+    @property
+    def own_outputs(self) -> tuple[str | None, ...]:
+        """Folders this job writes into: never inputs, so tonight's report is not scored tomorrow."""
+        return (self.output, self.previews_dir, self.report)

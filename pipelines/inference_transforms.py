@@ -8,7 +8,6 @@ another process (Dataflow, or the local engine's multi_processing mode) cannot f
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import json
 import logging
@@ -27,8 +26,7 @@ from apache_beam.metrics import Metrics
 from corrosion.core import io_utils, listing, paths
 from corrosion.imaging import images
 from corrosion.inference import grading, previews, report
-from corrosion.models import serving
-from pipelines.inference_config import InferenceConfig
+from pipelines.inference_config import InferenceConfig, RunInfo
 from pipelines.inference_handlers import Detections, ImageRecord, classifier_pixels, limit_tf_threads
 
 log = logging.getLogger(__name__)
@@ -50,22 +48,6 @@ COUNTERS = (
     "detector_views",
     "previews_written",
 )
-
-
-@dataclass(frozen=True)
-class RunInfo:
-    """What every row of one run shares, fixed when the pipeline is built."""
-
-    survey_id: str
-    run_date: dt.date
-    processed_at: str
-    classifier: serving.ModelMetadata
-    detector: serving.ModelMetadata | None
-    partition_dir: str  # OUTPUT/date=YYYY-MM-DD
-    file_stem: str  # survey id made safe for file names (batch_inference.survey_file_stem)
-    staging_dir: str = ""  # this run's folder for CSV shards before they replace the night's (commit_outputs)
-    classifier_runtime: str = "savedmodel"  # litert | savedmodel (lite_runtime.resolve_runtime)
-    detector_runtime: str | None = None  # None: no detector
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from corrosion.models import serving
 from corrosion.testing import synthetic
 from pipelines import batch_inference as bi
 from pipelines import inference_transforms as transforms
+from pipelines.inference_config import RunInfo
 
 BAD_REASONS = {"truncated": "corrupt_image", "empty": "empty_file", "not_image": "not_an_image", "huge": "too_large"}
 
@@ -216,9 +217,9 @@ def test_bigquery_rows_and_table_settings_without_network(work, survey, classifi
     assert "`proj.surveys.rust`" in sql and params == {"run_date": "2026-11-24", "survey_id": "hull-7"}
 
 
-def _info_for(survey_id: str, day: dt.date) -> transforms.RunInfo:
+def _info_for(survey_id: str, day: dt.date) -> RunInfo:
     meta = serving.ModelMetadata("classifier", "v", 32, 0.5, ("no_rust", "rust"), "x", "none")
-    return transforms.RunInfo(survey_id, day, "", meta, None, "", survey_id)
+    return RunInfo(survey_id, day, "", meta, None, "", survey_id)
 
 
 def test_skip_processed_scores_only_new_images_and_reruns_do_not_duplicate(work, classifier, detector):
