@@ -35,41 +35,16 @@ from collections.abc import Sequence
 from typing import Any
 
 import apache_beam as beam
-from apache_beam.coders import BytesCoder
 from apache_beam.metrics.metric import MetricsFilter
-from apache_beam.ml.inference.base import RunInference
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from corrosion.core import io_utils, listing
 from corrosion.core.config import add_arguments, from_arguments
 from corrosion.inference import results
 from corrosion.models import lite_runtime, serving
+from pipelines import inference_steps as steps
 from pipelines.inference_config import InferenceConfig, InferenceJob, RunInfo
-from pipelines.inference_handlers import (
-    ClassifierHandler,
-    Detections,
-    DetectorHandler,
-)
-from pipelines.inference_transforms import (
-    COUNTERS,
-    ERRORS,
-    FLAGGED,
-    NAMESPACE,
-    SKIPPED,
-    AssembleRow,
-    LenientUtf8Coder,
-    MatchInput,
-    MatchListed,
-    PrepareForClassifier,
-    ReadImage,
-    ScoredImage,
-    SurveyStatsFn,
-    WritePreview,
-    commit_outputs,
-    history_files,
-    processed_keys,
-    write_report,
-)
+from pipelines.inference_transforms import COUNTERS, ERRORS, FLAGGED, NAMESPACE, AssembleRow
 from pipelines.local_runner import with_local_default
 
 log = logging.getLogger("pipelines.batch_inference")
@@ -81,173 +56,26 @@ LOCAL_DEFAULTS = ("--direct_running_mode=multi_threading", "--direct_num_workers
 
 
 def build_pipeline(p: beam.Pipeline, job: InferenceJob) -> None:
-    """Attach the whole job to ``p``."""
-    args, cfg, info = job, job.config, job.info
-    detector = info.detector
-    previews_dir = job.previews_dir
-    want_previews = previews_dir is not None
-
-    own_outputs = job.own_outputs
-    matched = []
-    errors = []
-    if args.input:
-        matched.append(
-            p | "InputPattern" >> beam.Create([args.input]) | "MatchInput" >> beam.ParDo(MatchInput(own_outputs))
-        )
-    if args.input_list:
-        matched.append(
-            p
-            | "ReadInputList" >> beam.io.ReadFromText(listing.escape_glob(args.input_list), coder=BytesCoder())
-            | "MatchListed" >> beam.ParDo(MatchListed(args.input_list))
-        )
-    # Dedupe (a file both globbed and listed is one input); the shuffle also spreads the reads.
-    files = (
-        matched | "AllMatches" >> beam.Flatten()
-        | "KeyByPath" >> beam.Map(lambda m: (listing.key(m), m))
-        | "Dedupe" >> beam.GroupByKey()
-        | "First" >> beam.Map(lambda kv: next(iter(kv[1])))
-    )  # fmt: skip
-    read = files | "ReadBytes" >> beam.ParDo(ReadImage(cfg.max_file_bytes, cfg.progress_every)).with_outputs(
-        ERRORS, main="images"
-    )
-    errors.append(read[ERRORS])
-
+    """Attach the whole job to ``p``: the steps of ``inference_steps``, every error row flattened once."""
+    files = p | "ListSurvey" >> steps.ListSurvey(job)
     processed = None
-    if args.skip_processed:
-        past = history_files(args.skip_processed, info)
-        log.info("--skip_processed: %d result file(s) of earlier runs under %s", len(past), args.skip_processed)
-        columns = results.result_columns()
-        processed = beam.pvalue.AsDict(
-            p
-            | "HistoryFiles" >> beam.Create([listing.escape_glob(f) for f in past])
-            | "ReadHistory" >> beam.io.ReadAllFromText(skip_header_lines=1, coder=LenientUtf8Coder())
-            | "ProcessedKeys"
-            >> beam.FlatMap(processed_keys, columns, info.classifier.version, detector.version if detector else "")
-            | "DistinctKeys" >> beam.Distinct()
-        )
-    prepared = read.images | "DecodeForClassifier" >> beam.ParDo(
-        PrepareForClassifier(
-            info.classifier.input_size,
-            cfg.max_pixels,
-            keep_data=detector is not None or want_previews,
-            tf_threads=cfg.tf_threads_per_call,
-        ),
-        processed=processed,
-    ).with_outputs(ERRORS, SKIPPED, main="prepared")
-    errors.append(prepared[ERRORS])
-
-    scored = (
-        prepared.prepared
-        | "Classify"
-        >> RunInference(
-            ClassifierHandler(
-                job.classifier_dir,
-                info.classifier,
-                cfg.classifier_batch_size,
-                cfg.tf_threads_per_call,
-                info.classifier_runtime,
-                cfg.lite_interpreters_per_process,
-            )
-        )
-        | "Scored" >> beam.MapTuple(lambda rec, pred: ScoredImage(rec, float(pred.inference)))
+    if job.skip_processed:
+        processed = beam.pvalue.AsDict(p | "ProcessedHistory" >> steps.ProcessedHistory(job))
+    read = files | "ReadImages" >> steps.ReadImages(job, processed)
+    assembled = (
+        read["prepared"]
+        | "Classify" >> steps.Classify(job)
+        | "Detect" >> steps.Detect(job)
+        | "AssembleRows"
+        >> beam.ParDo(AssembleRow(job.info, job.previews_dir is not None)).with_outputs(ERRORS, FLAGGED, main="rows")
     )
-    if detector is None:
-        assembled_in = scored | "NoDetector" >> beam.Map(lambda s: (s, None))
-    else:
-        if cfg.detector_gate is None:
-            to_detect, gated = scored, None
-        else:
-            gate = cfg.detector_gate
-            to_detect, gated = scored | "DetectorGate" >> beam.Partition(
-                lambda s, _: 0 if s.rust_probability >= gate else 1, 2
-            )
-        detected = (
-            to_detect
-            | "KeyForDetector" >> beam.Map(lambda s: (s, s.record))
-            | "Detect" >> RunInference(DetectorHandler(job.detector_dir, detector, cfg, info.detector_runtime))
-            | "Detections" >> beam.MapTuple(lambda s, pred: (s, pred.inference))
-        )
-        parts = [detected]
-        if gated is not None:
-            parts.append(gated | "BelowGate" >> beam.Map(lambda s: (s, Detections())))
-        assembled_in = parts | "AllScored" >> beam.Flatten()
-
-    assembled = assembled_in | "AssembleRows" >> beam.ParDo(AssembleRow(info, want_previews)).with_outputs(
-        ERRORS, FLAGGED, main="rows"
-    )
-    errors.append(assembled[ERRORS])
     rows = assembled.rows
-    all_errors = errors | "AllErrors" >> beam.Flatten()
-
-    # CSV sinks, one date partition per night, one file set per survey: written into this run's
-    # staging folder, then moved over the night's files in one step (commit_outputs).
-    staged = io_utils.join(info.staging_dir, info.file_stem)
-    columns = results.result_columns()
-    results_written = (
-        rows
-        | "ResultCsvLines" >> beam.Map(results.csv_line, columns)
-        | "WriteResults"
-        >> beam.io.WriteToText(f"{staged}-results", file_name_suffix=".csv", header=results.csv_header(columns))
-    )
-    errors_written = (
-        all_errors
-        | "ErrorCsvLines" >> beam.Map(results.csv_line, results.ERROR_COLUMNS)
-        | "WriteErrors"
-        >> beam.io.WriteToText(
-            f"{staged}-errors", file_name_suffix=".csv", header=results.csv_header(results.ERROR_COLUMNS)
-        )
-    )
-    (
-        p
-        | "CommitSeed" >> beam.Create([None])
-        | "CommitOutputs" >> beam.Map(
-            lambda seed, res, err: commit_outputs(
-                seed, info.staging_dir, info.partition_dir,
-                {f"{info.file_stem}-results": res, f"{info.file_stem}-errors": err},
-            ),
-            beam.pvalue.AsList(results_written),
-            beam.pvalue.AsList(errors_written),
-        )
-    )  # fmt: skip
-
-    if args.bigquery_table:
-        rows | "WriteBigQuery" >> beam.io.WriteToBigQuery(
-            table=args.bigquery_table,
-            schema=results.beam_table_schema(),
-            method=beam.io.WriteToBigQuery.Method.FILE_LOADS,
-            create_disposition=beam.io.BigQueryDisposition.CREATE_IF_NEEDED,
-            write_disposition=beam.io.BigQueryDisposition.WRITE_APPEND,
-            additional_bq_parameters=bigquery_table_parameters(cfg),
-        )
-
-    if want_previews:
-        entries = assembled[FLAGGED] | "WritePreviews" >> beam.ParDo(WritePreview(previews_dir, cfg))
-        if args.report:
-            tagged = [
-                rows | "TagResults" >> beam.Map(lambda r: ("result", r)),
-                all_errors | "TagErrors" >> beam.Map(lambda r: ("error", r)),
-            ]
-            stats = (
-                tagged | "FlattenForStats" >> beam.Flatten() | "SurveyStats" >> beam.CombineGlobally(SurveyStatsFn())
-            )
-            top = entries | "TopRust" >> beam.combiners.Top.Of(
-                cfg.outputs.report_max_images, key=lambda e: (e.rust_probability, e.image_uri)
-            )
-            (
-                p
-                | "ReportSeed" >> beam.Create([None])
-                | "WriteReport" >> beam.Map(
-                    write_report, args.report, info, beam.pvalue.AsSingleton(stats), beam.pvalue.AsSingleton(top)
-                )
-            )  # fmt: skip
-
-
-def bigquery_table_parameters(cfg: InferenceConfig) -> dict[str, Any]:
-    """Partitioning and clustering for CREATE_IF_NEEDED (load-job ``additional_bq_parameters``)."""
-    return {
-        "timePartitioning": {"type": "DAY", "field": cfg.bigquery.partition_field},
-        "clustering": {"fields": list(cfg.bigquery.clustering_fields)},
-    }
+    errors = (read["read_errors"], read["decode_errors"], assembled[ERRORS]) | "AllErrors" >> beam.Flatten()
+    (rows, errors) | "WriteCsv" >> steps.WriteCsv(job)
+    if job.bigquery_table:
+        rows | "WriteBigQuery" >> steps.write_bigquery(job)
+    if job.previews_dir is not None:
+        (assembled[FLAGGED], rows, errors) | "ReportAndPreviews" >> steps.ReportAndPreviews(job)
 
 
 def clear_statement(table: str, cfg: InferenceConfig, info: RunInfo) -> tuple[str, dict[str, Any]]:

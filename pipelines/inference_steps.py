@@ -1,0 +1,274 @@
+"""The batch-inference graph as composite steps, each one idea, built from the typed job.
+
+``batch_inference.build_pipeline`` chains them: ListSurvey -> ReadImages -> Classify -> Detect ->
+AssembleRows -> WriteCsv (+ WriteBigQuery, ReportAndPreviews). Every step that can fail an image
+returns its error rows as their own output; the graph flattens them once, so each file ends in
+exactly one place. Importable (not ``__main__``) for the reason given in ``inference_transforms``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import apache_beam as beam
+from apache_beam.coders import BytesCoder
+from apache_beam.ml.inference.base import RunInference
+
+from corrosion.core import io_utils, listing
+from corrosion.inference import results
+from pipelines.inference_config import InferenceConfig, InferenceJob
+from pipelines.inference_handlers import ClassifierHandler, Detections, DetectorHandler
+from pipelines.inference_transforms import (
+    ERRORS,
+    SKIPPED,
+    LenientUtf8Coder,
+    MatchInput,
+    MatchListed,
+    PrepareForClassifier,
+    ReadImage,
+    ScoredImage,
+    SurveyStatsFn,
+    WritePreview,
+    commit_outputs,
+    history_files,
+    processed_keys,
+    write_report,
+)
+
+log = logging.getLogger("pipelines.batch_inference")  # the job's log, whichever module builds the step
+
+
+class ListSurvey(beam.PTransform):
+    """PBegin -> every input once (``listing.Found`` or ``listing.Problem``): --input and --input_list."""
+
+    def __init__(self, job: InferenceJob) -> None:
+        super().__init__()
+        self._job = job
+
+    def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
+        job = self._job
+        matched = []
+        if job.input:
+            matched.append(
+                pbegin | "InputPattern" >> beam.Create([job.input])
+                | "MatchInput" >> beam.ParDo(MatchInput(job.own_outputs))
+            )  # fmt: skip
+        if job.input_list:
+            matched.append(
+                pbegin
+                | "ReadInputList" >> beam.io.ReadFromText(listing.escape_glob(job.input_list), coder=BytesCoder())
+                | "MatchListed" >> beam.ParDo(MatchListed(job.input_list))
+            )
+        # Dedupe (a file both globbed and listed is one input); the shuffle also spreads the reads.
+        return (
+            matched | "AllMatches" >> beam.Flatten()
+            | "KeyByPath" >> beam.Map(lambda m: (listing.key(m), m))
+            | "Dedupe" >> beam.GroupByKey()
+            | "First" >> beam.Map(lambda kv: next(iter(kv[1])))
+        )  # fmt: skip
+
+
+class ProcessedHistory(beam.PTransform):
+    """PBegin -> (image_sha256, True) of every image earlier nights scored with these models (--skip_processed)."""
+
+    def __init__(self, job: InferenceJob) -> None:
+        super().__init__()
+        self._job = job
+
+    def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
+        info = self._job.info
+        past = history_files(self._job.skip_processed, info)
+        log.info("--skip_processed: %d result file(s) of earlier runs under %s", len(past), self._job.skip_processed)
+        return (
+            pbegin
+            | "HistoryFiles" >> beam.Create([listing.escape_glob(f) for f in past])
+            | "ReadHistory" >> beam.io.ReadAllFromText(skip_header_lines=1, coder=LenientUtf8Coder())
+            | "ProcessedKeys"
+            >> beam.FlatMap(
+                processed_keys,
+                results.result_columns(),
+                info.classifier.version,
+                info.detector.version if info.detector else "",
+            )
+            | "DistinctKeys" >> beam.Distinct()
+        )
+
+
+class ReadImages(beam.PTransform):
+    """Inputs -> {"prepared": (ImageRecord, classifier pixels), "read_errors", "decode_errors", "skipped"}.
+
+    A bounded read, then the reduced-scale decode; ``processed`` (a side input of sha256 keys)
+    turns images already scored into the skipped output.
+    """
+
+    def __init__(self, job: InferenceJob, processed: Any = None) -> None:
+        super().__init__()
+        self._job = job
+        self._processed = processed
+
+    def expand(self, files: beam.PCollection) -> dict[str, beam.PCollection]:
+        cfg, info = self._job.config, self._job.info
+        read = files | "ReadBytes" >> beam.ParDo(ReadImage(cfg.max_file_bytes, cfg.progress_every)).with_outputs(
+            ERRORS, main="images"
+        )
+        keep_data = info.detector is not None or self._job.previews_dir is not None
+        prepare = PrepareForClassifier(
+            info.classifier.input_size, cfg.max_pixels, keep_data=keep_data, tf_threads=cfg.tf_threads_per_call
+        )
+        prepared = read.images | "DecodeForClassifier" >> beam.ParDo(prepare, processed=self._processed).with_outputs(
+            ERRORS, SKIPPED, main="prepared"
+        )
+        return {
+            "prepared": prepared.prepared,
+            "read_errors": read[ERRORS],
+            "decode_errors": prepared[ERRORS],
+            "skipped": prepared[SKIPPED],
+        }
+
+
+class Classify(beam.PTransform):
+    """(ImageRecord, pixels) -> ScoredImage: the classifier over batches, one model per worker process."""
+
+    def __init__(self, job: InferenceJob) -> None:
+        super().__init__()
+        self._job = job
+
+    def expand(self, prepared: beam.PCollection) -> beam.PCollection:
+        cfg, info = self._job.config, self._job.info
+        handler = ClassifierHandler(
+            self._job.classifier_dir,
+            info.classifier,
+            cfg.classifier_batch_size,
+            cfg.tf_threads_per_call,
+            info.classifier_runtime,
+            cfg.lite_interpreters_per_process,
+        )
+        return (
+            prepared
+            | "RunClassifier" >> RunInference(handler)
+            | "Scored" >> beam.MapTuple(lambda rec, pred: ScoredImage(rec, float(pred.inference)))
+        )
+
+
+class Detect(beam.PTransform):
+    """ScoredImage -> (ScoredImage, Detections | None): None without a detector, no boxes below the gate."""
+
+    def __init__(self, job: InferenceJob) -> None:
+        super().__init__()
+        self._job = job
+
+    def expand(self, scored: beam.PCollection) -> beam.PCollection:
+        cfg, info = self._job.config, self._job.info
+        if info.detector is None:
+            return scored | "NoDetector" >> beam.Map(lambda s: (s, None))
+        gate = cfg.detector_gate
+        if gate is None:
+            to_detect, gated = scored, None
+        else:
+            to_detect, gated = scored | "DetectorGate" >> beam.Partition(
+                lambda s, _: 0 if s.rust_probability >= gate else 1, 2
+            )
+        handler = DetectorHandler(self._job.detector_dir, info.detector, cfg, info.detector_runtime)
+        detected = (
+            to_detect
+            | "KeyForDetector" >> beam.Map(lambda s: (s, s.record))
+            | "RunDetector" >> RunInference(handler)
+            | "Detections" >> beam.MapTuple(lambda s, pred: (s, pred.inference))
+        )
+        if gated is None:
+            return detected
+        below = gated | "BelowGate" >> beam.Map(lambda s: (s, Detections()))
+        return (detected, below) | "AllScored" >> beam.Flatten()
+
+
+class WriteCsv(beam.PTransform):
+    """(rows, errors) -> CSV shards in this run's staging folder, then moved over the night's files.
+
+    One date partition per night, one file set per survey; ``commit_outputs`` replaces the night's
+    earlier shards of this survey in one step, so a re-run never leaves old rows beside new ones.
+    """
+
+    def __init__(self, job: InferenceJob) -> None:
+        super().__init__()
+        self._job = job
+
+    def expand(self, rows_and_errors: tuple[beam.PCollection, beam.PCollection]) -> beam.PCollection:
+        rows, errors = rows_and_errors
+        info = self._job.info
+        staged = io_utils.join(info.staging_dir, info.file_stem)
+        columns = results.result_columns()
+        results_written = (
+            rows
+            | "ResultCsvLines" >> beam.Map(results.csv_line, columns)
+            | "WriteResults"
+            >> beam.io.WriteToText(f"{staged}-results", file_name_suffix=".csv", header=results.csv_header(columns))
+        )
+        errors_header = results.csv_header(results.ERROR_COLUMNS)
+        errors_written = (
+            errors
+            | "ErrorCsvLines" >> beam.Map(results.csv_line, results.ERROR_COLUMNS)
+            | "WriteErrors" >> beam.io.WriteToText(f"{staged}-errors", file_name_suffix=".csv", header=errors_header)
+        )
+        results_stem, errors_stem = f"{info.file_stem}-results", f"{info.file_stem}-errors"
+        return (
+            rows.pipeline
+            | "CommitSeed" >> beam.Create([None])
+            | "CommitOutputs" >> beam.Map(
+                lambda seed, res, err: commit_outputs(
+                    seed, info.staging_dir, info.partition_dir, {results_stem: res, errors_stem: err}
+                ),
+                beam.pvalue.AsList(results_written),
+                beam.pvalue.AsList(errors_written),
+            )
+        )  # fmt: skip
+
+
+def bigquery_table_parameters(cfg: InferenceConfig) -> dict[str, Any]:
+    """Partitioning and clustering for CREATE_IF_NEEDED (load-job ``additional_bq_parameters``)."""
+    return {
+        "timePartitioning": {"type": "DAY", "field": cfg.bigquery.partition_field},
+        "clustering": {"fields": list(cfg.bigquery.clustering_fields)},
+    }
+
+
+def write_bigquery(job: InferenceJob) -> beam.PTransform:
+    """Result rows appended to ``--bigquery_table`` by load jobs (the night was cleared at launch)."""
+    return beam.io.WriteToBigQuery(
+        table=job.bigquery_table,
+        schema=results.beam_table_schema(),
+        method=beam.io.WriteToBigQuery.Method.FILE_LOADS,
+        create_disposition=beam.io.BigQueryDisposition.CREATE_IF_NEEDED,
+        write_disposition=beam.io.BigQueryDisposition.WRITE_APPEND,
+        additional_bq_parameters=bigquery_table_parameters(job.config),
+    )
+
+
+class ReportAndPreviews(beam.PTransform):
+    """(flagged, rows, errors) -> a preview JPEG per rust image and, with --report, the HTML report."""
+
+    def __init__(self, job: InferenceJob) -> None:
+        super().__init__()
+        self._job = job
+
+    def expand(self, inputs: tuple[beam.PCollection, beam.PCollection, beam.PCollection]) -> beam.PCollection:
+        flagged, rows, errors = inputs
+        job, cfg = self._job, self._job.config
+        entries = flagged | "WritePreviews" >> beam.ParDo(WritePreview(job.previews_dir, cfg))
+        if not job.report:
+            return entries
+        tagged = [
+            rows | "TagResults" >> beam.Map(lambda r: ("result", r)),
+            errors | "TagErrors" >> beam.Map(lambda r: ("error", r)),
+        ]
+        stats = tagged | "FlattenForStats" >> beam.Flatten() | "SurveyStats" >> beam.CombineGlobally(SurveyStatsFn())
+        top = entries | "TopRust" >> beam.combiners.Top.Of(
+            cfg.outputs.report_max_images, key=lambda e: (e.rust_probability, e.image_uri)
+        )
+        return (
+            rows.pipeline
+            | "ReportSeed" >> beam.Create([None])
+            | "WriteReport" >> beam.Map(
+                write_report, job.report, job.info, beam.pvalue.AsSingleton(stats), beam.pvalue.AsSingleton(top)
+            )
+        )  # fmt: skip
