@@ -7,10 +7,14 @@ calls it on batches: the model's LiteRT copy where the runtime resolves to ``lit
 (``corrosion.models.lite_runtime``), else the SavedModel's ``serving_pixels`` signature.
 
 - Classifier: examples are reduced-scale decodes already resized to the model input.
-- Detector: examples are the encoded bytes; the handler decodes at the tiles' model scale,
-  tiles with overlap, runs all tiles in batches, maps boxes back to the original (EXIF-oriented)
-  pixel grid and merges them across tiles. A file that fails this full decode becomes an error
-  in the result, never an exception that would fail the whole batch.
+- Detector: examples are the encoded bytes; per image, one function per concern:
+  ``decode_for_detector`` decodes at the tiles' model scale, ``detector_views`` cuts the views (tiles with overlap,
+  plus the whole image), resized in ``tile_batch_size`` chunks; ``predict_views`` runs them in
+  model calls of that size and keeps each view's rust boxes; ``merge_detections`` maps them to the
+  original (EXIF-oriented) pixel grid and merges them across tiles. The decode stays inside the
+  handler (not a ``with_preprocess_fn``), so only the image being detected is held decoded, and a
+  file that fails this full decode becomes an error in the result, never an exception that
+  would fail the whole batch.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from typing import Any
 
 import numpy as np
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
+from PIL import Image
 
 from corrosion.imaging import images
 from corrosion.inference import tiling
@@ -220,27 +225,33 @@ class DetectorHandler(ModelHandler[tuple[Any, ImageRecord], tuple[Any, Predictio
         return "corrosion_detector"
 
 
-def detector_views(
-    record: ImageRecord, input_size: int, config: InferenceConfig
-) -> tuple[list[tiling.Tile], np.ndarray, float, float]:
-    """Decode ``record`` and cut it into model inputs.
-
-    Returns the views (tiles, then the whole image when ``global_pass``) in decoded-pixel
-    coordinates, their pixels (V, S, S, 3) float32 resized with ``resize_pixels``, and the
-    decoded -> original scale factors (x, y).
-    """
-    from corrosion.imaging import preprocess
-
+def decode_for_detector(record: ImageRecord, input_size: int, config: InferenceConfig) -> Image.Image:
+    """The full decode for detection: JPEG DCT-scaled down to (not below) the tiles' model scale."""
     tcfg = config.tiling
     w, h = record.width, record.height
     factor = (tcfg.tile_size if tcfg.enabled else max(w, h)) / input_size
     reduce_to = None
     if tcfg.decode_at_tile_scale and factor > 1:
         reduce_to = (max(1, math.ceil(w / factor)), max(1, math.ceil(h / factor)))
-    img = images.decode(record.data, record.uri, config.max_pixels, reduce_to=reduce_to)
+    return images.decode(record.data, record.uri, config.max_pixels, reduce_to=reduce_to)
+
+
+def detector_views(
+    img: Image.Image, record: ImageRecord, input_size: int, config: InferenceConfig
+) -> tuple[list[tiling.Tile], np.ndarray, float, float]:
+    """Cut the decoded ``img`` into model inputs.
+
+    Returns the views (tiles, then the whole image when ``global_pass``) in decoded-pixel
+    coordinates, their pixels (V, S, S, 3) float32 resized with ``resize_pixels`` in
+    ``tile_batch_size`` chunks (a float32 copy of every tile at once would be GBs), and the
+    decoded -> original scale factors (x, y).
+    """
+    from corrosion.imaging import preprocess
+
+    tcfg = config.tiling
     arr = np.asarray(img)
     dh, dw = arr.shape[:2]
-    sx, sy = w / dw, h / dh
+    sx, sy = record.width / dw, record.height / dh
     views: list[tiling.Tile] = []
     chunks: list[np.ndarray] = []
     if tcfg.enabled:
@@ -248,7 +259,7 @@ def detector_views(
         overlap = min(tile - 1, round(tcfg.overlap / sx))
         grid = tiling.tile_grid(dw, dh, tile, overlap)
         stacked = np.stack([arr[t.y0 : t.y1, t.x0 : t.x1] for t in grid])
-        step = max(1, config.tile_batch_size)  # in model-call chunks: a float32 copy of every tile at once is GBs
+        step = max(1, config.tile_batch_size)
         chunks += [
             preprocess.resize_pixels(stacked[i : i + step], input_size).numpy() for i in range(0, len(grid), step)
         ]
@@ -264,39 +275,61 @@ def detector_views(
 
 def detect_image(model, record: ImageRecord, metadata: serving.ModelMetadata, config: InferenceConfig) -> Detections:
     """Tile, detect, map to original pixels, merge. ``model``: pixels -> detector outputs (numpy)."""
-    views, pixels, sx, sy = detector_views(record, metadata.input_size, config)
-    dw, dh = max(v.x1 for v in views), max(v.y1 for v in views)  # the decoded image's size
-    all_boxes, all_scores = [], []
-    step = max(1, config.tile_batch_size)
+    img = decode_for_detector(record, metadata.input_size, config)
+    views, pixels, sx, sy = detector_views(img, record, metadata.input_size, config)
+    del img  # the tiles' pixels are copies: only they stay in memory while the model runs
+    found = list(predict_views(model, views, pixels, metadata.threshold, config.tile_batch_size))
+    return merge_detections(found, record, views, (sx, sy), config)
+
+
+def predict_views(
+    model, views: Sequence[tiling.Tile], pixels: np.ndarray, threshold: float, step: int
+) -> Iterable[tuple[np.ndarray, np.ndarray, tiling.Tile]]:
+    """The model over ``pixels`` in calls of ``step`` views: each view's kept rust boxes (normalised
+    to the view) and scores. Boxes below ``threshold`` or of another class are dropped here."""
+    step = max(1, step)
     for start in range(0, len(views), step):
         out = model(pixels[start : start + step])
         boxes, scores, classes = out["detection_boxes"], out["detection_scores"], out["detection_classes"]
         counts = out["num_detections"].astype(int).reshape(-1)
         for i, view in enumerate(views[start : start + step]):
             n = counts[i]
-            keep = (scores[i, :n] >= metadata.threshold) & (np.round(classes[i, :n]) == 1)
-            if not keep.any():
-                continue
-            px = tiling.tile_boxes_to_image(boxes[i, :n][keep], view, dw, dh)
-            px[:, [0, 2]] *= sx
-            px[:, [1, 3]] *= sy
-            all_boxes.append(px)
-            all_scores.append(scores[i, :n][keep])
-    if not all_boxes:
+            keep = (scores[i, :n] >= threshold) & (np.round(classes[i, :n]) == 1)
+            if keep.any():
+                yield boxes[i, :n][keep], scores[i, :n][keep], view
+
+
+def merge_detections(
+    found: Sequence[tuple[np.ndarray, np.ndarray, tiling.Tile]],
+    record: ImageRecord,
+    views: Sequence[tiling.Tile],
+    scale: tuple[float, float],
+    config: InferenceConfig,
+) -> Detections:
+    """Per-view boxes -> original (EXIF-oriented) pixels, merged across tiles, clipped and rounded."""
+    if not found:
         return Detections(views=len(views))
+    dw, dh = max(v.x1 for v in views), max(v.y1 for v in views)  # the decoded image's size
+    all_boxes = []
+    for boxes, _, view in found:
+        px = tiling.tile_boxes_to_image(boxes, view, dw, dh)
+        px[:, [0, 2]] *= scale[0]
+        px[:, [1, 3]] *= scale[1]
+        all_boxes.append(px)
     merged, merged_scores = tiling.merge_boxes(
         np.concatenate(all_boxes),
-        np.concatenate(all_scores),
+        np.concatenate([scores for _, scores, _ in found]),
         config.merge.iou_threshold,
         config.merge.containment_threshold,
         config.merge.max_boxes,
     )
+    w, h = record.width, record.height
     boxes_out = tuple(
         (
-            round(float(min(max(b[0], 0), record.width)), 1),
-            round(float(min(max(b[1], 0), record.height)), 1),
-            round(float(min(max(b[2], 0), record.width)), 1),
-            round(float(min(max(b[3], 0), record.height)), 1),
+            round(float(min(max(b[0], 0), w)), 1),
+            round(float(min(max(b[1], 0), h)), 1),
+            round(float(min(max(b[2], 0), w)), 1),
+            round(float(min(max(b[3], 0), h)), 1),
             round(float(s), 6),
         )
         for b, s in zip(merged, merged_scores, strict=True)
