@@ -73,7 +73,7 @@ def build_pipeline(p: beam.Pipeline, job: InferenceJob) -> None:
     errors = (read["read_errors"], read["decode_errors"], assembled[ERRORS]) | "AllErrors" >> beam.Flatten()
     (rows, errors) | "WriteCsv" >> steps.WriteCsv(job)
     if job.bigquery_table:
-        rows | "WriteBigQuery" >> steps.write_bigquery(job)
+        rows | "WriteBigQuery" >> steps.WriteBigQuery(job)
     if job.previews_dir is not None:
         (assembled[FLAGGED], rows, errors) | "ReportAndPreviews" >> steps.ReportAndPreviews(job)
 

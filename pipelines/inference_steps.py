@@ -197,12 +197,11 @@ class WriteCsv(beam.PTransform):
         rows, errors = rows_and_errors
         info = self._job.info
         staged = io_utils.join(info.staging_dir, info.file_stem)
-        columns = results.result_columns()
+        header = results.csv_header(results.result_columns())
         results_written = (
             rows
-            | "ResultCsvLines" >> beam.Map(results.csv_line, columns)
-            | "WriteResults"
-            >> beam.io.WriteToText(f"{staged}-results", file_name_suffix=".csv", header=results.csv_header(columns))
+            | "ResultCsvLines" >> beam.Map(results.ResultRow.to_csv_line)
+            | "WriteResults" >> beam.io.WriteToText(f"{staged}-results", file_name_suffix=".csv", header=header)
         )
         errors_header = results.csv_header(results.ERROR_COLUMNS)
         errors_written = (
@@ -232,16 +231,27 @@ def bigquery_table_parameters(cfg: InferenceConfig) -> dict[str, Any]:
     }
 
 
-def write_bigquery(job: InferenceJob) -> beam.PTransform:
-    """Result rows appended to ``--bigquery_table`` by load jobs (the night was cleared at launch)."""
-    return beam.io.WriteToBigQuery(
-        table=job.bigquery_table,
-        schema=results.beam_table_schema(),
-        method=beam.io.WriteToBigQuery.Method.FILE_LOADS,
-        create_disposition=beam.io.BigQueryDisposition.CREATE_IF_NEEDED,
-        write_disposition=beam.io.BigQueryDisposition.WRITE_APPEND,
-        additional_bq_parameters=bigquery_table_parameters(job.config),
-    )
+class WriteBigQuery(beam.PTransform):
+    """ResultRows appended to ``--bigquery_table`` by load jobs (the night was cleared at launch)."""
+
+    def __init__(self, job: InferenceJob) -> None:
+        super().__init__()
+        self._job = job
+
+    def expand(self, rows: beam.PCollection) -> Any:
+        return (
+            rows
+            | "BigQueryRows" >> beam.Map(results.ResultRow.to_bigquery)
+            | "LoadJobs"
+            >> beam.io.WriteToBigQuery(
+                table=self._job.bigquery_table,
+                schema=results.beam_table_schema(),
+                method=beam.io.WriteToBigQuery.Method.FILE_LOADS,
+                create_disposition=beam.io.BigQueryDisposition.CREATE_IF_NEEDED,
+                write_disposition=beam.io.BigQueryDisposition.WRITE_APPEND,
+                additional_bq_parameters=bigquery_table_parameters(self._job.config),
+            )
+        )
 
 
 class ReportAndPreviews(beam.PTransform):

@@ -25,7 +25,7 @@ from apache_beam.metrics import Metrics
 
 from corrosion.core import io_utils, listing, paths
 from corrosion.imaging import images
-from corrosion.inference import grading, previews, report
+from corrosion.inference import grading, previews, report, results
 from pipelines.inference_config import InferenceConfig, RunInfo
 from pipelines.inference_handlers import Detections, ImageRecord, classifier_pixels, limit_tf_threads
 
@@ -194,7 +194,7 @@ class PrepareForClassifier(beam.DoFn):
 
 
 class AssembleRow(beam.DoFn):
-    """(ScoredImage, Detections | None) -> result row; images to preview also go to FLAGGED."""
+    """(ScoredImage, Detections | None) -> ResultRow; images to preview also go to FLAGGED."""
 
     def __init__(self, info: RunInfo, want_previews: bool) -> None:
         self._info = info
@@ -202,46 +202,49 @@ class AssembleRow(beam.DoFn):
 
     def process(self, element: tuple[ScoredImage, Detections | None]):
         scored, det = element
-        rec, info = scored.record, self._info
+        rec = scored.record
         if det is not None and det.error_reason:
             yield beam.pvalue.TaggedOutput(
                 ERRORS, error_row(rec.uri, "detect", det.error_reason, det.error_message or "")
             )
             return
-        row: dict[str, Any] = {
-            "image_uri": rec.uri,
-            "image_sha256": rec.sha256,
-            "width": rec.width,
-            "height": rec.height,
-            "rust_probability": round(scored.rust_probability, 6),
-            "is_rust": scored.rust_probability >= info.classifier.threshold,
-            "num_boxes": None,
-            "boxes": None,
-            "rust_area_fraction": None,
-            "rust_grade": None,
-            "classifier_version": info.classifier.version,
-            "detector_version": info.detector.version if info.detector else None,
-            "survey_id": info.survey_id,
-            "processed_at": info.processed_at,
-        }
+        row = result_row(scored, det, self._info)
         if det is not None:
-            fraction = grading.rust_area_fraction([b[:4] for b in det.boxes], rec.width, rec.height)
-            row.update(
-                num_boxes=len(det.boxes),
-                boxes=json.dumps([list(b) for b in det.boxes]),
-                rust_area_fraction=round(fraction, 6),
-                rust_grade=grading.astm_d610_grade(fraction),
-            )
             Metrics.counter(NAMESPACE, "boxes").inc(len(det.boxes))
             Metrics.counter(NAMESPACE, "detector_views").inc(det.views)
         Metrics.counter(NAMESPACE, "images_scored").inc()
-        if row["is_rust"]:
+        if row.is_rust:
             Metrics.counter(NAMESPACE, "classified_rust").inc()
-        if row["is_rust"] or (row["num_boxes"] or 0) > 0:
+        if row.flagged:
             Metrics.counter(NAMESPACE, "rust_images").inc()
             if self._previews:
                 yield beam.pvalue.TaggedOutput(FLAGGED, (row, rec.data))
         yield row
+
+
+def result_row(scored: ScoredImage, det: Detections | None, info: RunInfo) -> results.ResultRow:
+    """The image's row: classifier columns always, box and grade columns only where the detector ran."""
+    rec, probability = scored.record, scored.rust_probability
+    boxes = fraction = grade = None
+    if det is not None:
+        area = grading.rust_area_fraction([b[:4] for b in det.boxes], rec.width, rec.height)
+        boxes, fraction, grade = json.dumps([list(b) for b in det.boxes]), round(area, 6), grading.astm_d610_grade(area)
+    return results.ResultRow(
+        image_uri=rec.uri,
+        image_sha256=rec.sha256,
+        width=rec.width,
+        height=rec.height,
+        rust_probability=round(probability, 6),
+        is_rust=probability >= info.classifier.threshold,
+        num_boxes=len(det.boxes) if det is not None else None,
+        boxes=boxes,
+        rust_area_fraction=fraction,
+        rust_grade=grade,
+        classifier_version=info.classifier.version,
+        detector_version=info.detector.version if info.detector else None,
+        survey_id=info.survey_id,
+        processed_at=info.processed_at,
+    )
 
 
 class WritePreview(beam.DoFn):
@@ -252,46 +255,46 @@ class WritePreview(beam.DoFn):
         self._cfg = config.outputs
         self._max_pixels = config.max_pixels
 
-    def process(self, element: tuple[dict, bytes]):
+    def process(self, element: tuple[results.ResultRow, bytes]):
         row, data = element
-        boxes = json.loads(row["boxes"]) if row["boxes"] else []
+        boxes = json.loads(row.boxes) if row.boxes else []
         img = previews.render_preview(
-            data, row["width"], row["height"], boxes, row["rust_probability"], row["rust_grade"],
-            self._cfg.preview_max_side, row["image_uri"], self._max_pixels,
+            data, row.width, row.height, boxes, row.rust_probability, row.rust_grade,
+            self._cfg.preview_max_side, row.image_uri, self._max_pixels,
         )  # fmt: skip
-        uri = report.preview_uri(self._dir, previews.preview_name(row["image_uri"], row["image_sha256"]))
+        uri = report.preview_uri(self._dir, previews.preview_name(row.image_uri, row.image_sha256))
         io_utils.write_bytes(uri, previews.encode_jpeg(img, self._cfg.preview_quality))
         Metrics.counter(NAMESPACE, "previews_written").inc()
         yield report.ReportEntry(
-            image_uri=row["image_uri"],
-            rust_probability=row["rust_probability"],
-            is_rust=row["is_rust"],
-            num_boxes=row["num_boxes"],
-            rust_grade=row["rust_grade"],
-            rust_area_fraction=row["rust_area_fraction"],
+            image_uri=row.image_uri,
+            rust_probability=row.rust_probability,
+            is_rust=row.is_rust,
+            num_boxes=row.num_boxes,
+            rust_grade=row.rust_grade,
+            rust_area_fraction=row.rust_area_fraction,
             thumbnail=previews.thumbnail_data_uri(img, self._cfg.thumbnail_side),
             preview_uri=uri,
         )
 
 
 class SurveyStatsFn(beam.CombineFn):
-    """("result" | "error", row) -> report.SurveyStats."""
+    """("result", ResultRow) | ("error", error row) -> report.SurveyStats."""
 
     def create_accumulator(self) -> report.SurveyStats:
         return report.SurveyStats()
 
-    def add_input(self, acc: report.SurveyStats, item: tuple[str, dict]) -> report.SurveyStats:
+    def add_input(self, acc: report.SurveyStats, item: tuple[str, Any]) -> report.SurveyStats:
         kind, row = item
         if kind == "error":
             acc.errors += 1
             acc.errors_by_reason[row["reason"]] = acc.errors_by_reason.get(row["reason"], 0) + 1
             return acc
         acc.images += 1
-        acc.classified_rust += int(row["is_rust"])
-        acc.rust_images += int(row["is_rust"] or (row["num_boxes"] or 0) > 0)
-        acc.boxes += row["num_boxes"] or 0
-        if row["rust_grade"] is not None:
-            acc.grades[row["rust_grade"]] = acc.grades.get(row["rust_grade"], 0) + 1
+        acc.classified_rust += int(row.is_rust)
+        acc.rust_images += int(row.flagged)
+        acc.boxes += row.num_boxes or 0
+        if row.rust_grade is not None:
+            acc.grades[row.rust_grade] = acc.grades.get(row.rust_grade, 0) + 1
         return acc
 
     def merge_accumulators(self, accs: Iterable[report.SurveyStats]) -> report.SurveyStats:

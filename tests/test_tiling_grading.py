@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -130,3 +132,27 @@ def test_result_rows_round_trip_through_csv_with_types(tmp_path):
     problems = results.validate_row(bad, schema)
     assert len(problems) == 4 and any("extra" in p for p in problems)
     assert len(results.beam_table_schema().fields) == len(columns)
+
+
+def test_result_row_fields_are_the_bigquery_schema_field_by_field():
+    """ResultRow is what rows are built and written from: it must be the schema file, column for column."""
+    schema = results.load_schema()
+    typed = results.row_schema()
+    assert [f.name for f in typed] == [f.name for f in schema]  # names, in order
+    for ours, theirs in zip(typed, schema, strict=True):
+        assert (ours.name, ours.type, ours.mode) == (theirs.name, theirs.type, theirs.mode)
+    assert results.ROW_COLUMNS == results.result_columns()
+
+
+def test_result_row_serialises_as_the_dict_rows_did():
+    row = results.ResultRow(
+        image_uri="gs://b/s/a,b.jpg", image_sha256="ab" * 32, width=4000, height=3000, rust_probability=0.25,
+        is_rust=False, num_boxes=1, boxes="[[1.0, 2.0, 3.0, 4.0, 0.9]]", rust_area_fraction=3.3e-07, rust_grade=10,
+        classifier_version="c1", detector_version=None, survey_id="s", processed_at="2026-11-24 12:00:00.000000 UTC",
+    )  # fmt: skip
+    as_dict = row.to_bigquery()
+    assert list(as_dict) == list(results.result_columns())
+    assert results.validate_row(as_dict, results.load_schema()) == []
+    assert row.to_csv_line() == results.csv_line(as_dict, results.result_columns())
+    assert row.flagged and not dataclasses.replace(row, num_boxes=0).flagged
+    assert dataclasses.replace(row, num_boxes=None, is_rust=True).flagged

@@ -2,17 +2,20 @@
 
 The BigQuery schema in ``configs/bigquery_schema.json`` (bq CLI format: a list of fields) is
 the one definition of the result columns; the CSV header, the row order and the validation
-that tests run without network all come from it.
+that tests run without network all come from it. ``ResultRow`` is that schema as a type: the
+pipeline builds rows from it and writes them from it, and a test holds it to the file.
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import datetime as dt
 import io
 import json
+import typing
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from corrosion.core import csv_rows, io_utils
@@ -145,3 +148,59 @@ def read_csv_rows(paths: Iterable[str], schema: Sequence[SchemaField] | None = N
         for record in reader:
             rows.append({k: parse_csv_value(v, types.get(k, "STRING")) for k, v in record.items()})
     return rows
+
+
+# Python type of a column -> its BigQuery type; a field may name another in its metadata (TIMESTAMP).
+BIGQUERY_TYPES = {str: "STRING", int: "INTEGER", float: "FLOAT", bool: "BOOLEAN"}
+
+
+@dataclass(frozen=True)
+class ResultRow:
+    """One scored image: the row written to CSV and BigQuery, column for column as in the schema file.
+
+    ``test_tiling_grading`` checks these fields against ``configs/bigquery_schema.json`` (name,
+    order, type, mode), so the file stays the one definition and this type cannot drift from it.
+    """
+
+    image_uri: str
+    image_sha256: str
+    width: int  # after EXIF orientation
+    height: int
+    rust_probability: float
+    is_rust: bool
+    num_boxes: int | None  # None: no detector was run
+    boxes: str | None  # JSON [[xmin, ymin, xmax, ymax, score], ...] in original pixels
+    rust_area_fraction: float | None
+    rust_grade: int | None
+    classifier_version: str
+    detector_version: str | None
+    survey_id: str
+    processed_at: str = field(metadata={"bigquery_type": "TIMESTAMP"})  # format_timestamp text
+
+    @property
+    def flagged(self) -> bool:
+        """Rust by the classifier or by boxes: what gets a preview and a place in the report."""
+        return self.is_rust or (self.num_boxes or 0) > 0
+
+    def to_bigquery(self) -> dict[str, Any]:
+        """The row as WriteToBigQuery takes it (column order of the schema)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    def to_csv_line(self) -> str:
+        """The row as one CSV record in ``ROW_COLUMNS`` order (the schema's, as the test checks)."""
+        return csv_line(self.to_bigquery(), ROW_COLUMNS)
+
+
+ROW_COLUMNS = tuple(f.name for f in dataclasses.fields(ResultRow))
+
+
+def row_schema() -> tuple[SchemaField, ...]:
+    """``ResultRow``'s fields as BigQuery fields (no descriptions): what the schema file must match."""
+    hints = typing.get_type_hints(ResultRow)
+    out = []
+    for f in dataclasses.fields(ResultRow):
+        kinds = [a for a in typing.get_args(hints[f.name]) if a is not type(None)] or [hints[f.name]]
+        nullable = type(None) in typing.get_args(hints[f.name])
+        kind = f.metadata.get("bigquery_type") or BIGQUERY_TYPES[kinds[0]]
+        out.append(SchemaField(f.name, kind, "NULLABLE" if nullable else "REQUIRED"))
+    return tuple(out)
