@@ -4,10 +4,13 @@
         --classifier gs://bucket/models/classifier --detector gs://bucket/models/detector \\
         --output gs://bucket/results --survey_id hull-2026-11 --report gs://bucket/report.html
 
-Match files (corrosion.core.listing: regular files only, literal --input_list paths) -> bounded read
--> reduced-scale decode -> RunInference (classifier,
-batched) -> RunInference (detector: full-resolution tiles, cross-tile merge) -> result rows in
-CSV (and BigQuery), errors in their own CSV, previews and an HTML report for the inspector.
+The command line becomes one typed ``InferenceJob`` (``parse_job``; settings from
+``configs/inference.yaml``, ``--config`` and ``--set dotted.key=value``), and ``build_pipeline``
+chains the steps of ``pipelines.inference_steps``: ListSurvey (corrosion.core.listing: regular
+files only, literal --input_list paths) -> ReadImages (bounded read, reduced-scale decode) ->
+Classify (RunInference, batched) -> Detect (RunInference: full-resolution tiles, cross-tile merge)
+-> AssembleRows -> WriteCsv (and WriteBigQuery), errors in their own CSV, ReportAndPreviews for
+the inspector.
 
 Every matched file ends in exactly one place: a result row, an error row (image_uri, stage,
 reason, message) or, with ``--skip_processed``, the skipped count: results + errors + skipped =
