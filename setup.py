@@ -32,4 +32,5 @@ setup(
     package_data={"configs": ["*.yaml", "*.json", "*.pbtxt"]},
     include_package_data=True,
     install_requires=_requirements(),
+    entry_points={"console_scripts": ["corrosion=corrosion.cli:main"]},
 )

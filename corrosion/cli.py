@@ -1,0 +1,53 @@
+"""``corrosion COMMAND ...``: one front door to the jobs, beside their ``python -m`` commands.
+
+    corrosion build-dataset --input DIR --output_dir OUT      (= python -m pipelines.build_dataset)
+    corrosion train-classifier --data OUT --model_dir M       (= python -m training.train_classifier)
+    corrosion train-detector --data OUT --model_dir M         (= python -m training.train_detector)
+    corrosion evaluate --model_dir M --data OUT --output E    (= python -m training.evaluate)
+    corrosion export-lite ...                                 (= python -m training.export_lite)
+    corrosion infer --input 'gs://b/**.jpg' ...               (= python -m pipelines.batch_inference)
+
+The jobs are imported by name only when run: the library never depends on the jobs built on it,
+and ``corrosion --help`` answers without loading TensorFlow.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Sequence
+
+COMMANDS = {
+    "build-dataset": ("pipelines.build_dataset", "labelled photos -> validated, de-duplicated, split TFRecords"),
+    "train-classifier": ("training.train_classifier", "train, evaluate and export the rust classifier"),
+    "train-detector": ("training.train_detector", "train, evaluate and export the rust detector"),
+    "evaluate": ("training.evaluate", "score an exported model on a data set or a raw labelled folder"),
+    "export-lite": ("training.export_lite", "write and check an exported model's LiteRT copy"),
+    "infer": ("pipelines.batch_inference", "score a survey archive: rows, errors, previews, report"),
+}
+
+
+def usage() -> str:
+    width = max(map(len, COMMANDS))
+    lines = [f"  {name:<{width}}  {summary}  (python -m {module})" for name, (module, summary) in COMMANDS.items()]
+    return (
+        "usage: corrosion COMMAND [ARGS...]   (corrosion COMMAND --help for its arguments)\n\ncommands:\n"
+        + "\n".join(lines)
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help", "help"):
+        print(usage())
+        return 0
+    command, rest = args[0], args[1:]
+    if command not in COMMANDS:
+        print(f"corrosion: unknown command {command!r}\n\n{usage()}", file=sys.stderr)
+        return 2
+    result = importlib.import_module(COMMANDS[command][0]).main(rest)
+    return result if isinstance(result, int) else 0  # a job may return its report (a dict) when it succeeds
+
+
+if __name__ == "__main__":
+    sys.exit(main())
