@@ -136,7 +136,9 @@ class WriteReports(beam.PTransform):
 
     def expand(self, outputs):
         rejects, rows = outputs[T.REJECTS], outputs[T.MANIFEST]
-        self._write_lines(rows | "ManifestCsv" >> beam.Map(lambda r: r.to_csv()), "Manifest", "manifest", ".csv")
+        self._write_lines(
+            rows | "ManifestCsv" >> beam.Map(lambda r: r.to_csv()), "Manifest", "manifest", ".csv", manifest.header()
+        )
         self._write_lines(rejects | "RejectJson" >> beam.Map(lambda r: r.to_json()), "Rejects", "rejects", ".jsonl")
         events = (
             rows | "ManifestEvents" >> beam.FlatMap(stats.manifest_events),
@@ -163,8 +165,7 @@ class WriteReports(beam.PTransform):
         )
         return beam.pvalue.PDone(outputs[T.IGNORED].pipeline)
 
-    def _write_lines(self, lines, label: str, stem: str, suffix: str) -> None:
-        header = manifest.header() if stem == "manifest" else None
+    def _write_lines(self, lines, label: str, stem: str, suffix: str, header: str | None = None) -> None:
         _ = lines | f"Write{label}" >> beam.io.WriteToText(
             paths.join(self.output_dir, stem), suffix, num_shards=1, shard_name_template="", header=header
         )
