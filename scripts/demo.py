@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 from corrosion.core.config import config_path, load_config
 from corrosion.models import weights
@@ -40,11 +39,11 @@ class DemoSize:
     night_images: int
     night_sizes: tuple[tuple[int, ...], ...]
     night_large: int
-    classifier_epochs: int
+    classifier_head_epochs: int
     classifier_fine_tune_epochs: int
     classifier_input_size: int
-    detector_frozen_epochs: int
-    detector_finetune_epochs: int
+    detector_head_epochs: int
+    detector_fine_tune_epochs: int
     detector_input_size: int
     detector_batch_size: int
 
@@ -112,18 +111,6 @@ def generate_night(root: Path, size: DemoSize, seed: int) -> synthetic.Survey:
     return survey
 
 
-def _override_yaml(base: Path, out: Path, overrides: dict) -> Path:
-    data = yaml.safe_load(base.read_text())
-    for key, value in overrides.items():
-        node = data
-        *parents, leaf = key.split(".")
-        for p in parents:
-            node = node[p]
-        node[leaf] = value
-    out.write_text(yaml.safe_dump(data, sort_keys=False))
-    return out
-
-
 def run_demo(workdir: Path, data: str | None, tiny: bool, seed: int = 7) -> dict:
     size = getattr(load_config(DemoConfig, config_path("demo.yaml")), "tiny" if tiny else "full")
     if workdir.exists():
@@ -137,21 +124,15 @@ def run_demo(workdir: Path, data: str | None, tiny: bool, seed: int = 7) -> dict
     dataset, models = workdir / "dataset", workdir / "models"
     _step("build data set", "pipelines.build_dataset", "--input", source, "--output_dir", str(dataset))
     w = pick_weights(tiny)
-    classifier_cfg = _override_yaml(
-        config_path("classifier.yaml"), workdir / "classifier.yaml", {"input_size": size.classifier_input_size}
-    )
     _step(
         "train classifier", "training.train_classifier", "--data", str(dataset), "--model_dir", str(models / "classifier"),
-        "--config", str(classifier_cfg), "--epochs", str(size.classifier_epochs),
+        "--set", f"input_size={size.classifier_input_size}", "--head_epochs", str(size.classifier_head_epochs),
         "--fine_tune_epochs", str(size.classifier_fine_tune_epochs), "--weights", w,
     )  # fmt: skip
-    detector_cfg = _override_yaml(
-        config_path("detector.yaml"), workdir / "detector.yaml", {"model.input_size": size.detector_input_size}
-    )
     _step(
         "train detector", "training.train_detector", "--data", str(dataset), "--model_dir", str(models / "detector"),
-        "--config", str(detector_cfg), "--frozen_epochs", str(size.detector_frozen_epochs),
-        "--finetune_epochs", str(size.detector_finetune_epochs), "--batch_size", str(size.detector_batch_size),
+        "--set", f"model.input_size={size.detector_input_size}", "--head_epochs", str(size.detector_head_epochs),
+        "--fine_tune_epochs", str(size.detector_fine_tune_epochs), "--batch_size", str(size.detector_batch_size),
         "--weights", w,
     )  # fmt: skip
     if data is None:

@@ -75,7 +75,6 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
     return None
 
 
-@pytest.mark.xfail(strict=True, reason="export_lite <-> train_detector until DetectorConfig moves")
 def test_no_import_cycle():
     cycle = find_cycle(import_graph())
     assert cycle is None, "import cycle: " + " -> ".join(cycle)
@@ -121,7 +120,6 @@ def long_functions() -> list[str]:
     return found
 
 
-@pytest.mark.xfail(strict=True, reason="14 long functions until the jobs are reshaped")
 def test_no_function_over_sixty_lines():
     assert long_functions() == []
 

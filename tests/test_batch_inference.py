@@ -43,7 +43,7 @@ def classifier(work) -> str:
     """A classifier exported by the classifier training job (tiny: random weights, one epoch)."""
     from support.datasets import write_dataset
 
-    from training import train_classifier
+    from training.classifier import train as train_classifier
 
     data = write_dataset(work / "clf_data", {"train": (4, 4), "validation": (2, 2), "test": (2, 2)}, size=(96, 72))
     config = work / "classifier.yaml"
@@ -463,16 +463,17 @@ def test_tiling_finds_a_small_spot_in_a_12_mp_photo_that_one_downscaled_pass_mis
 def test_end_to_end_with_a_tiny_trained_detector(work, survey, classifier):
     from support.datasets import write_dataset
 
-    from training import train_detector
+    from training.detector import train as train_detector
+    from training.detector.config import load_detector_config
 
     data = write_dataset(work / "det_data", {"train": (2, 1), "validation": (1, 1), "test": (1, 1)}, size=(96, 72))
-    config = train_detector.load_detector_config(
+    config = load_detector_config(
         None,
         {
             "model": {"input_size": 64, "alpha": 0.35, "fpn_channels": 16, "head_depth": 1},
             "weights": "none",
-            "frozen_epochs": 1,
-            "finetune_epochs": 0,
+            "head_epochs": 1,
+            "fine_tune_epochs": 0,
             "batch_size": 4,
             "eval_every": 1,
         },

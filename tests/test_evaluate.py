@@ -15,10 +15,10 @@ from support.datasets import write_dataset
 from corrosion.imaging import preprocess
 from corrosion.models import serving
 from corrosion.testing import synthetic
-from training import classification_metrics as cm
-from training import data
 from training import evaluate as ev
-from training.export import export_model
+from training.classifier import metrics as cm
+from training.common import records
+from training.common.export import export_model
 
 SIZE = 48
 
@@ -106,7 +106,7 @@ def test_raw_voc_and_yolo_layouts(model_dir, tmp_path):
 
 def test_folder_with_nothing_usable_is_a_clear_error(model_dir, tmp_path):
     (tmp_path / "empty").mkdir()
-    with pytest.raises(data.DatasetError, match="no evaluable labelled images"):
+    with pytest.raises(records.DatasetError, match="no evaluable labelled images"):
         ev.evaluate(model_dir, str(tmp_path / "empty"), str(tmp_path / "out"))
     assert (
         ev.main(
@@ -139,8 +139,8 @@ def test_detector_models_go_to_the_detector_evaluation(tmp_path, monkeypatch):
     import sys
     import types
 
-    detection_eval = types.ModuleType("training.detection_eval")  # stands in for the detector's module
-    monkeypatch.setitem(sys.modules, "training.detection_eval", detection_eval)
+    detection_eval = types.ModuleType("training.detector.evaluate")  # stands in for the detector's module
+    monkeypatch.setitem(sys.modules, "training.detector.evaluate", detection_eval)
     meta = serving.ModelMetadata("detector", "detector-test", 64, 0.3, ("rust",), "MobileNetV2", "none")
     serving.write_metadata(str(tmp_path / "det"), meta)
     calls = []

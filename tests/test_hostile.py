@@ -121,9 +121,11 @@ def test_build_dataset_rejects_each_hostile_annotation_file_with_its_reason(corp
 def test_build_dataset_shards_hold_scaled_pixels_and_finite_boxes(corpus, dataset):
     import tensorflow as tf
 
-    from training import data
+    from training.common import records
 
-    records = [ex for split in data.available_splits(str(dataset)) for ex in data.parsed_dataset(str(dataset), split)]
+    records = [
+        ex for split in records.available_splits(str(dataset)) for ex in records.parsed_dataset(str(dataset), split)
+    ]
     assert len(records) == sum(c.dataset == hostile.KEPT for c in corpus.cases)
     names = {}
     for ex in records:

@@ -14,6 +14,7 @@ from corrosion.core import config
 from corrosion.models import lite_runtime, serving
 from pipelines.inference_config import InferenceConfig
 from training import export_lite
+from training.common import lite
 
 SIZE = 32
 
@@ -74,7 +75,7 @@ def test_a_copy_that_disagrees_with_the_saved_model_is_not_written(tmp_path):
     model_dir = doubles.export_tiny_classifier(str(tmp_path / "clf"), input_size=SIZE, seed=0)
     other = doubles.tiny_classifier(SIZE, seed=1)  # not the model inside the SavedModel
     with pytest.raises(RuntimeError, match="differs from its SavedModel.*nothing written"):
-        export_lite.export_classifier_lite(model_dir, other, SIZE, max_abs_diff=1e-4, check_images=4)
+        lite.export_classifier_lite(model_dir, other, SIZE, max_abs_diff=1e-4, check_images=4)
     assert not lite_runtime.has_lite(model_dir)
     assert "lite" not in serving.read_metadata(model_dir).extra
 
@@ -99,8 +100,9 @@ def test_runtime_resolution(lite_classifier, tmp_path):
 def test_the_command_adds_the_copy_to_an_earlier_export(tmp_path):
     """``python -m training.export_lite`` on a project classifier exported without one."""
     from corrosion.models.weights import WeightSource
-    from training.classifier_model import ClassifierConfig, build_classifier
-    from training.export import classifier_predict_fn, export_model
+    from training.classifier.config import ClassifierConfig
+    from training.classifier.model import build_classifier
+    from training.common.export import classifier_predict_fn, export_model
 
     cfg = ClassifierConfig(input_size=SIZE, backbone_kwargs={"alpha": 0.35}, export_lite=False)
     parts = build_classifier(cfg, WeightSource("none", None, "test"))
@@ -117,7 +119,7 @@ def test_the_command_adds_the_copy_to_an_earlier_export(tmp_path):
     )
     export_model(model_dir, classifier_predict_fn(parts.inference), parts.inference, meta)
     assert export_lite.main([model_dir]) == 0
-    pixels = export_lite.check_pixels(SIZE, 4, seed=9)
+    pixels = lite.check_pixels(SIZE, 4, seed=9)
     np.testing.assert_allclose(
         lite_runtime.LiteClassifier.from_model_dir(model_dir)(pixels), saved_scores(model_dir, pixels), atol=1e-5
     )
@@ -128,10 +130,10 @@ def test_the_command_adds_the_copy_to_an_earlier_export(tmp_path):
 def test_a_detector_exported_before_its_decode_signature_gets_it_and_its_copy(tmp_path):
     """``python -m training.export_lite`` on a detector: rebuilt from its config, checked, re-exported."""
     from corrosion.models.weights import WeightSource
-    from training.detector_decode import make_predict
-    from training.detector_model import anchor_boxes, build_detector
-    from training.export import export_model
-    from training.train_detector import load_detector_config
+    from training.common.export import export_model
+    from training.detector.config import load_detector_config
+    from training.detector.decode import make_predict
+    from training.detector.model import anchor_boxes, build_detector
 
     tiny = "model: {input_size: 64, alpha: 0.35, fpn_channels: 16, head_depth: 1}\n"
     (tmp_path / "tiny.yaml").write_text(tiny)
@@ -157,7 +159,7 @@ def test_a_detector_exported_before_its_decode_signature_gets_it_and_its_copy(tm
     assert serving.DECODE_SIGNATURE in loaded.signatures
     meta_after = serving.read_metadata(model_dir)
     assert meta_after.version == "old-det" and meta_after.extra["lite"]["file"] == serving.DETECTOR_LITE_FILE
-    pixels = export_lite.check_pixels(64, 2, seed=4)
+    pixels = lite.check_pixels(64, 2, seed=4)
     out = lite_runtime.LiteDetector.from_model_dir(model_dir, saved=loaded)(pixels)
     saved = loaded.signatures[serving.PIXELS_SIGNATURE](images=tf.constant(pixels))
     for name in serving.DETECTOR_OUTPUTS:

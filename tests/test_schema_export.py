@@ -5,7 +5,7 @@ from support.datasets import synthetic_records, write_dataset
 from corrosion.data import layout, schema
 from corrosion.imaging import preprocess
 from corrosion.models import serving
-from training.export import export_model
+from training.common.export import export_model
 
 
 def test_record_round_trip_python_and_graph(tmp_path):

@@ -17,10 +17,14 @@ from corrosion.imaging import preprocess
 from corrosion.models import serving
 from corrosion.models.weights import resolve_weights
 from corrosion.testing import synthetic
-from training import data, train_detector
-from training.classifier_model import ClassifierConfig, load_exported_classifier
-from training.detector_model import DetectorModelConfig, build_detector, init_backbone_from_classifier
-from training.train_classifier import Trainer, main
+from training.classifier.config import ClassifierConfig
+from training.classifier.model import load_exported_classifier
+from training.classifier.train import Trainer, main
+from training.common import records
+from training.detector import train as train_detector
+from training.detector.backbone_init import init_from_classifier
+from training.detector.config import load_detector_config
+from training.detector.model import DetectorModelConfig, build_detector, init_backbone_from_classifier
 
 SIZE = 64
 SPLITS = {"train": (12, 12), "validation": (6, 6), "test": (6, 6)}
@@ -119,7 +123,7 @@ def test_trains_evaluates_and_exports(trained):
 def test_predictions_csv_follows_the_records(trained, dataset):
     model_dir, _ = trained
     rows = open(f"{model_dir}/predictions_test.csv").read().splitlines()[1:]
-    expected = data.record_metadata(dataset, "test")
+    expected = records.record_metadata(dataset, "test")
     assert [r.split(",")[0] for r in rows] == [m["filename"] for m in expected]
     assert [r.split(",")[1] for r in rows] == [("rust" if m["label"] else "no_rust") for m in expected]
 
@@ -138,8 +142,8 @@ def test_exported_signature_returns_one_probability_per_image(trained):
 def test_serving_preprocessing_is_training_preprocessing(trained, dataset):
     """The same bytes give the same tensor in the training input pipeline and in the serving graph."""
     model_dir, _ = trained
-    encoded = tf.stack([p["encoded"] for p in data.parsed_dataset(dataset, "validation")])
-    trained_on = np.concatenate([x.numpy() for x, _ in data.image_dataset(dataset, "validation", SIZE, 5)])
+    encoded = tf.stack([p["encoded"] for p in records.parsed_dataset(dataset, "validation")])
+    trained_on = np.concatenate([x.numpy() for x, _ in records.image_dataset(dataset, "validation", SIZE, 5)])
     served_tensor = preprocess.decode_batch(encoded, SIZE).numpy()
     np.testing.assert_array_equal(trained_on, served_tensor)
 
@@ -188,20 +192,20 @@ def test_detector_training_from_a_classifier_records_where_its_backbone_came_fro
         "model": {"alpha": 0.35, "input_size": 96, "fpn_channels": 16, "head_depth": 1},
         "weights": "none",
         "init_from_classifier": model_dir,
-        "frozen_epochs": 1,
-        "finetune_epochs": 1,
+        "head_epochs": 1,
+        "fine_tune_epochs": 1,
         "eval_every": 1,
     }
-    report = train_detector.train(dataset, str(tmp_path / "det"), train_detector.load_detector_config(None, overrides))
+    report = train_detector.train(dataset, str(tmp_path / "det"), load_detector_config(None, overrides))
     version = serving.read_metadata(model_dir).version
     assert report["backbone_init"]["version"] == version and report["backbone_init"]["same_data_set"] is True
     assert version in serving.read_metadata(str(tmp_path / "det")).weights
     assert "Backbone started from classifier" in (tmp_path / "det" / "model_card.md").read_text()
 
     # a classifier trained on another data set may have seen this one's test photos: said, not hidden
-    config = train_detector.load_detector_config(None, overrides)
+    config = load_detector_config(None, overrides)
     _, backbone = build_detector(config.model, resolve_weights("none"))
-    info = train_detector._init_from_classifier(backbone, config, str(tmp_path / "elsewhere"), frozenset())
+    info = init_from_classifier(backbone, config, str(tmp_path / "elsewhere"), frozenset())
     assert info["same_data_set"] is False
     assert "may include this data set's validation or test photos" in caplog.text
 
@@ -209,7 +213,7 @@ def test_detector_training_from_a_classifier_records_where_its_backbone_came_fro
 def test_single_class_data_set_is_a_clear_error(tmp_path):
     one_class = write_dataset(tmp_path / "d", {"train": (6, 0), "validation": (2, 2), "test": (2, 2)}, size=(48, 48))
     with pytest.raises(
-        data.DatasetError, match=r"train split .* single class \(0 no_rust, 6 rust\): no no_rust images"
+        records.DatasetError, match=r"train split .* single class \(0 no_rust, 6 rust\): no no_rust images"
     ):
         Trainer(str(one_class), str(tmp_path / "m"), tiny_config(), load_labels()).run()
     assert not (tmp_path / "m" / "saved_model.pb").exists()
@@ -217,7 +221,7 @@ def test_single_class_data_set_is_a_clear_error(tmp_path):
 
 def test_empty_split_and_missing_data_are_clear_errors(tmp_path, caplog):
     empty = write_dataset(tmp_path / "e", {"train": (3, 3), "validation": (0, 0), "test": (2, 2)}, size=(48, 48))
-    with pytest.raises(data.DatasetError, match="validation split .* is empty"):
+    with pytest.raises(records.DatasetError, match="validation split .* is empty"):
         Trainer(str(empty), str(tmp_path / "m"), tiny_config(), load_labels()).run()
     assert main(["--data", str(tmp_path / "nowhere"), "--model_dir", str(tmp_path / "m2"), "--weights", "none"]) == 2
     assert "no train shards match" in caplog.text and "pipelines.build_dataset" in caplog.text
@@ -252,7 +256,7 @@ def test_learns_rust_with_pretrained_features(shared_weights_file, tmp_path):
 def test_any_keras_applications_backbone_splits_where_config_says():
     """Cached training runs the bottom once and the top many times: together they must be the model."""
     from corrosion.models.weights import resolve_weights
-    from training.classifier_model import build_classifier
+    from training.classifier.model import build_classifier
 
     cfg = tiny_config(backbone="MobileNetV3Small", backbone_kwargs={}, fine_tune_from="expanded_conv_8_expand")
     parts = build_classifier(cfg, resolve_weights("none"))

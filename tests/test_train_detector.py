@@ -19,12 +19,14 @@ from corrosion.data import schema
 from corrosion.imaging import preprocess
 from corrosion.models import serving
 from corrosion.testing import synthetic
-from training import detection_eval, train_detector
-from training.data import DatasetError
-from training.detection_metrics import ImageResult, coco_metrics
-from training.detector_decode import PostprocessConfig, decode
-from training.detector_model import DetectorModelConfig, anchor_boxes, level_shapes
-from training.detector_targets import AssignmentConfig, assign
+from training.common.records import DatasetError
+from training.detector import evaluate as detection_eval
+from training.detector import train as train_detector
+from training.detector.config import load_detector_config
+from training.detector.decode import PostprocessConfig, decode
+from training.detector.metrics import ImageResult, coco_metrics
+from training.detector.model import DetectorModelConfig, anchor_boxes, level_shapes
+from training.detector.targets import AssignmentConfig, assign
 
 TINY = {
     "model": {
@@ -36,10 +38,10 @@ TINY = {
     },
     "weights": "none",
     "batch_size": 8,
-    "frozen_epochs": 0,
-    "finetune_epochs": 12,
-    "learning_rate": 0.003,
-    "finetune_learning_rate": 0.003,
+    "head_epochs": 0,
+    "fine_tune_epochs": 12,
+    "head_learning_rate": 0.003,
+    "fine_tune_learning_rate": 0.003,
     "fine_tune_from": None,
     "negatives_per_positive": 0.5,
     "eval_every": 4,
@@ -61,7 +63,7 @@ def trained(tmp_path_factory):
         unlocated={"train": 8},
         **PATCHES,
     )
-    config = train_detector.load_detector_config(None, TINY)
+    config = load_detector_config(None, TINY)
     report = train_detector.train(str(data), str(root / "model"), config)
     return {"data": data, "model_dir": root / "model", "report": report, "root": root}
 
@@ -121,7 +123,7 @@ def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def test_rust_photos_without_boxes_train_only_the_image_head(tmp_path):
-    from training.detector_data import _to_targets
+    from training.detector.data import _to_targets
 
     config = small_model_config()
     anchors = anchor_boxes(config)
@@ -199,17 +201,17 @@ def test_coco_metrics_perfect_and_empty_and_negatives():
 
 def test_config_errors_are_clear(tmp_path):
     with pytest.raises(ConfigError, match="multiple of 32"):
-        train_detector.load_detector_config(None, {"model": {"input_size": 100}})
+        load_detector_config(None, {"model": {"input_size": 100}})
     with pytest.raises(ConfigError, match="anchor_sizes"):
-        train_detector.load_detector_config(None, {"model": {"anchor_sizes": [0.1, 0.2]}})
+        load_detector_config(None, {"model": {"anchor_sizes": [0.1, 0.2]}})
     with pytest.raises(ConfigError, match="unknown key"):
-        train_detector.load_detector_config(None, {"epochs": 3})
+        load_detector_config(None, {"epochs": 3})
 
 
 def test_a_data_set_without_boxes_is_refused_with_a_reason(tmp_path):
     data = write_dataset(tmp_path, {"train": (0, 4), "validation": (1, 1), "test": (1, 1)}, size=(64, 48))
     with pytest.raises(DatasetError, match="no image with rust boxes"):
-        train_detector.train(str(data), str(tmp_path / "m"), train_detector.load_detector_config(None, TINY))
+        train_detector.train(str(data), str(tmp_path / "m"), load_detector_config(None, TINY))
 
 
 # ---------------------------------------------------------------- the trained model
@@ -218,7 +220,7 @@ def test_a_data_set_without_boxes_is_refused_with_a_reason(tmp_path):
 def test_short_run_lowers_the_loss_and_beats_random_boxes(trained):
     report = trained["report"]
     loss = report["training"]["history"]["loss"]
-    assert len(loss) == TINY["finetune_epochs"]
+    assert len(loss) == TINY["fine_tune_epochs"]
     assert np.mean(loss[-3:]) < 0.7 * np.mean(loss[:2])
     test = report["splits"]["test"]
     assert test["images"] == 20 and test["images_with_boxes"] == 16
@@ -329,7 +331,7 @@ def test_training_writes_metrics_card_grid_and_tensorboard_logs(trained):
     assert set(tried) == {"0.0", "0.25", "0.5", "0.75"}
     assert tried[str(training["image_score_weight"])] == max(tried.values())
     assert serving.read_metadata(str(model_dir)).extra["image_score_weight"] == training["image_score_weight"]
-    assert len(training["history"]["image_loss"]) == TINY["finetune_epochs"]
+    assert len(training["history"]["image_loss"]) == TINY["fine_tune_epochs"]
     card = (model_dir / "model_card.md").read_text()
     assert "Fuzzy rust boxes" in card and f"{metrics['splits']['test']['AP50']:.3f}" in card
     assert (model_dir / "detections_grid.png").read_bytes()[:4] == b"\x89PNG"

@@ -15,7 +15,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from corrosion.models import serving
-from training.export import classifier_predict_fn, export_model
+from training.common.export import classifier_predict_fn, export_model
 
 
 def rust_colour_mask(images: tf.Tensor) -> tf.Tensor:
@@ -102,11 +102,11 @@ def _export_classifier(model_dir: str, model, meta: serving.ModelMetadata, lite:
     """SavedModel, and with ``lite`` its checked LiteRT copy, as ``training.train_classifier`` exports."""
     export_model(model_dir, classifier_predict_fn(model), model, meta)
     if lite:
-        from training import export_lite
-        from training.classifier_model import ClassifierConfig
+        from training.classifier.config import ClassifierConfig
+        from training.common import lite as lite_copy
 
         cfg = ClassifierConfig()
-        export_lite.export_classifier_lite(
+        lite_copy.export_classifier_lite(
             model_dir, model, meta.input_size, cfg.lite_max_abs_diff, cfg.lite_check_images
         )
     return model_dir

@@ -13,8 +13,8 @@ import tensorflow as tf
 from keras.utils import bounding_boxes
 
 from corrosion.models import serving
-from training.detector_model import BOX_OUTPUT, CLS_OUTPUT, IMAGE_OUTPUT
-from training.detector_targets import BOX_FORMAT
+from training.detector.model import BOX_OUTPUT, CLS_OUTPUT, IMAGE_OUTPUT
+from training.detector.targets import BOX_FORMAT
 
 
 @dataclass(frozen=True)

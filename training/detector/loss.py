@@ -10,7 +10,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from training.detector_targets import IGNORE, POSITIVE
+from training.detector.targets import IGNORE, POSITIVE
 
 
 def _num_positives(cls_targets: tf.Tensor) -> tf.Tensor:

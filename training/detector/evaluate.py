@@ -16,14 +16,18 @@ import numpy as np
 import tensorflow as tf
 
 from corrosion.core import io_utils
+from corrosion.core.annotations import LabelledImage
 from corrosion.core.labels import NO_RUST, load_labels
+from corrosion.core.rejects import Reject
 from corrosion.data import layout
 from corrosion.models import serving
-from training.detection_metrics import ImageResult, coco_metrics
+from training.common import report as common_report
+from training.common.raw_folder import raw_records
+from training.common.records import parsed_dataset
+from training.detector.metrics import ImageResult, coco_metrics
 
 log = logging.getLogger(__name__)
 
-METRICS_FILE = "metrics.json"
 GRID_FILE = "detections_grid.png"
 RAW_SPLIT = "all"
 
@@ -53,8 +57,6 @@ def to_pixels(boxes: np.ndarray, width: int, height: int) -> np.ndarray:
 
 def record_examples(data_dir: str, split: str) -> tuple[list[Example], int]:
     """Evaluable images of a TFRecord split and the number left out (rust images without boxes)."""
-    from training.data import parsed_dataset
-
     negative = load_labels().image_label_id(NO_RUST)
     examples, skipped = [], 0
     for ex in parsed_dataset(data_dir, split).as_numpy_iterator():
@@ -75,29 +77,24 @@ def raw_examples(root: str) -> tuple[list[Example], int]:
     Files the readers or validation refuse are logged with their reason and counted as left out,
     as are rust images without boxes (nothing to score boxes against).
     """
-    from corrosion.data import decodable, discovery, validate
-
-    labels = load_labels()
-    scanned = discovery.scan(root, labels)
-    for reject in scanned.rejects:
-        log.warning("left out %s", reject)
-    examples, skipped = [], len(scanned.rejects)
-    for labelled in scanned.images:
-        if not labelled.boxes and labelled.image_class != NO_RUST:
-            log.info("left out %s: rust without boxes", labelled.image_path)
-            skipped += 1
-            continue
-        try:
-            record = decodable.record_from_file(labelled, labels)
-        except validate.ValidationError as exc:
-            log.warning("left out %s: %s", labelled.image_path, exc)
-            skipped += 1
-            continue
+    rejects: list[Reject] = []
+    unlocated: list[LabelledImage] = []
+    examples = []
+    for _, record in raw_records(root, load_labels(), rejects, usable=_located, unusable=unlocated):
         boxes = np.array([[b.xmin, b.ymin, b.xmax, b.ymax] for b in record.boxes], np.float64).reshape(-1, 4)
         examples.append(
             Example(record.source_id or record.filename, record.encoded, record.width, record.height, boxes)
         )
-    return examples, skipped
+    for reject in rejects:
+        log.warning("left out %s", reject)
+    for labelled in unlocated:
+        log.info("left out %s: rust without boxes", labelled.image_path)
+    return examples, len(rejects) + len(unlocated)
+
+
+def _located(labelled: LabelledImage) -> bool:
+    """Boxes to score against: rust boxes, or none at all on a no-rust photo."""
+    return bool(labelled.boxes) or labelled.image_class == NO_RUST
 
 
 def detect_examples(detect: Detect, examples: list[Example], batch_size: int = 16) -> list[ImageResult]:
@@ -167,7 +164,7 @@ def evaluate_detector(model_dir: str, data: str, output_dir: str, splits: tuple[
         report["splits"][name] = metrics
         shown, encoded = results, [e.encoded for e in examples]  # the last split (test) is drawn
     io_utils.make_dirs(output_dir)
-    io_utils.write_text(io_utils.join(output_dir, METRICS_FILE), json.dumps(report, indent=2) + "\n")
+    io_utils.write_text(io_utils.join(output_dir, common_report.METRICS_FILE), json.dumps(report, indent=2) + "\n")
     if shown:
         draw_grid(shown, encoded, io_utils.join(output_dir, GRID_FILE), metadata.threshold)
     return report

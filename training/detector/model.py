@@ -107,6 +107,19 @@ def build_detector(config: DetectorModelConfig, weights: WeightSource):
     also returns the backbone."""
     import keras
 
+    features = _feature_extractor(keras, config, weights)
+    images = keras.Input((config.input_size, config.input_size, 3), name="images")
+    c_levels = features(preprocess.normalisation_layer(config.backbone)(images))
+    outputs = _anchor_heads(keras, _pyramid(keras, c_levels, config), config)
+    if config.image_head:
+        pooled = keras.layers.GlobalAveragePooling2D(name="image_pool")(c_levels[-1])
+        pooled = keras.layers.Dropout(config.image_head_dropout, name="image_dropout")(pooled)
+        outputs[IMAGE_OUTPUT] = keras.layers.Dense(1, name=IMAGE_OUTPUT)(pooled)
+    return keras.Model(images, outputs, name="rust_detector"), features
+
+
+def _feature_extractor(keras, config: DetectorModelConfig, weights: WeightSource):
+    """The backbone cut at ``feature_layers`` (strides 8/16/32), batch norm set for how it trains."""
     backbone = build_backbone(config.backbone, config.input_size, weights, alpha=config.alpha)
     for layer in backbone.layers:
         if isinstance(layer, keras.layers.BatchNormalization):
@@ -114,35 +127,40 @@ def build_detector(config: DetectorModelConfig, weights: WeightSource):
                 layer.momentum = config.bn_momentum
             else:  # batch statistics of a few images per step would wreck ImageNet's
                 layer.trainable = False
-    features = keras.Model(
+    return keras.Model(
         backbone.input, [backbone.get_layer(name).output for name in config.feature_layers], name="backbone"
     )
 
-    images = keras.Input((config.input_size, config.input_size, 3), name="images")
-    x = preprocess.normalisation_layer(config.backbone)(images)
-    c_levels = features(x)
-    ch = config.fpn_channels
+
+def _pyramid(keras, c_levels, config: DetectorModelConfig) -> list:
+    """FPN: lateral 1x1 convolutions merged top-down, then ``extra_levels`` stride-2 levels."""
+    ch, groups = config.fpn_channels, config.norm_groups
     laterals = [keras.layers.Conv2D(ch, 1, padding="same", name=f"fpn_lateral{i}")(c) for i, c in enumerate(c_levels)]
     merged = [laterals[-1]]
     for i in range(len(laterals) - 2, -1, -1):  # top-down: coarse context into finer levels
         up = keras.layers.UpSampling2D(2, interpolation="nearest", name=f"fpn_up{i}")(merged[0])
         merged.insert(0, keras.layers.Add(name=f"fpn_add{i}")([laterals[i], up]))
-    groups = config.norm_groups
     pyramid = [_conv_gn(keras, m, ch, 1, groups, f"fpn_out{i}") for i, m in enumerate(merged)]
     for j in range(config.extra_levels):
         pyramid.append(_conv_gn(keras, pyramid[-1], ch, 2, groups, f"fpn_extra{j}"))
+    return pyramid
 
-    a = config.anchors_per_location
+
+def _anchor_heads(keras, pyramid: list, config: DetectorModelConfig) -> dict:
+    """One SSD-lite head shared by all levels (RetinaNet): box deltas and rust logits per anchor.
+
+    Group norm, not batch norm: a batch-norm layer called on every level would mix the levels'
+    statistics, and with a few images per step its moving averages lag the batch statistics, so
+    inference would see a different network.
+    """
+    ch, a = config.fpn_channels, config.anchors_per_location
     prior = -math.log((1 - config.prior_probability) / config.prior_probability)
 
-    # One head shared by all levels (RetinaNet). Group norm, not batch norm: a batch-norm layer
-    # called on every level would mix the levels' statistics, and with a few images per step its
-    # moving averages lag the batch statistics, so inference would see a different network.
     def tower_layers(kind: str):
         return [
             (
                 keras.layers.SeparableConv2D(ch, 3, padding="same", use_bias=False, name=f"{kind}_tower{d}"),
-                keras.layers.GroupNormalization(groups, name=f"{kind}_tower{d}_gn"),
+                keras.layers.GroupNormalization(config.norm_groups, name=f"{kind}_tower{d}_gn"),
             )
             for d in range(config.head_depth)
         ]
@@ -158,22 +176,16 @@ def build_detector(config: DetectorModelConfig, weights: WeightSource):
             x = keras.ops.relu6(norm(conv(x)))
         return x
 
-    sides = level_shapes(config)
     cls_out, box_out = [], []
-    for i, (p, side) in enumerate(zip(pyramid, sides, strict=True)):
+    for i, (p, side) in enumerate(zip(pyramid, level_shapes(config), strict=True)):
         if p.shape[1] != side:
             raise ValueError(f"level {i} has side {p.shape[1]}, anchors expect {side}: check feature_layers")
         cls_out.append(keras.layers.Reshape((side * side * a,), name=f"cls_level{i}")(cls_pred(tower(p, cls_tower))))
         box_out.append(keras.layers.Reshape((side * side * a, 4), name=f"box_level{i}")(box_pred(tower(p, box_tower))))
-    outputs = {
+    return {
         BOX_OUTPUT: keras.layers.Concatenate(axis=1, name=BOX_OUTPUT)(box_out),
         CLS_OUTPUT: keras.layers.Concatenate(axis=1, name=CLS_OUTPUT)(cls_out),
     }
-    if config.image_head:
-        pooled = keras.layers.GlobalAveragePooling2D(name="image_pool")(c_levels[-1])
-        pooled = keras.layers.Dropout(config.image_head_dropout, name="image_dropout")(pooled)
-        outputs[IMAGE_OUTPUT] = keras.layers.Dense(1, name=IMAGE_OUTPUT)(pooled)
-    return keras.Model(images, outputs, name="rust_detector"), features
 
 
 def set_backbone_trainable(features, trainable_from: str | None, train_batch_norm: bool = False) -> int:
@@ -203,7 +215,7 @@ def init_backbone_from_classifier(backbone, classifier_dir: str, config: Detecto
     label in the data set, the detector only from the photos with boxes. Layer by layer, by name:
     the input sizes may differ.
     """
-    from training.classifier_model import load_exported_classifier
+    from training.classifier.model import load_exported_classifier
 
     parts = load_exported_classifier(classifier_dir)
     source = parts.backbone

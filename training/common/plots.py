@@ -1,4 +1,4 @@
-"""PNG plots for classifier runs and evaluations (matplotlib, Agg backend: no display needed).
+"""PNG plots for training runs and evaluations, classifier and detector (matplotlib, Agg backend: no display needed).
 
 Each function returns PNG bytes, so the caller writes them locally or to ``gs://`` alike.
 """
@@ -13,12 +13,12 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from training import classification_metrics as cm  # noqa: E402
+from training.classifier import metrics as cm  # noqa: E402
 
 
-def _png(fig) -> bytes:
+def _png(fig, dpi: int = 110) -> bytes:
     out = io.BytesIO()
-    fig.savefig(out, format="png", dpi=110, bbox_inches="tight")
+    fig.savefig(out, format="png", dpi=dpi, bbox_inches="tight")
     plt.close(fig)
     return out.getvalue()
 
@@ -47,6 +47,37 @@ def training_curves(phases: list[tuple[str, dict[str, list[float]]]]) -> bytes:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     return _png(fig)
+
+
+DETECTOR_LOSSES = (
+    ("loss", "-"),
+    ("val_loss", "--"),
+    ("cls_loss", "-"),
+    ("val_cls_loss", "--"),
+    ("box_loss", "-"),
+    ("val_box_loss", "--"),
+    ("image_loss", "-"),
+)
+
+
+def detector_curves(history: dict[str, list], validation: list[dict]) -> bytes:
+    """The detector's losses per epoch (train solid, validation dashed) and its validation COCO AP."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    epochs = np.arange(1, len(history.get("loss", [])) + 1)
+    for key, style in DETECTOR_LOSSES:
+        if key in history:
+            axes[0].plot(epochs, history[key], style, marker=".", label=key)
+    axes[0].set_title("loss (focal + smooth L1 + image cross-entropy)")
+    if validation:
+        at = [v["epoch"] for v in validation]
+        axes[1].plot(at, [v["AP50"] for v in validation], marker="o", label="validation AP50")
+        axes[1].plot(at, [v["AP"] for v in validation], marker="o", label="validation AP")
+    axes[1].set_title("COCO AP on validation")
+    for ax in axes:
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    return _png(fig, dpi=100)
 
 
 def roc(curves_by_name: dict[str, tuple[np.ndarray, np.ndarray]]) -> bytes:

@@ -8,16 +8,19 @@ model's image-level head (rust somewhere in the photo), when the model has one.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 from dataclasses import dataclass
 
 import tensorflow as tf
 
+from corrosion.core import io_utils
 from corrosion.core.labels import NO_RUST, load_labels
+from corrosion.data import discovery, layout, manifest
 from corrosion.imaging import preprocess
-from training.data import DatasetError, parsed_dataset
-from training.detector_targets import IGNORE, AssignmentConfig, assign
+from training.common.records import DatasetError, parsed_dataset
+from training.detector.targets import IGNORE, AssignmentConfig, assign
 
 log = logging.getLogger(__name__)
 
@@ -45,16 +48,10 @@ class SplitCounts:
         return dict(self.__dict__)
 
 
-def manifest_rows(data_dir: str) -> list[dict[str, str]]:
-    """The data set's manifest.csv rows (path, sha256, group, split, ...); none for a data set without one."""
-    import csv
-
-    from corrosion.core import io_utils
-
-    manifest = io_utils.join(data_dir, "manifest.csv")
-    if not io_utils.exists(manifest):
-        return []
-    return list(csv.DictReader(io_utils.read_text(manifest).splitlines()))
+def dataset_manifest(data_dir: str) -> list[manifest.ManifestRow]:
+    """The data set's manifest rows; none for a data set written without one."""
+    path = io_utils.join(data_dir, layout.MANIFEST)
+    return manifest.read(path) if io_utils.exists(path) else []
 
 
 def held_out_sha256(folder: str, data_dir: str) -> frozenset[str]:
@@ -63,11 +60,6 @@ def held_out_sha256(folder: str, data_dir: str) -> frozenset[str]:
     Used to keep a benchmark folder (the article's test images) out of training even when the
     data set's split put them, or a resized copy of them, in ``train``.
     """
-    import hashlib
-
-    from corrosion.core import io_utils
-    from corrosion.data import discovery
-
     image_ext = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
     hashes = {
         hashlib.sha256(io_utils.read_bytes(path)).hexdigest()
@@ -76,9 +68,9 @@ def held_out_sha256(folder: str, data_dir: str) -> frozenset[str]:
     }
     if not hashes:
         raise DatasetError(f"--hold_out {folder} holds no images")
-    rows = manifest_rows(data_dir)
-    groups = {r["group"] for r in rows if r["sha256"] in hashes and r.get("group")}
-    hashes |= {r["sha256"] for r in rows if r.get("group") in groups}
+    rows = dataset_manifest(data_dir)
+    groups = {r.group for r in rows if r.sha256 in hashes and r.group}
+    hashes |= {r.sha256 for r in rows if r.group in groups}
     log.info("holding %d images (with their near-duplicate groups) out of training", len(hashes))
     return frozenset(hashes)
 
@@ -230,24 +222,7 @@ def training_dataset(
         )
     n_neg = min(counts.negatives, int(round(counts.box_images * negatives_per_positive)))
     n_unl = min(counts.skipped, int(round(counts.box_images * unlocated_per_positive))) if image_head else 0
-    streams, weights = [], []
-    for kind, n, buffer, offset in (
-        (POSITIVES, counts.box_images, 256, 0),
-        (NEGATIVES, n_neg, 1024, 1),
-        (UNLOCATED, n_unl, 1024, 3),
-    ):
-        if n > 0:
-            ds = (
-                _decoded(data_dir, "train", size, max_boxes, kind, exclude).repeat().shuffle(buffer, seed=seed + offset)
-            )
-            streams.append(ds)
-            weights.append(n)
-    total = sum(weights)
-    ds = (
-        streams[0]
-        if len(streams) == 1
-        else tf.data.Dataset.sample_from_datasets(streams, [w / total for w in weights], seed=seed + 2)
-    )
+    ds, total = _mixed_stream(data_dir, counts, n_neg, n_unl, size, max_boxes, seed, exclude)
     steps = max(1, math.ceil(total / batch_size))
     log.info(
         "training on %d box images (%d boxes) + %d of %d negatives + %d of %d rust images without boxes "
@@ -267,6 +242,34 @@ def training_dataset(
     )
     ds = ds.map(_to_targets(anchors, assignment, variance, image_head), num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE), steps
+
+
+def _mixed_stream(
+    data_dir: str,
+    counts: SplitCounts,
+    n_neg: int,
+    n_unl: int,
+    size: int,
+    max_boxes: int,
+    seed: int,
+    exclude: frozenset[str],
+) -> tuple[tf.data.Dataset, int]:
+    """Box images, negatives and unlocated rust images, each shuffled endlessly, sampled in proportion
+    to how many of each an epoch holds; (the stream, images per epoch)."""
+    streams, weights = [], []
+    for kind, n, buffer, offset in (
+        (POSITIVES, counts.box_images, 256, 0),
+        (NEGATIVES, n_neg, 1024, 1),
+        (UNLOCATED, n_unl, 1024, 3),
+    ):
+        if n > 0:
+            ds = _decoded(data_dir, layout.TRAIN, size, max_boxes, kind, exclude).repeat()
+            streams.append(ds.shuffle(buffer, seed=seed + offset))
+            weights.append(n)
+    total = sum(weights)
+    if len(streams) == 1:
+        return streams[0], total
+    return tf.data.Dataset.sample_from_datasets(streams, [w / total for w in weights], seed=seed + 2), total
 
 
 def loss_dataset(

@@ -1,0 +1,97 @@
+"""Write an exported model's LiteRT copy (``corrosion.models.lite_runtime``) beside its SavedModel, checked first.
+
+The training jobs write it on every export; ``python -m training.export_lite MODEL_DIR`` adds it to
+a model exported before (rebuilt from its metadata, config and checkpoint). Copies are float32,
+never quantised, and written only after a check on synthetic steel photos with and without rust:
+- classifier: the LiteRT file's scores against the SavedModel's pixels signature;
+- detector: the LiteRT network's raw outputs against the Keras network's (the decode after it is
+  the SavedModel's own ``serving_decode``, the same function its pixels signature ends with).
+Nothing is written when they differ by more than the tolerance, so results never depend on the runtime.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+import numpy as np
+import tensorflow as tf
+
+from corrosion.core import io_utils
+from corrosion.models import lite_runtime, serving
+from corrosion.testing import synthetic
+
+log = logging.getLogger(__name__)
+
+# Converting a tf.function of a model (``from_concrete_functions``) or the SavedModel's signature
+# gives a file that scores NaN here (TF 2.21); ``from_keras_model`` gives the right one.
+
+
+def convert_classifier(model, input_size: int) -> bytes:
+    """A Keras classifier as LiteRT bytes, with the contract's input and output names."""
+    import keras
+
+    inputs = keras.Input((input_size, input_size, 3), name=serving.PIXELS_INPUT)
+    probability = keras.layers.Reshape((), name=serving.CLASSIFIER_OUTPUT)(model(inputs, training=False))
+    wrapper = keras.Model(inputs, {serving.CLASSIFIER_OUTPUT: probability})
+    return tf.lite.TFLiteConverter.from_keras_model(wrapper).convert()
+
+
+def check_pixels(input_size: int, count: int, seed: int = 0) -> np.ndarray:
+    """Synthetic photos at the model input: painted and bare steel, half with rust patches."""
+    rng = np.random.default_rng(seed)
+    backgrounds = synthetic.BACKGROUNDS
+    renders = [
+        synthetic.render(rng, input_size, input_size, i % 2 * (1 + i % 3), backgrounds[i % len(backgrounds)])[0]
+        for i in range(count)
+    ]
+    return np.stack(renders).astype(np.float32)
+
+
+def _require(diff: float, max_abs_diff: float, what: str, model_dir: str, images: int) -> None:
+    if not diff <= max_abs_diff:  # also catches NaN
+        raise RuntimeError(
+            f"the LiteRT copy of {model_dir} differs from {what} by {diff:.2e} (allowed {max_abs_diff:.0e}) on "
+            f"{images} check images; nothing written. The pipeline can run the SavedModel "
+            "(classifier_runtime / detector_runtime: savedmodel in configs/inference.yaml)"
+        )
+
+
+def _write(model_dir: str, kind: str, lite_bytes: bytes, images: int, diff: float) -> dict:
+    path = lite_runtime.lite_path(model_dir, kind)
+    io_utils.write_bytes(path, lite_bytes)
+    check = {"file": lite_runtime.LITE_FILES[kind], "images": images, "max_abs_difference": diff}
+    meta = serving.read_metadata(model_dir)
+    serving.write_metadata(model_dir, dataclasses.replace(meta, extra={**meta.extra, "lite": check}))
+    log.info("wrote %s (%.1f MB), max difference %.1e on %d check images", path, len(lite_bytes) / 1e6, diff, images)
+    return check
+
+
+def export_classifier_lite(model_dir: str, model, input_size: int, max_abs_diff: float, check_images: int) -> dict:
+    """Convert ``model`` (the Keras model inside ``model_dir``'s SavedModel), check, write; returns the check."""
+    lite_bytes = convert_classifier(model, input_size)
+    pixels = check_pixels(input_size, check_images)
+    saved = tf.saved_model.load(model_dir).signatures[serving.PIXELS_SIGNATURE]
+    expected = saved(**{serving.PIXELS_INPUT: tf.constant(pixels)})[serving.CLASSIFIER_OUTPUT].numpy().reshape(-1)
+    got = lite_runtime.LiteClassifier(lite_bytes, threads=None, source="converted classifier")(pixels)
+    diff = float(np.max(np.abs(got - expected)))
+    _require(diff, max_abs_diff, "its SavedModel", model_dir, len(pixels))
+    return _write(model_dir, "classifier", lite_bytes, len(pixels), diff)
+
+
+def export_detector_lite(model_dir: str, model, input_size: int, max_abs_diff: float, check_images: int) -> dict:
+    """The detector network ``model`` (raw outputs by name) as ``detector.tflite`` in ``model_dir``,
+    whose SavedModel must have the decode signature (``training.detector.decode.make_decode_signature``)."""
+    lite_bytes = tf.lite.TFLiteConverter.from_keras_model(model).convert()
+    pixels = check_pixels(input_size, check_images)
+    expected = {k: v.numpy() for k, v in model(tf.constant(pixels), training=False).items()}
+    got = lite_runtime.LiteModel(lite_bytes, None, "converted detector", (serving.PIXELS_INPUT,), tuple(expected))(
+        **{serving.PIXELS_INPUT: pixels}
+    )
+    diff = max(float(np.max(np.abs(got[k] - v))) for k, v in expected.items())
+    _require(diff, max_abs_diff, "its Keras network", model_dir, len(pixels))
+    if serving.DECODE_SIGNATURE not in tf.saved_model.load(model_dir).signatures:
+        raise RuntimeError(
+            f"{model_dir} has no {serving.DECODE_SIGNATURE} signature to decode the LiteRT network's outputs"
+        )
+    return _write(model_dir, "detector", lite_bytes, len(pixels), diff)
