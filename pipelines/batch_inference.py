@@ -6,7 +6,7 @@
 
 The command line becomes one typed ``InferenceJob`` (``parse_job``; settings from
 ``configs/inference.yaml``, ``--config`` and ``--set dotted.key=value``), and ``build_pipeline``
-chains the steps of ``pipelines.inference_steps``: ListSurvey (corrosion.core.listing: regular
+chains the steps of ``pipelines.inference.steps``: ListSurvey (corrosion.core.listing: regular
 files only, literal --input_list paths) -> ReadImages (bounded read, reduced-scale decode) ->
 Classify (RunInference, batched) -> Detect (RunInference: full-resolution tiles, cross-tile merge)
 -> AssembleRows -> WriteCsv (and WriteBigQuery), errors in their own CSV, ReportAndPreviews for
@@ -45,9 +45,9 @@ from corrosion.core import io_utils, listing
 from corrosion.core.config import add_arguments, from_arguments
 from corrosion.inference import results
 from corrosion.models import lite_runtime, serving
-from pipelines import inference_steps as steps
-from pipelines.inference_config import InferenceConfig, InferenceJob, RunInfo
-from pipelines.inference_transforms import COUNTERS, ERRORS, FLAGGED, NAMESPACE, AssembleRow
+from pipelines.inference import steps
+from pipelines.inference.config import InferenceConfig, InferenceJob, RunInfo
+from pipelines.inference.transforms import COUNTERS, ERRORS, FLAGGED, NAMESPACE, AssembleRow
 from pipelines.local_runner import with_local_default
 
 log = logging.getLogger("pipelines.batch_inference")
@@ -59,7 +59,7 @@ LOCAL_DEFAULTS = ("--direct_running_mode=multi_threading", "--direct_num_workers
 
 
 def build_pipeline(p: beam.Pipeline, job: InferenceJob) -> None:
-    """Attach the whole job to ``p``: the steps of ``inference_steps``, every error row flattened once."""
+    """Attach the whole job to ``p``: the steps of ``pipelines.inference.steps``, every error row flattened once."""
     files = p | "ListSurvey" >> steps.ListSurvey(job)
     processed = None
     if job.skip_processed:

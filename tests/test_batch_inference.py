@@ -24,8 +24,8 @@ from corrosion.inference import grading, results
 from corrosion.models import serving
 from corrosion.testing import synthetic
 from pipelines import batch_inference as bi
-from pipelines import inference_transforms as transforms
-from pipelines.inference_config import RunInfo
+from pipelines.inference import transforms
+from pipelines.inference.config import RunInfo
 
 BAD_REASONS = {"truncated": "corrupt_image", "empty": "empty_file", "not_image": "not_an_image", "huge": "too_large"}
 
@@ -378,7 +378,7 @@ def test_a_model_folder_re_exported_after_launch_fails_the_worker_load_naming_bo
     """Rows are labelled with the version read at launch: a worker must not score them with another model."""
     import dataclasses
 
-    from pipelines.inference_handlers import ClassifierHandler, DetectorHandler, ModelChangedError
+    from pipelines.inference.handlers import ClassifierHandler, DetectorHandler, ModelChangedError
 
     def re_export(source: str, name: str) -> tuple[str, serving.ModelMetadata]:
         """A copy of ``source`` whose metadata.json says another version, as a re-export leaves it."""
@@ -522,7 +522,7 @@ def _threads_after(code: str) -> str:
 
     script = (
         "import tensorflow as tf\n"
-        "from pipelines.inference_handlers import limit_tf_threads\n"
+        "from pipelines.inference.handlers import limit_tf_threads\n"
         f"{code}\n"
         "limit_tf_threads(1)\n"
         "print('THREADS', tf.config.threading.get_intra_op_parallelism_threads())\n"

@@ -24,7 +24,7 @@ from corrosion.data import discovery
 from corrosion.data.readers import voc, yolo
 from corrosion.imaging import images
 from corrosion.testing import synthetic
-from pipelines.inference_transforms import input_list_entry
+from pipelines.inference.transforms import input_list_entry
 
 settings.register_profile(
     "ci", max_examples=150, deadline=None, database=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow]

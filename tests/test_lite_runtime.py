@@ -12,7 +12,7 @@ from support import model_doubles as doubles
 
 from corrosion.core import config
 from corrosion.models import lite_runtime, serving
-from pipelines.inference_config import InferenceConfig
+from pipelines.inference.config import InferenceConfig
 from training import export_lite
 from training.common import lite
 

@@ -2,7 +2,7 @@
 
 ``InferenceJob`` is the command line checked and resolved once (``batch_inference.parse_job``):
 the graph builder and the transforms read it instead of an argparse namespace. It lives here, in
-an importable module, because transforms carry it to workers (see ``inference_transforms``).
+an importable module, because transforms carry it to workers (see ``pipelines.inference.transforms``).
 """
 
 from __future__ import annotations

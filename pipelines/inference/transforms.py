@@ -26,8 +26,8 @@ from apache_beam.metrics import Metrics
 from corrosion.core import io_utils, listing, paths
 from corrosion.imaging import images
 from corrosion.inference import grading, previews, report, results
-from pipelines.inference_config import InferenceConfig, RunInfo
-from pipelines.inference_handlers import Detections, ImageRecord, classifier_pixels, limit_tf_threads
+from pipelines.inference.config import InferenceConfig, RunInfo
+from pipelines.inference.handlers import Detections, ImageRecord, classifier_pixels, limit_tf_threads
 
 log = logging.getLogger(__name__)
 

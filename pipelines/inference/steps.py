@@ -3,7 +3,7 @@
 ``batch_inference.build_pipeline`` chains them: ListSurvey -> ReadImages -> Classify -> Detect ->
 AssembleRows -> WriteCsv (+ WriteBigQuery, ReportAndPreviews). Every step that can fail an image
 returns its error rows as their own output; the graph flattens them once, so each file ends in
-exactly one place. Importable (not ``__main__``) for the reason given in ``inference_transforms``.
+exactly one place. Importable (not ``__main__``) for the reason given in ``pipelines.inference.transforms``.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from apache_beam.ml.inference.base import RunInference
 
 from corrosion.core import io_utils, listing
 from corrosion.inference import results
-from pipelines.inference_config import InferenceConfig, InferenceJob
-from pipelines.inference_handlers import ClassifierHandler, Detections, DetectorHandler
-from pipelines.inference_transforms import (
+from pipelines.inference.config import InferenceConfig, InferenceJob
+from pipelines.inference.handlers import ClassifierHandler, Detections, DetectorHandler
+from pipelines.inference.transforms import (
     ERRORS,
     SKIPPED,
     LenientUtf8Coder,

@@ -33,7 +33,7 @@ from PIL import Image
 from corrosion.imaging import images
 from corrosion.inference import tiling
 from corrosion.models import lite_runtime, serving
-from pipelines.inference_config import InferenceConfig
+from pipelines.inference.config import InferenceConfig
 
 log = logging.getLogger(__name__)
 
