@@ -108,6 +108,65 @@ def test_yolo_labels_parse_to_finite_known_boxes_or_are_refused(lines, names):
         assert b.class_name is not None and np.isfinite([b.cx, b.cy, b.w, b.h]).all()
 
 
+JSON_VALUES = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(-5, 2000), st.floats(allow_nan=True), st.text(max_size=8)),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+    max_leaves=20,
+)
+SHAPE = st.fixed_dictionaries(
+    {
+        "label": JSON_VALUES,
+        "points": JSON_VALUES
+        | st.lists(
+            st.lists(
+                st.floats(allow_nan=True, allow_infinity=True) | st.integers(-5, 500) | st.text(max_size=3), max_size=3
+            ),
+            max_size=5,
+        ),
+    },
+    optional={"shape_type": st.sampled_from(["polygon", "rectangle", "circle", "line", None]) | JSON_VALUES},
+)
+
+
+@given(st.fixed_dictionaries({"shapes": st.lists(SHAPE, max_size=4) | JSON_VALUES, "imagePath": JSON_VALUES}))
+def test_labelme_documents_give_finite_boxes_or_are_refused(doc):
+    from corrosion.data.readers import labelme
+
+    try:
+        annotation = labelme.parse_labelme(doc, "x.json")
+        boxes = labelme.to_boxes(annotation, LABELS)
+    except AnnotationError:
+        return
+    for b in boxes:
+        assert np.isfinite([b.xmin, b.ymin, b.xmax, b.ymax]).all() and b.xmin <= b.xmax and len(b.polygons[0]) >= 6
+
+
+COCO_ANNOTATION = st.fixed_dictionaries(
+    {"image_id": st.integers(0, 3) | JSON_VALUES, "category_id": st.integers(0, 2) | JSON_VALUES},
+    optional={"bbox": st.lists(st.floats(allow_nan=True) | st.integers(-5, 50), max_size=5) | JSON_VALUES,
+              "segmentation": JSON_VALUES | st.lists(st.lists(st.floats(allow_nan=True), max_size=8), max_size=2)},
+)  # fmt: skip
+
+
+@given(
+    st.lists(st.fixed_dictionaries({"id": st.integers(0, 3) | JSON_VALUES, "file_name": st.text(max_size=8) | JSON_VALUES}), max_size=3),
+    st.lists(COCO_ANNOTATION, max_size=4),
+    st.lists(st.fixed_dictionaries({"id": st.integers(0, 2) | JSON_VALUES, "name": st.sampled_from(["rust", "x"]) | JSON_VALUES}), max_size=2),
+)  # fmt: skip
+def test_coco_documents_give_finite_boxes_or_are_refused(images, annotations, categories):
+    from corrosion.data.readers import coco
+
+    doc = {"images": images, "annotations": annotations, "categories": categories}
+    try:
+        found = coco.parse_coco(doc, "x.json")
+        boxes = [b for anns in found.annotations.values() for b in coco.to_boxes(found, anns, LABELS)]
+    except AnnotationError:
+        return
+    for b in boxes:
+        assert np.isfinite([b.xmin, b.ymin, b.xmax, b.ymax]).all()
+        assert all(np.isfinite(p).all() and len(p) >= 6 for p in b.polygons)
+
+
 YAML_SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-5, 20), st.floats(allow_nan=True), st.text(max_size=8))
 YAML_VALUES = st.recursive(
     YAML_SCALARS,

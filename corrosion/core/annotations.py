@@ -16,6 +16,11 @@ class Box:
     label: str = "rust"
     difficult: bool = False
     truncated: bool = False
+    # The region the box was drawn round, when the source outlines it: polygons (flat x1, y1, x2,
+    # y2, ... in the same pixels) or COCO RLE (height, width, compressed counts) of the raw image.
+    polygons: tuple[tuple[float, ...], ...] = ()
+    rle: tuple[int, int, bytes] | None = None
+    state: str = ""  # condition state the source gave (CCSC: fair / poor / severe), "" when none
 
     @property
     def width(self) -> float:
@@ -52,7 +57,9 @@ class LabelledImage:
 
     ``image_class`` is the project class (``rust``/``no_rust``) or None when only boxes say it;
     ``boxes`` is None for sources that carry no box information (class folders), and an empty
-    tuple for a detection source that says "no rust here".
+    tuple for a detection source that says "no rust here". ``regions`` says the source outlines
+    every rust pixel (polygons, RLE or ``mask_path``, a mask file of the raw image's size), so the
+    record gets a rust mask; box-only sources say where rust is, not which pixels.
     """
 
     image_path: str
@@ -63,6 +70,8 @@ class LabelledImage:
     source_split: str | None = None
     declared_size: tuple[int, int] | None = None  # (width, height) the annotation claims
     notes: tuple[str, ...] = field(default_factory=tuple)
+    regions: bool = False
+    mask_path: str | None = None
 
     @property
     def has_boxes(self) -> bool:

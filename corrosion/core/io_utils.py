@@ -9,6 +9,7 @@ from apache_beam.io.filesystems import FileSystems
 
 # Annotation files (VOC XML, YOLO txt, data.yaml, manifests) larger than this are refused unread.
 MAX_ANNOTATION_BYTES = 16 * 2**20
+MAX_COCO_BYTES = 256 * 2**20  # one COCO file holds a whole export's annotations
 MAX_DATA_YAML_BYTES = 2**20
 
 

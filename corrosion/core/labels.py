@@ -20,6 +20,7 @@ class LabelConfig:
     box_classes: tuple[str, ...] = (RUST,)
     image_aliases: dict[str, str] = field(default_factory=dict)
     box_aliases: dict[str, str] = field(default_factory=dict)
+    condition_states: dict[str, str] = field(default_factory=dict)  # source box label -> state kept in the record
 
     def __post_init__(self) -> None:
         for alias, target in self.image_aliases.items():
@@ -51,6 +52,10 @@ class LabelConfig:
             f"unknown box label {source_name!r}; known: {sorted(set(self.box_aliases) | set(self.box_classes))}"
             " (add an alias to configs/labels.yaml)"
         )
+
+    def condition_state(self, source_name: str) -> str:
+        """The condition state a source's box label carries (CCSC's Fair / Poor / Severe), "" when none."""
+        return self.condition_states.get(source_name.strip(), "")
 
     def image_label_id(self, image_class: str) -> int:
         return self.image_classes.index(image_class)

@@ -17,6 +17,10 @@ class ValidationConfig:
     reencode_quality: int = 95
     size_ratio_tolerance: float = 0.01
     min_box_size: float = 1.0
+    # Mask files (e.g. ballast-tanks): rust pieces closer than twice this fraction of the image's
+    # long side are one region (one box); regions under region_min_area of the image get no box.
+    region_merge_radius: float = 0.01
+    region_min_area: float = 0.0005
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,7 @@ class SplitConfig:
     fractions: dict[str, float] = field(default_factory=lambda: {TRAIN: 0.8, VALIDATION: 0.1, TEST: 0.1})
     salt: str = "corrosion-split-v1"
     honour_source_splits: bool = False
+    stratify: bool = False  # fractions held within every source x label kind x class (corrosion.data.splits)
 
     def __post_init__(self) -> None:
         if not self.fractions or any(v < 0 for v in self.fractions.values()):

@@ -37,6 +37,16 @@ class Signature:
     image_class: str
     source_splits: tuple[str, ...] = ()
     origins: tuple[str, ...] = ()  # "source:origin name" of derived copies (see origin_of)
+    stratum: str = ""  # source / what its labels say / class: the split is stratified on it (see stratum)
+
+
+LABEL_KINDS = ("regions", "boxes", "label")  # richest first: a rust mask, boxes, the image label only
+
+
+def stratum(source: str, record) -> str:
+    """``source/kind/class`` of a record: validation and test get their share of every one."""
+    kind = "regions" if record.mask is not None else "boxes" if record.boxes else "label"
+    return f"{source}/{kind}/{record.image_class}"
 
 
 def origin_of(stem: str, source: str, patterns: Iterable[str]) -> str | None:
@@ -161,13 +171,15 @@ class Copy:
     image_class: str
     n_boxes: int
     boxes_known: bool  # False for class-folder images, which say nothing about boxes
+    has_mask: bool = False  # the copy's source outlines every rust pixel
 
 
 def pick_representative(copies: Iterable[Copy]) -> tuple[Copy, str | None]:
-    """The copy whose labels the record keeps (boxes win), and a conflict message if classes disagree."""
+    """The copy whose labels the record keeps (a rust mask wins, then boxes), and a conflict message
+    if classes disagree."""
     copies = list(copies)
     classes = sorted({c.image_class for c in copies})
-    rep = min(copies, key=lambda c: (c.n_boxes == 0, not c.boxes_known, -c.n_boxes, c.path))
+    rep = min(copies, key=lambda c: (not c.has_mask, c.n_boxes == 0, not c.boxes_known, -c.n_boxes, c.path))
     if len(classes) > 1:
         labelled = ", ".join(f"{c.path} = {c.image_class}" for c in sorted(copies, key=lambda c: c.path))
         return rep, f"identical images labelled differently ({labelled})"

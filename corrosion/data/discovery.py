@@ -4,17 +4,24 @@ Layouts, mixed freely in one tree (``corrosion-detector`` has class folders unde
 and VOC under ``objDet/``):
 
 * **VOC**: labelImg XML anywhere; it names its image by ``<filename>`` relative to its folder.
-* **YOLO**: ``X/images/*`` with ``X/labels/*.txt``, class names from the nearest ``data.yaml``.
+* **LabelMe**: JSON anywhere; it names its image by ``imagePath`` relative to its folder.
+* **COCO**: an instances JSON anywhere (``images`` + ``annotations``), naming many images.
+* **YOLO**: ``X/images/*`` with ``X/labels/*.txt`` (boxes and YOLO-seg polygons), class names
+  from the nearest ``data.yaml``.
+* **masks**: ``X/images/*`` with ``X/masks/<same stem>.png``; with an annotation beside it the mask
+  gives the pixels and the annotation the boxes, alone it gives both (boxes from its regions).
 * **class folders**: an ancestor folder named by a label alias (``rust``, ``NOCORROSION``...).
 
 The work is split into pure steps (``plan_unit``, ``parse_annotation``, ``label_image``) that the
 Beam pipeline runs as transforms (a unit is one folder, or the parent of ``images``/``labels``)
 and that ``scan`` chains in plain Python for evaluation and tests. An image is claimed by a VOC
-XML first, then by its YOLO label file, then by its class folder; otherwise it is rejected.
+XML, LabelMe or COCO file first, then by its YOLO label file, then by its mask, then by its class
+folder; otherwise it is rejected.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterable
@@ -25,11 +32,14 @@ from corrosion.core.annotations import LabelledImage
 from corrosion.core.labels import NO_RUST, LabelConfig
 from corrosion.core.rejects import ANNOTATION, DISCOVER, AnnotationError, Reject
 from corrosion.data.layout import canonical_split
-from corrosion.data.readers import class_folders, voc, yolo
+from corrosion.data.readers import class_folders, coco, labelme, voc, yolo
 
 log = logging.getLogger(__name__)
 
 YOLO_DIRS = ("images", "labels")
+MASK_DIR = "masks"
+UNIT_DIRS = (*YOLO_DIRS, MASK_DIR)  # sub-folders that belong to their parent's unit
+ANNOTATION_EXTS = (".xml", ".json")
 VOC_IMAGE_FOLDERS = ("JPEGImages", "images", "Images")
 NOTE_FILENAME_FALLBACK = "voc_filename_fallback"  # a stale <filename>; the same-stem image beside the XML was used
 NOTE_NEGATIVE = "no_annotation_negative"  # missing_annotation_is_negative made an unannotated image a negative
@@ -48,6 +58,7 @@ class ImageTask:
     label_path: str | None = None  # YOLO label file, when one exists
     yolo_names: tuple[str | None, ...] | None = None  # data.yaml names indexed by class id
     yolo_error: tuple[str, str, str] | None = None  # (reason, path, detail) when data.yaml is unusable
+    mask_path: str | None = None  # masks/<stem>.png beside images/, when one exists
 
 
 @dataclass(frozen=True)
@@ -60,11 +71,19 @@ class AnnotationTask:
 
 
 @dataclass(frozen=True)
+class CocoEntry:
+    """One image of a COCO file: the file (categories, annotations) and the image's entry."""
+
+    coco: coco.CocoFile
+    image: coco.CocoImage
+
+
+@dataclass(frozen=True)
 class ParsedAnnotation:
     """An XML after parsing: its annotation, or why it was refused (keyed by the image it claims)."""
 
     annotation_path: str
-    annotation: voc.VocAnnotation | None = None
+    annotation: voc.VocAnnotation | labelme.LabelMeAnnotation | CocoEntry | None = None
     error: Reject | None = None
     note: str | None = None
 
@@ -128,7 +147,7 @@ def read_annotation(path: str) -> bytes:
 def unit_of(path: str) -> str:
     """The planning unit of a file: its folder, or the parent of a YOLO ``images``/``labels`` folder."""
     folder = paths.parent(path)
-    return paths.parent(folder) if paths.name(folder) in YOLO_DIRS else folder
+    return paths.parent(folder) if paths.name(folder) in UNIT_DIRS else folder
 
 
 def source_split_of(path: str, root: str) -> str | None:
@@ -155,8 +174,9 @@ def find_data_yaml(unit: str, root: str, exists: Callable[[str], bool] = io_util
 def plan_unit(root: str, unit: str, files: Iterable[str], labels: LabelConfig) -> UnitPlan:
     """Tasks for one unit from its file listing (reads only data.yaml, never images)."""
     root, source = paths.normalise(root), source_name(root)
-    direct, ignored, yolo_images, label_files = _sort_unit_files(unit, files)
+    direct, ignored, yolo_images, label_files, masks = _sort_unit_files(unit, files)
     yolo_labels, rejects = _choose_label_files(label_files)
+    rejects += _masks_without_image(unit, masks, yolo_images)
     images, annotations, ignored_direct = _direct_tasks(root, source, direct, labels)
     xmls = [a.path for a in annotations]
     yaml_path = find_data_yaml(unit, root) if (yolo_images or yolo_labels) else None
@@ -166,10 +186,12 @@ def plan_unit(root: str, unit: str, files: Iterable[str], labels: LabelConfig) -
             hint = class_folders.class_from_path(f, root, labels)
             xml_beside = any(paths.parent(x) == paths.parent(f) for x in xmls)
             layout = "voc" if xml_beside else ("folders" if hint else "flat")
-            images.append(ImageTask(f, root, source, source_split_of(f, root), layout, class_hint=hint))
+            mask = masks.get(paths.stem(f))
+            images.append(ImageTask(f, root, source, source_split_of(f, root), layout, hint, mask_path=mask))
         yolo_images = {}
     if yolo_images or yolo_labels:
         yolo_tasks, yolo_rejects = _yolo_tasks(root, source, unit, yaml_path, yolo_images, yolo_labels, labels)
+        yolo_tasks = [replace(t, mask_path=masks.get(paths.stem(t.path))) for t in yolo_tasks]
         images += yolo_tasks
         rejects += yolo_rejects
     return UnitPlan(tuple(images), tuple(annotations), tuple(rejects), tuple(ignored + ignored_direct))
@@ -177,9 +199,11 @@ def plan_unit(root: str, unit: str, files: Iterable[str], labels: LabelConfig) -
 
 def _sort_unit_files(
     unit: str, files: Iterable[str]
-) -> tuple[list[str], list[str], dict[str, list[str]], dict[str, list[str]]]:
-    """(files directly in the unit's layout, ignored, YOLO images by stem, YOLO label files by stem)."""
+) -> tuple[list[str], list[str], dict[str, list[str]], dict[str, list[str]], dict[str, str]]:
+    """(files directly in the unit's layout, ignored, YOLO images by stem, YOLO label files by stem,
+    mask files by stem)."""
     direct, ignored = [], []
+    masks: dict[str, str] = {}
     yolo_images: dict[str, list[str]] = defaultdict(list)  # a.jpg and a.png both take labels/a.txt, as in Ultralytics
     label_files: dict[str, list[str]] = defaultdict(list)
     for f in sorted(files):
@@ -190,9 +214,19 @@ def _sort_unit_files(
             ignored.append(f)  # labelImg's YOLO class list, not an image's labels
         elif paths.parent(f) != unit and folder == "labels" and paths.ext(f) == ".txt":
             label_files[paths.stem(f)].append(f)
+        elif paths.parent(f) != unit and folder == MASK_DIR and paths.is_image(f) and paths.stem(f) not in masks:
+            masks[paths.stem(f)] = f
         else:
             direct.append(f)
-    return direct, ignored, yolo_images, label_files
+    return direct, ignored, yolo_images, label_files, masks
+
+
+def _masks_without_image(unit: str, masks: dict[str, str], yolo_images: dict[str, list[str]]) -> list[Reject]:
+    return [
+        Reject(mask, ANNOTATION, "missing_image", f"{mask}: no image named {stem}.* in {unit}/images")
+        for stem, mask in masks.items()
+        if stem not in yolo_images
+    ]
 
 
 def _choose_label_files(label_files: dict[str, list[str]]) -> tuple[dict[str, str], list[Reject]]:
@@ -214,7 +248,7 @@ def _direct_tasks(
 ) -> tuple[list[ImageTask], list[AnnotationTask], list[str]]:
     """Images and VOC XML files directly in a folder (VOC, class folders or flat), and the rest ignored."""
     direct_images = {paths.stem(f): f for f in direct if paths.is_image(f)}
-    xmls = [f for f in direct if paths.ext(f) == ".xml"]
+    xmls = [f for f in direct if paths.ext(f) in ANNOTATION_EXTS]
     annotations = [
         AnnotationTask(x, root, source, source_split_of(x, root), direct_images.get(paths.stem(x))) for x in xmls
     ]
@@ -224,7 +258,7 @@ def _direct_tasks(
             hint = class_folders.class_from_path(f, root, labels)
             layout = "voc" if xmls else ("folders" if hint else "flat")
             images.append(ImageTask(f, root, source, source_split_of(f, root), layout, class_hint=hint))
-        elif paths.ext(f) != ".xml":
+        elif paths.ext(f) not in ANNOTATION_EXTS:
             ignored.append(f)
     return images, annotations, ignored
 
@@ -301,6 +335,89 @@ def parse_annotation(
     )
 
 
+def read_json_annotation(path: str) -> bytes:
+    """A JSON annotation's bytes; COCO files hold a whole export, so their cap is larger."""
+    return io_utils.read_bytes(path, io_utils.MAX_COCO_BYTES)
+
+
+def parse_annotations(
+    task: AnnotationTask,
+    read: Callable[[str], bytes] = read_annotation,
+    exists: Callable[[str], bool] = io_utils.exists,
+    read_json: Callable[[str], bytes] = read_json_annotation,
+) -> list[tuple[str | None, ParsedAnnotation]]:
+    """Every (image it claims, parsed or refused annotation) of one annotation file: a VOC XML or a
+    LabelMe JSON claims one image, a COCO JSON each image it lists."""
+    if paths.ext(task.path) != ".json":
+        return [parse_annotation(task, read, exists)]
+    try:
+        data = (
+            read(task.path) if read is not read_annotation else io_utils.read_bytes(task.path, io_utils.MAX_COCO_BYTES)
+        )
+        doc = json.loads(data.decode("utf-8-sig"))
+    except OSError as exc:
+        reason = io_utils.read_error_reason(exc)
+        return [
+            (
+                task.default_image,
+                ParsedAnnotation(
+                    task.path, error=Reject(task.path, ANNOTATION, reason, f"{task.path}: cannot be read ({exc})")
+                ),
+            )
+        ]
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        detail = f"{task.path}: not valid UTF-8 JSON ({type(exc).__name__}: {exc})"
+        return [
+            (
+                task.default_image,
+                ParsedAnnotation(task.path, error=Reject(task.path, ANNOTATION, "malformed_json", detail)),
+            )
+        ]
+    try:
+        if coco.is_coco(doc):
+            return _coco_claims(coco.parse_coco(doc, task.path), exists)
+        if labelme.is_labelme(doc):
+            return [_labelme_claim(task, labelme.parse_labelme(doc, task.path), exists)]
+    except AnnotationError as exc:
+        return [(task.default_image, ParsedAnnotation(task.path, error=exc.to_reject()))]
+    detail = f"{task.path}: a JSON file that is neither LabelMe (shapes, imagePath) nor COCO (images, annotations)"
+    return [(None, ParsedAnnotation(task.path, error=Reject(task.path, ANNOTATION, "unrecognised_json", detail)))]
+
+
+def _labelme_claim(
+    task: AnnotationTask, annotation: labelme.LabelMeAnnotation, exists: Callable[[str], bool]
+) -> tuple[str | None, ParsedAnnotation]:
+    if exists(annotation.image_path):
+        return annotation.image_path, ParsedAnnotation(task.path, annotation)
+    if task.default_image is not None:
+        log.info(
+            "%s: imagePath %s does not exist; using %s beside the JSON",
+            task.path,
+            annotation.image_path,
+            task.default_image,
+        )
+        return task.default_image, ParsedAnnotation(task.path, annotation, note=NOTE_FILENAME_FALLBACK)
+    detail = f"{task.path}: its image {annotation.image_path} does not exist"
+    return None, ParsedAnnotation(task.path, error=Reject(task.path, ANNOTATION, "missing_image", detail))
+
+
+def _coco_claims(found: coco.CocoFile, exists: Callable[[str], bool]) -> list[tuple[str | None, ParsedAnnotation]]:
+    claims = []
+    for image in found.images:
+        path = coco.resolve(found.path, image.file_name, exists)
+        if path is None:
+            where = coco.candidates(found.path, image.file_name)[0]
+            detail = (
+                f"{found.path}: image {image.file_name!r} (id {image.id}) is not at {where} or in an images/ folder"
+            )
+            claims.append(
+                (None, ParsedAnnotation(found.path, error=Reject(found.path, ANNOTATION, "missing_image", detail)))
+            )
+        else:
+            claims.append((path, ParsedAnnotation(found.path, CocoEntry(found, image))))
+    return claims
+
+
 # ---------------------------------------------------------------- labelling
 
 
@@ -325,7 +442,7 @@ def label_image(
     good = [a for a in annotations if a.annotation is not None]
     bad = [a for a in annotations if a.error is not None]
     if good:
-        return _label_voc(task, good, labels)
+        return _label_annotated(task, good, labels)
     if bad:
         err = bad[0].error
         return Labelling(
@@ -333,11 +450,38 @@ def label_image(
         )
     if task.label_path is not None:
         return _label_yolo(task, labels, data, read)
+    if task.mask_path is not None:
+        labelled = LabelledImage(
+            task.path,
+            None,
+            None,
+            task.mask_path,
+            task.source,
+            task.source_split,
+            regions=True,
+            mask_path=task.mask_path,
+        )
+        return Labelling(labelled)
     return _label_without_annotation(task, missing_annotation_is_negative)
 
 
-def _label_voc(task: ImageTask, good: list[ParsedAnnotation], labels: LabelConfig) -> Labelling:
-    """The first XML (by path) labels the image; any other XML claiming it is refused."""
+def _to_labelled(task: ImageTask, parsed: ParsedAnnotation, labels: LabelConfig) -> LabelledImage:
+    """An annotation of any kind as the image's labels; a mask beside the image gives its pixels."""
+    a = parsed.annotation
+    if isinstance(a, voc.VocAnnotation):
+        labelled = voc.to_labelled(a, task.path, labels, task.source, task.source_split)
+    elif isinstance(a, labelme.LabelMeAnnotation):
+        labelled = replace(labelme.to_labelled(a, labels, task.source, task.source_split), image_path=task.path)
+    else:
+        boxes = coco.to_boxes(a.coco, a.coco.annotations.get(a.image.id, ()), labels)
+        labelled = coco.to_labelled(task.path, a.coco.path, boxes, a.image.size, task.source, task.source_split)
+    if task.mask_path is not None:
+        labelled = replace(labelled, regions=True, mask_path=task.mask_path)
+    return labelled
+
+
+def _label_annotated(task: ImageTask, good: list[ParsedAnnotation], labels: LabelConfig) -> Labelling:
+    """The first annotation file (by path) labels the image; any other claiming it is refused."""
     chosen, others = good[0], good[1:]
     extra = [
         Reject(
@@ -349,7 +493,7 @@ def _label_voc(task: ImageTask, good: list[ParsedAnnotation], labels: LabelConfi
         for o in others
     ]
     try:
-        labelled = voc.to_labelled(chosen.annotation, task.path, labels, task.source, task.source_split)
+        labelled = _to_labelled(task, chosen, labels)
     except AnnotationError as exc:
         row = exc.to_reject()
         return Labelling(
@@ -465,11 +609,11 @@ def scan(
         result.rejects += plan.rejects
         result.ignored += plan.ignored
         for a in plan.annotations:
-            image, parsed = parse_annotation(a)
-            if parsed.error is not None:
-                result.rejects.append(parsed.error)
-            if image is not None:
-                claims[image].append(parsed)
+            for image, parsed in parse_annotations(a):
+                if parsed.error is not None:
+                    result.rejects.append(parsed.error)
+                if image is not None:
+                    claims[image].append(parsed)
     known = {t.path for t in tasks}
     for image, parsed in claims.items():
         if image not in known:  # an XML naming an image file the listing does not hold as an image
@@ -495,4 +639,4 @@ def scan(
     return result
 
 
-__all__ = ["Reject", "ScanResult", "scan", "list_files", "plan_unit", "parse_annotation", "label_image"]
+__all__ = ["Reject", "ScanResult", "scan", "list_files", "plan_unit", "parse_annotations", "label_image"]

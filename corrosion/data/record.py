@@ -25,3 +25,6 @@ class Record:
     image_label: int
     boxes: tuple[Box, ...] = ()
     box_labels: tuple[int, ...] = ()
+    # Rust pixels of the stored image as a PNG (0 background, 1 rust; ``corrosion.data.regions``),
+    # for sources that outline every rust pixel; None where only boxes or the image label are known.
+    mask: bytes | None = None

@@ -1,5 +1,10 @@
 """The ``tf.train.Example`` schema: TF Object Detection API keys plus an image-level class.
 
+Region-annotated images add DeepLab's semantic mask keys (``image/segmentation/class/*``: one PNG
+the size of the image, 0 background, 1 rust; why one class mask and not the OD API's per-object
+``image/object/mask`` is in ``corrosion.data.regions``) and, where the source grades them, each
+box's condition state (``image/object/state``). Records without them are byte-identical to before.
+
 Writer (dataset pipeline), readers (training, evaluation) and tests all use this module, so the
 keys are spelled in exactly one place.
 """
@@ -28,6 +33,9 @@ DIFFICULT = "image/object/difficult"
 TRUNCATED = "image/object/truncated"
 CLASS_LABEL = "image/class/label"
 CLASS_TEXT = "image/class/text"
+MASK = "image/segmentation/class/encoded"
+MASK_FORMAT = "image/segmentation/class/format"
+STATE = "image/object/state"
 
 
 def _bytes(values: list[bytes]) -> tf.train.Feature:
@@ -64,6 +72,11 @@ def to_example(record: Record) -> tf.train.Example:
         CLASS_LABEL: _ints([record.image_label]),
         CLASS_TEXT: _bytes([record.image_class.encode()]),
     }
+    if record.mask is not None:
+        feature[MASK] = _bytes([record.mask])
+        feature[MASK_FORMAT] = _bytes([b"png"])
+    if any(x.state for x in b):
+        feature[STATE] = _bytes([x.state.encode() for x in b])
     return tf.train.Example(features=tf.train.Features(feature=feature))
 
 
@@ -85,8 +98,18 @@ def from_example(serialized: bytes) -> Record:
     ys0, ys1 = f[YMIN].float_list.value, f[YMAX].float_list.value
     texts = f[BOX_TEXT].bytes_list.value
     diff, trunc = f[DIFFICULT].int64_list.value, f[TRUNCATED].int64_list.value
+    states = [v.decode() for v in f[STATE].bytes_list.value] if STATE in f else [""] * len(xs0)
     boxes = tuple(
-        Box(xs0[i] * w, ys0[i] * h, xs1[i] * w, ys1[i] * h, texts[i].decode(), bool(diff[i]), bool(trunc[i]))
+        Box(
+            xs0[i] * w,
+            ys0[i] * h,
+            xs1[i] * w,
+            ys1[i] * h,
+            texts[i].decode(),
+            bool(diff[i]),
+            bool(trunc[i]),
+            state=states[i],
+        )
         for i in range(len(xs0))
     )
     return Record(
@@ -101,6 +124,7 @@ def from_example(serialized: bytes) -> Record:
         image_label=f[CLASS_LABEL].int64_list.value[0],
         boxes=boxes,
         box_labels=tuple(f[BOX_LABEL].int64_list.value),
+        mask=one_bytes(MASK) if MASK in f else None,
     )
 
 
@@ -118,6 +142,7 @@ FEATURE_SPEC = {
     YMAX: tf.io.VarLenFeature(tf.float32),
     BOX_LABEL: tf.io.VarLenFeature(tf.int64),
     CLASS_LABEL: tf.io.FixedLenFeature([], tf.int64),
+    MASK: tf.io.FixedLenFeature([], tf.string, default_value=""),
 }
 
 
@@ -135,4 +160,5 @@ def parse_tf(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
         "label": f[CLASS_LABEL],
         "boxes": tf.reshape(boxes, [-1, 4]),
         "box_labels": dense[BOX_LABEL],
+        "mask": f[MASK],  # PNG bytes, "" for an image without a rust mask
     }

@@ -25,6 +25,7 @@ FIXES = "fixes"
 NOTES = "notes"
 IN_GROUPS = "images_in_near_duplicate_groups"
 IGNORED = "ignored_files"
+STRATA = "records_by_stratum"  # split -> "source/regions|boxes|label/class" -> records
 
 _TOTALS = (DUPLICATES, IN_GROUPS)  # kinds summed into one number
 
@@ -41,6 +42,11 @@ def note(code: str) -> Event:
 
 def in_near_duplicate_group(split: str) -> Event:
     return (IN_GROUPS, split)
+
+
+def record_stratum(split: str, stratum: str) -> Event:
+    """A record written to ``split``, by what its source says about it (``dedup.stratum``)."""
+    return (STRATA, split, stratum)
 
 
 def ignored_file() -> Event:
@@ -85,6 +91,8 @@ def build(counts: Iterable[tuple[Event, int]], split_names: list[str], extra: di
         if kind == RECORDS:
             stats[RECORDS].setdefault(key[1], {})[key[2]] = n
             stats["records_total"] += n
+        elif kind == STRATA:
+            stats.setdefault(STRATA, {}).setdefault(key[1], {})[key[2]] = n
         elif kind == BOXES:
             stats[BOXES][key[1]] = stats[BOXES].get(key[1], 0) + n
         elif kind in _TOTALS:

@@ -13,12 +13,14 @@ import hashlib
 import math
 from dataclasses import dataclass, replace
 
+import numpy as np
 from PIL import Image
 
-from corrosion.core import paths
+from corrosion.core import io_utils, paths
 from corrosion.core.annotations import Box, LabelledImage
 from corrosion.core.labels import NO_RUST, RUST, LabelConfig, UnknownLabelError
 from corrosion.core.rejects import BOX, IMAGE, Reject
+from corrosion.data import regions
 from corrosion.data.dataset_config import DatasetConfig, ValidationConfig
 from corrosion.data.record import Record
 from corrosion.imaging import images
@@ -74,19 +76,24 @@ def validate(
         info, img = images.decode_probed(data, path, cfg.max_pixels)
     except images.ImageError as exc:
         raise ValidationError(exc.reason, path, str(exc)) from exc
-    if labelled.image_class is None and labelled.boxes is None:
+    if labelled.image_class is None and labelled.boxes is None and labelled.mask_path is None:
         raise ValidationError("unlabelled", path, f"{path}: no label (annotation or class folder)")
     width, height = img.size
     raw_w, raw_h = info.raw_size
     fixes: list[str] = []
     dropped: list[Reject] = []
     boxes: tuple[Box, ...] = ()
-    if labelled.boxes:
+    raw_boxes, already_oriented = (labelled.boxes or ()), False
+    if labelled.boxes or labelled.regions:
         raw_boxes, already_oriented = _fit_declared_size(
             labelled, raw_w, raw_h, width, height, info.orientation, cfg, fixes
         )
+    if labelled.boxes:
         oriented = raw_boxes if already_oriented else images.orient_boxes(raw_boxes, info.orientation, raw_w, raw_h)
         boxes = _clean_boxes(labelled, raw_boxes, oriented, width, height, labels, cfg, fixes, dropped)
+    mask = _region_mask(labelled, raw_boxes, already_oriented, info, (width, height)) if labelled.regions else None
+    if mask is not None and labelled.mask_path is not None and labelled.boxes is None:
+        labelled, boxes = _mask_labels(labelled, mask, cfg, labels)
     image_class, image_label = _image_class(labelled, boxes, labels)
     encoded, fmt = _stored_bytes(data, info, img, cfg, fixes)
     record = Record(
@@ -102,6 +109,7 @@ def validate(
         image_label=image_label,
         boxes=boxes,
         box_labels=tuple(labels.box_label_id(b.label) for b in boxes),
+        mask=None if mask is None else regions.encode(mask),
     )
     return Validated(record, tuple(fixes), tuple(dropped), img, stored_as_is=encoded is data)
 
@@ -182,8 +190,54 @@ def _fit_declared_size(
     sx, sy = raw_w / declared[0], raw_h / declared[1]
     if abs(sx / sy - 1) <= cfg.size_ratio_tolerance:
         fixes.append(FIX_SIZE_RESCALED)
-        boxes = tuple(replace(b, xmin=b.xmin * sx, xmax=b.xmax * sx, ymin=b.ymin * sy, ymax=b.ymax * sy) for b in boxes)
+        boxes = tuple(_rescaled(b, sx, sy) for b in boxes)
     return boxes, False
+
+
+def _rescaled(b: Box, sx: float, sy: float) -> Box:
+    polygons = tuple(tuple(v * (sx if i % 2 == 0 else sy) for i, v in enumerate(p)) for p in b.polygons)
+    return replace(b, xmin=b.xmin * sx, xmax=b.xmax * sx, ymin=b.ymin * sy, ymax=b.ymax * sy, polygons=polygons)
+
+
+def _region_mask(
+    labelled: LabelledImage,
+    raw_boxes: tuple[Box, ...],
+    already_oriented: bool,
+    info: images.ImageInfo,
+    size: tuple[int, int],
+) -> np.ndarray:
+    """Rust pixels of the stored (oriented) image: the mask file, or the union of the regions' polygons and RLE."""
+    path = labelled.mask_path
+    drawn_size = size if already_oriented else info.raw_size
+    if path is not None:
+        try:
+            mask = regions.read_mask(io_utils.read_bytes(path, regions.MAX_MASK_BYTES), path, info.raw_size)
+        except regions.MaskError as exc:
+            raise ValidationError(exc.reason, labelled.image_path, f"{labelled.image_path}: {exc}") from exc
+        except OSError as exc:
+            reason = io_utils.read_error_reason(exc)
+            raise ValidationError(reason, labelled.image_path, f"{labelled.image_path}: mask {path} ({exc})") from exc
+        drawn_size = info.raw_size
+    else:
+        mask = regions.rasterise((p for b in raw_boxes for p in b.polygons), *drawn_size)
+        for b in raw_boxes:
+            if b.rle is not None:
+                mask |= regions.decode_rle(b.rle, drawn_size)
+    if drawn_size == info.raw_size:
+        mask = regions.orient(mask, images.transpose_for(info.orientation))
+    return mask
+
+
+def _mask_labels(
+    labelled: LabelledImage, mask: np.ndarray, cfg: ValidationConfig, labels: LabelConfig
+) -> tuple[LabelledImage, tuple[Box, ...]]:
+    """A mask-only source's boxes (one per merged region) and class (rust wherever a pixel is)."""
+    height, width = mask.shape
+    radius = round(cfg.region_merge_radius * max(width, height))
+    min_pixels = max(1, round(cfg.region_min_area * width * height))
+    rust = labels.box_classes[0]
+    boxes = tuple(Box(*b, label=rust) for b in regions.boxes_from_mask(mask, radius, min_pixels))
+    return replace(labelled, image_class=RUST if mask.any() else NO_RUST), boxes
 
 
 def _clean_boxes(

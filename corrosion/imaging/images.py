@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 import re
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from PIL import Image
@@ -63,6 +63,11 @@ class ImageInfo:
     def raw_size(self) -> tuple[int, int]:
         """(width, height) of the pixels as stored, before the orientation turns them."""
         return (self.height, self.width) if swaps_sides(self.orientation) else (self.width, self.height)
+
+
+def transpose_for(orientation: int) -> Image.Transpose | None:
+    """The turn that EXIF ``orientation`` asks of the raw pixels (None for upright)."""
+    return _TRANSPOSE.get(orientation)
 
 
 def swaps_sides(orientation: int) -> bool:
@@ -239,7 +244,7 @@ def orient_boxes(boxes: tuple[Box, ...], orientation: int, raw_width: int, raw_h
         mapped = [_orient_point(x, y, orientation, raw_width, raw_height) for x, y in corners]
         xs = [p[0] for p in mapped]
         ys = [p[1] for p in mapped]
-        out.append(Box(min(xs), min(ys), max(xs), max(ys), b.label, b.difficult, b.truncated))
+        out.append(replace(b, xmin=min(xs), ymin=min(ys), xmax=max(xs), ymax=max(ys), polygons=(), rle=None))
     return tuple(out)
 
 

@@ -69,6 +69,7 @@ class Unique:
             image_class=self.rep.record.image_class,
             source_splits=tuple(sorted({m.source_split for m in members if m.source_split})),
             origins=tuple(sorted({m.origin for m in members if m.origin})),
+            stratum=dedup.stratum(self.rep.source, self.rep.record),
         )
 
 
@@ -124,16 +125,17 @@ class PlanUnit(beam.DoFn):
 
 
 class ParseAnnotation(beam.DoFn):
-    """XML -> (image path it claims, ParsedAnnotation); refused XML also gives a reject row."""
+    """An annotation file (VOC XML, LabelMe or COCO JSON) -> (image path, ParsedAnnotation) per image
+    it claims; a refused file or entry also gives a reject row."""
 
     def process(self, task: discovery.AnnotationTask):
-        image, parsed = discovery.parse_annotation(task)
         Metrics.counter("dataset", "annotations_parsed").inc()
-        if parsed.error is not None:
-            Metrics.counter("dataset", "annotations_rejected").inc()
-            yield beam.pvalue.TaggedOutput(REJECTS, parsed.error)
-        if image is not None:
-            yield image, parsed
+        for image, parsed in discovery.parse_annotations(task):
+            if parsed.error is not None:
+                Metrics.counter("dataset", "annotations_rejected").inc()
+                yield beam.pvalue.TaggedOutput(REJECTS, parsed.error)
+            if image is not None:
+                yield image, parsed
 
 
 # ---------------------------------------------------------------- per image
@@ -244,7 +246,10 @@ class CollapseIdentical(beam.DoFn):
     def process(self, element):
         _, candidates = element
         candidates = sorted(candidates, key=lambda c: c.path)
-        copies = [dedup.Copy(c.path, c.record.image_class, len(c.record.boxes), c.boxes_known) for c in candidates]
+        copies = [
+            dedup.Copy(c.path, c.record.image_class, len(c.record.boxes), c.boxes_known, c.record.mask is not None)
+            for c in candidates
+        ]
         rep_copy, conflict = dedup.pick_representative(copies)
         if conflict:
             Metrics.counter("dataset", "identical_conflicts").inc()
@@ -263,7 +268,7 @@ class CollapseIdentical(beam.DoFn):
 
 def _stub(record: Record) -> Record:
     """The record without its pixels: duplicates only need their label facts in the manifest."""
-    return replace(record, encoded=b"")
+    return replace(record, encoded=b"", mask=None)
 
 
 def assign_groups(
@@ -302,6 +307,7 @@ class Place(beam.DoFn):
         rec = unique.rep.record
         if a.size > 1:
             yield beam.pvalue.TaggedOutput(EVENTS, stats.in_near_duplicate_group(a.split))
+        yield beam.pvalue.TaggedOutput(EVENTS, stats.record_stratum(a.split, dedup.stratum(unique.rep.source, rec)))
         for c in members:
             dup = c is not unique.rep
             yield beam.pvalue.TaggedOutput(

@@ -1,6 +1,10 @@
 """YOLO txt labels (Ultralytics / Roboflow export): ``{split}/images/x.jpg`` + ``{split}/labels/x.txt``.
 
-Each line is ``class cx cy w h`` normalised to the image; an empty label file says "no rust here".
+Each line is ``class cx cy w h`` (a box) or ``class x1 y1 x2 y2 x3 y3 ...`` (a YOLO-seg polygon,
+at least three points), normalised to the image; the number of values on a line decides which, and
+both may mix in one file (Roboflow's ``towers``). A polygon's box is the min / max of its points. A
+file of polygons only outlines every rust pixel, so its image gets a rust mask. An empty label file
+says "no rust here".
 Class ids are named by ``data.yaml``'s ``names``; its split paths are often absolute paths from
 the exporting machine, so they are resolved relative to the YAML's folder when they do not exist.
 Following ``corrosion.testing.synthetic`` and labelImg, coordinates refer to the stored (raw) pixels.
@@ -36,6 +40,7 @@ class YoloBox:
     cy: float
     w: float
     h: float
+    polygon: tuple[float, ...] = ()  # normalised x1, y1, x2, y2, ... for a YOLO-seg line
 
 
 # libyaml's safe loader where PyYAML has it: fast, and it refuses deep nesting at once, where the
@@ -143,33 +148,47 @@ def parse_labels(text: str, label_path: str, names: tuple[str | None, ...]) -> t
         fields = line.split()
         if not fields:
             continue
-        if len(fields) != 5:
+        if len(fields) != 5 and (len(fields) < 7 or len(fields) % 2 == 0):
             raise AnnotationError(
-                "malformed_yolo", label_path, f"line {number} has {len(fields)} fields, expected 'class cx cy w h'"
+                "malformed_yolo",
+                label_path,
+                f"line {number} has {len(fields)} fields, expected 'class cx cy w h' or a polygon 'class x1 y1 x2 y2 x3 y3 ...'",
             )
         try:
             class_id = int(fields[0])
-            cx, cy, w, h = (float(v) for v in fields[1:])
+            values = tuple(float(v) for v in fields[1:])
         except ValueError as exc:
             raise AnnotationError(
                 "malformed_yolo", label_path, f"line {number} is not numeric: {short_repr(line)}"
             ) from exc
-        if not all(math.isfinite(v) for v in (cx, cy, w, h)):
+        if not all(math.isfinite(v) for v in values):
             raise AnnotationError(
                 "malformed_yolo",
                 label_path,
                 f"line {number} has a value that is not a finite number: {short_repr(line)}",
             )
-        name = names[class_id] if 0 <= class_id < len(names) else None
-        if name is None:
-            known = {i: n for i, n in enumerate(names) if n is not None}
-            raise AnnotationError(
-                "unknown_label",
-                label_path,
-                f"line {number}: class id {class_id} is not in data.yaml names {short_repr(known)}",
-            )
-        boxes.append(YoloBox(name, cx, cy, w, h))
+        boxes.append(_line_box(_class_name(names, class_id, number, label_path), values))
     return tuple(boxes)
+
+
+def _class_name(names: tuple[str | None, ...], class_id: int, number: int, label_path: str) -> str:
+    name = names[class_id] if 0 <= class_id < len(names) else None
+    if name is None:
+        known = {i: n for i, n in enumerate(names) if n is not None}
+        raise AnnotationError(
+            "unknown_label",
+            label_path,
+            f"line {number}: class id {class_id} is not in data.yaml names {short_repr(known)}",
+        )
+    return name
+
+
+def _line_box(name: str, values: tuple[float, ...]) -> YoloBox:
+    if len(values) == 4:
+        return YoloBox(name, *values)
+    xs, ys = values[0::2], values[1::2]
+    x0, x1, y0, y1 = min(xs), max(xs), min(ys), max(ys)
+    return YoloBox(name, (x0 + x1) / 2, (y0 + y1) / 2, x1 - x0, y1 - y0, values)
 
 
 def to_pixel_boxes(
@@ -179,6 +198,7 @@ def to_pixel_boxes(
     out = []
     for b in boxes:
         cls = box_class_or_reject(labels, b.class_name, label_path)
+        polygon = tuple(v * (width if i % 2 == 0 else height) for i, v in enumerate(b.polygon))
         out.append(
             Box(
                 (b.cx - b.w / 2) * width,
@@ -186,6 +206,8 @@ def to_pixel_boxes(
                 (b.cx + b.w / 2) * width,
                 (b.cy + b.h / 2) * height,
                 cls,
+                polygons=(polygon,) if polygon else (),
+                state=labels.condition_state(b.class_name),
             )
         )
     return tuple(out)
@@ -210,6 +232,7 @@ def to_labelled(
         source=source,
         source_split=source_split,
         declared_size=raw_size,
+        regions=bool(pixel_boxes) and all(b.polygons for b in pixel_boxes),
     )
 
 
