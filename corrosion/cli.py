@@ -3,6 +3,7 @@
     corrosion build-dataset --input DIR --output_dir OUT      (= python -m pipelines.build_dataset)
     corrosion train-classifier --data OUT --model_dir M       (= python -m training.train_classifier)
     corrosion train-detector --data OUT --model_dir M         (= python -m training.train_detector)
+    corrosion train-segmenter --data OUT --model_dir M        (= python -m training.train_segmenter)
     corrosion evaluate --model_dir M --data OUT --output E    (= python -m training.evaluate)
     corrosion export-lite ...                                 (= python -m training.export_lite)
     corrosion infer --input 'gs://b/**.jpg' ...               (= python -m pipelines.batch_inference)
@@ -21,6 +22,7 @@ COMMANDS = {
     "build-dataset": ("pipelines.build_dataset", "labelled photos -> validated, de-duplicated, split TFRecords"),
     "train-classifier": ("training.train_classifier", "train, evaluate and export the rust classifier"),
     "train-detector": ("training.train_detector", "train, evaluate and export the rust detector"),
+    "train-segmenter": ("training.train_segmenter", "train, evaluate and export the rust-region (mask) model"),
     "evaluate": ("training.evaluate", "score an exported model on a data set or a raw labelled folder"),
     "export-lite": ("training.export_lite", "write and check an exported model's LiteRT copy"),
     "infer": ("pipelines.batch_inference", "score a survey archive: rows, errors, previews, report"),

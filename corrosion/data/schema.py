@@ -156,6 +156,7 @@ def parse_tf(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
         "height": f[HEIGHT],
         "width": f[WIDTH],
         "filename": f[FILENAME],
+        "source_id": f[SOURCE_ID],
         "sha256": f[SHA256],
         "label": f[CLASS_LABEL],
         "boxes": tf.reshape(boxes, [-1, 4]),

@@ -35,14 +35,17 @@ DECODE_SIGNATURE = "serving_decode"
 CLASSIFIER_LITE_FILE = "classifier.tflite"
 DETECTOR_LITE_FILE = "detector.tflite"
 DETECTOR_OUTPUTS = ("detection_boxes", "detection_scores", "detection_classes", "num_detections")
+# segmenter: rust probability per stride-8 cell of the squashed input, (N, S/8, S/8); a pixel is rust
+# at or above metadata.threshold once the map is upsampled (bilinear) to the photo
+SEGMENTER_OUTPUT = "rust_map"
 
 
 @dataclass(frozen=True)
 class ModelMetadata:
-    kind: str  # "classifier" | "detector"
+    kind: str  # "classifier" | "detector" | "segmenter"
     version: str  # e.g. "classifier-20261124T1200-3f2a1c"
     input_size: int
-    threshold: float  # classifier: decision threshold on rust_probability; detector: box score threshold
+    threshold: float  # classifier: on rust_probability; detector: box score; segmenter: pixel rust probability
     class_names: tuple[str, ...]
     backbone: str
     weights: str  # where the backbone weights came from

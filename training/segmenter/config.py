@@ -1,0 +1,48 @@
+"""The segmenter job's settings (``configs/segmenter.yaml``), named as the other jobs name them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from corrosion.core.config import config_path, load_config
+
+DEFAULT_FILE = "segmenter.yaml"
+
+
+@dataclass(frozen=True)
+class SegmenterConfig:
+    backbone: str = "MobileNetV2"
+    input_size: int = 256  # multiple of 32; the mask comes out at stride 8
+    weights: str | None = None  # None: the project's resolution ($CORROSION_WEIGHTS, configs/weights.yaml)
+    # frozen backbone taps at strides 8 / 16 / 32, merged top-down by the decoder
+    feature_layers: tuple[str, ...] = ("block_6_expand_relu", "block_13_expand_relu", "out_relu")
+    decoder_channels: int = 64
+    dropout: float = 0.1  # spatial dropout on the cached features
+    batch_size: int = 32
+    head_epochs: int = 40
+    head_learning_rate: float = 2e-3
+    weight_decay: float = 1e-4
+    early_stopping_patience: int = 8  # epochs without a better validation pixel F1
+    dice_weight: float = 1.0  # soft Dice beside the per-pixel cross-entropy: rust is often a small share
+    # What each kind of labelled photo teaches (weights of its pixels in the loss):
+    negatives_weight: float = 1.0  # no_rust photos: every pixel is clean steel
+    box_outside_weight: float = 1.0  # box-only rust photos: outside every box is clean; inside, unknown (ignored)
+    flip_views: bool = True  # cache a mirrored copy of each training photo too
+    score_threshold: float | None = None  # None: chosen on validation (max pixel F1)
+    min_region_area: float = 0.002  # of the image: smaller predicted regions get no box
+    region_merge_radius: float = 0.02  # of the long side: predicted pieces this close are one region
+    seed: int = 42
+
+    def __post_init__(self) -> None:
+        if self.input_size % 32:
+            raise ValueError(f"input_size must be a multiple of 32, got {self.input_size}")
+        if len(self.feature_layers) != 3:
+            raise ValueError("feature_layers names three backbone layers, at strides 8, 16 and 32")
+
+    @property
+    def mask_size(self) -> int:
+        return self.input_size // 8
+
+
+def load_segmenter_config(path: str | None, overrides: dict | None = None) -> SegmenterConfig:
+    return load_config(SegmenterConfig, path or config_path(DEFAULT_FILE), overrides)

@@ -1,0 +1,162 @@
+"""What the segmenter learns from, per photo, at its stride-8 output grid, and the frozen features
+computed once for every photo (the backbone never trains, so nothing is lost by caching).
+
+Each kind of labelled photo says something different about its pixels:
+- a rust mask (region sources): the share of rust pixels in every cell, all cells weighted;
+- boxes only (VOC, YOLO boxes): no rust outside the boxes; inside them unknown, ignored;
+- no_rust (any source): every cell clean steel;
+- rust without boxes or mask (class folders): nothing about pixels; left out (counted).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+import tensorflow as tf
+
+from corrosion.core.labels import NO_RUST, load_labels
+from corrosion.data import regions
+from corrosion.imaging import preprocess
+from training.common.records import DatasetError, parsed_dataset
+from training.segmenter.config import SegmenterConfig
+from training.segmenter.model import FEATURE_NAMES
+
+log = logging.getLogger("training.train_segmenter")
+
+REGIONS, BOXES, NEGATIVE = "regions", "boxes", "negative"
+SAMPLE_PHOTOS = 8
+
+
+@dataclass
+class SplitData:
+    """One split's photos as the segmenter sees them; arrays indexed alike."""
+
+    features: dict[str, np.ndarray]  # s8 / s16 / s32, float16
+    target: np.ndarray  # (N, M, M) rust share per cell
+    weight: np.ndarray  # (N, M, M) 0 = ignored
+    kinds: list[str]
+    sources: list[str]
+    names: list[str]
+    truth: list[np.ndarray | None]  # region photos: the 0/1 mask at S x S; else None
+    boxes: list[np.ndarray]  # true boxes, normalised (ymin, xmin, ymax, xmax)
+    left_out: int = 0  # rust photos that say nothing about their pixels
+    counts: dict[str, int] = field(default_factory=dict)
+    sample_encoded: list[bytes] = field(default_factory=list)  # the first photos' bytes, to check the export
+
+    def __len__(self) -> int:
+        return len(self.kinds)
+
+
+def cell_targets(
+    mask: np.ndarray | None, boxes: np.ndarray, negative: bool, config: SegmenterConfig
+) -> tuple[np.ndarray, np.ndarray, str] | None:
+    """(rust share per cell, weight per cell, kind) at the M x M grid; None for a photo without pixel facts.
+
+    ``mask`` is the 0/1 mask at the model's input size S; ``boxes`` normalised (ymin, xmin, ymax, xmax).
+    """
+    m = config.mask_size
+    if mask is not None:
+        s = mask.shape[0] // m
+        share = mask.reshape(m, s, m, s).mean(axis=(1, 3))
+        return share.astype(np.float32), np.ones((m, m), np.float32), REGIONS
+    if negative:
+        return np.zeros((m, m), np.float32), np.full((m, m), config.negatives_weight, np.float32), NEGATIVE
+    if len(boxes) == 0:
+        return None
+    weight = np.full((m, m), config.box_outside_weight, np.float32)
+    for y0, x0, y1, x1 in np.clip(boxes, 0.0, 1.0):  # cells touching a box: unknown
+        weight[int(y0 * m) : int(np.ceil(y1 * m)), int(x0 * m) : int(np.ceil(x1 * m))] = 0.0
+    return np.zeros((m, m), np.float32), weight, BOXES
+
+
+def mask_at(mask_png: bytes, size: int) -> np.ndarray:
+    """The stored mask at the model's square input (nearest neighbour, as the photo is squashed)."""
+    from PIL import Image
+
+    img = Image.fromarray(regions.decode(mask_png)).resize((size, size), Image.Resampling.NEAREST)
+    return np.asarray(img, dtype=np.uint8)
+
+
+def load_split(data_dir: str, split: str, features, config: SegmenterConfig, flip: bool = False) -> SplitData:
+    """Every photo of ``split`` with pixel facts, its targets and frozen features (and mirrored copies).
+
+    Photos are decoded with the serving graph's own preprocessing and their features extracted a
+    batch at a time, so no decoded photo is kept.
+    """
+    negative_label = load_labels().image_label_id(NO_RUST)
+    out = SplitData({}, np.zeros(0), np.zeros(0), [], [], [], [], [])
+    targets, weights, batch, parts, mirrored = [], [], [], [], []
+
+    def flush() -> None:
+        if batch:
+            images = np.stack(batch)
+            parts.append(extract(features, images, config.batch_size))
+            if flip:
+                mirrored.append(extract(features, images[:, :, ::-1], config.batch_size))
+            batch.clear()
+
+    for ex in parsed_dataset(data_dir, split).as_numpy_iterator():
+        mask = mask_at(ex["mask"], config.input_size) if ex["mask"] else None
+        facts = cell_targets(mask, ex["boxes"], int(ex["label"]) == negative_label and mask is None, config)
+        if facts is None:
+            out.left_out += 1
+            continue
+        batch.append(preprocess.decode_and_resize(tf.constant(ex["encoded"]), config.input_size).numpy())
+        targets.append(facts[0])
+        weights.append(facts[1])
+        out.kinds.append(facts[2])
+        out.sources.append(ex["source_id"].decode().split("/", 1)[0])
+        out.names.append(ex["source_id"].decode() or ex["filename"].decode())
+        out.truth.append(mask)
+        out.boxes.append(ex["boxes"])
+        if len(out.sample_encoded) < SAMPLE_PHOTOS:
+            out.sample_encoded.append(ex["encoded"])
+        if len(batch) == config.batch_size:
+            flush()
+    flush()
+    if not targets:
+        raise DatasetError(f"the {split} split of {data_dir} has no photo with rust masks, boxes or no_rust labels")
+    out.target, out.weight = np.stack(targets), np.stack(weights)
+    out.features = {n: np.concatenate([p[n] for p in parts]) for n in FEATURE_NAMES}
+    if flip:
+        out = _with_mirrors(out, {n: np.concatenate([p[n] for p in mirrored]) for n in FEATURE_NAMES})
+    out.counts = {kind: out.kinds.count(kind) for kind in (REGIONS, BOXES, NEGATIVE)} | {"left_out": out.left_out}
+    log.info("%s: %s, %d feature views", split, out.counts, len(out))
+    return out
+
+
+def sample_photos(data_dir: str, split: str, config: SegmenterConfig, count: int) -> np.ndarray:
+    """The first ``count`` photos of a split at the model's input, as the serving graph decodes them."""
+    photos = [
+        preprocess.decode_and_resize(tf.constant(ex["encoded"]), config.input_size).numpy()
+        for ex in parsed_dataset(data_dir, split).take(count).as_numpy_iterator()
+    ]
+    return np.stack(photos)
+
+
+def extract(features, images: np.ndarray, batch_size: int) -> dict[str, np.ndarray]:
+    """The frozen backbone's taps of every image, as float16 (half the memory, ample precision)."""
+    found = {name: [] for name in FEATURE_NAMES}
+    for start in range(0, len(images), batch_size):
+        batch = features(tf.constant(images[start : start + batch_size], tf.float32), training=False)
+        for name in FEATURE_NAMES:
+            found[name].append(batch[name].numpy().astype(np.float16))
+    return {name: np.concatenate(parts) for name, parts in found.items()}
+
+
+def _with_mirrors(data: SplitData, mirrored: dict[str, np.ndarray]) -> SplitData:
+    """Training views: each photo and its left-right mirror (features of the mirrored photo, targets mirrored)."""
+    return SplitData(
+        {n: np.concatenate([data.features[n], mirrored[n]]) for n in FEATURE_NAMES},
+        np.concatenate([data.target, data.target[:, :, ::-1]]),
+        np.concatenate([data.weight, data.weight[:, :, ::-1]]),
+        data.kinds * 2,
+        data.sources * 2,
+        data.names * 2,
+        data.truth + [None if t is None else t[:, ::-1] for t in data.truth],
+        data.boxes * 2,
+        data.left_out,
+        sample_encoded=data.sample_encoded,
+    )

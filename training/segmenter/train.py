@@ -1,0 +1,211 @@
+"""Train, evaluate and export the rust-region model (segmenter).
+
+    python -m training.train_segmenter --data DATASET_DIR --model_dir MODEL_DIR \\
+        [--config configs/segmenter.yaml] [--set KEY=VALUE ...] [--head_epochs N] ...
+
+The ImageNet backbone stays frozen: its features at strides 8 / 16 / 32 are computed once for every
+photo with pixel facts (and a mirrored copy of each training photo), and only the decoder trains,
+on per-cell rust shares with per-cell weights (``training.segmenter.data``), by cross-entropy plus
+soft Dice. The best epoch by validation loss is kept, the pixel threshold is the one with the best
+validation rust-pixel F1, and the exported SavedModel (backbone + decoder) is what is scored on
+validation and test, per source and pooled (``training.segmenter.metrics``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from corrosion.core import io_utils
+from corrosion.data import layout
+from corrosion.imaging import preprocess
+from corrosion.models import serving
+from corrosion.models.weights import resolve_weights
+from training.common import report
+from training.common.export import export_model
+from training.common.job import Job, JobSpec
+from training.common.job import main as job_main
+from training.common.tensorboard import TensorBoardScalars
+from training.segmenter import metrics, model_card
+from training.segmenter.config import DEFAULT_FILE, SegmenterConfig
+from training.segmenter.data import SplitData, load_split, sample_photos
+from training.segmenter.model import (
+    FEATURE_NAMES,
+    build_decoder,
+    build_feature_extractor,
+    build_segmenter,
+    with_standardisation,
+)
+
+log = logging.getLogger("training.train_segmenter")
+
+STATISTICS_PHOTOS = 256  # training photos the feature standardisation is measured on
+
+
+def region_loss(dice_weight: float):
+    """Weighted per-cell cross-entropy on rust shares + soft Dice; ``y_true`` packs (share, weight)."""
+
+    def loss(y_true: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
+        target, weight = y_true[..., 0], y_true[..., 1]
+        bce = tf.nn.sigmoid_cross_entropy_with_logits(labels=target, logits=logits)
+        bce = tf.reduce_sum(weight * bce) / tf.maximum(tf.reduce_sum(weight), 1.0)
+        p = tf.sigmoid(logits)
+        inter = tf.reduce_sum(weight * p * target)
+        dice = 1.0 - (2.0 * inter + 1.0) / (tf.reduce_sum(weight * (p + target)) + 1.0)
+        return bce + dice_weight * dice
+
+    return loss
+
+
+def _xy(data: SplitData) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    return data.features, np.stack([data.target, data.weight], axis=-1).astype(np.float32)
+
+
+def fit(decoder: keras.Model, train: SplitData, val: SplitData, config: SegmenterConfig, model_dir: str) -> dict:
+    """The decoder on the cached features; best epoch by validation loss restored. Returns the history."""
+    steps = max(1, len(train) // config.batch_size)
+    schedule = keras.optimizers.schedules.CosineDecay(config.head_learning_rate, steps * config.head_epochs, alpha=0.05)
+    decoder.compile(
+        keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay), loss=region_loss(config.dice_weight)
+    )
+    x, y = _xy(train)
+    callbacks = [
+        keras.callbacks.EarlyStopping(patience=config.early_stopping_patience, restore_best_weights=True, verbose=1),
+        TensorBoardScalars(io_utils.join(model_dir, "logs")),
+    ]
+    history = decoder.fit(
+        x, y, batch_size=config.batch_size, epochs=config.head_epochs, validation_data=_xy(val), shuffle=True,
+        callbacks=callbacks, verbose=2,
+    )  # fmt: skip
+    return {k: [float(v) for v in values] for k, values in history.history.items()}
+
+
+def predict(decoder: keras.Model, data: SplitData, batch_size: int) -> np.ndarray:
+    return tf.sigmoid(decoder.predict(data.features, batch_size=batch_size, verbose=0)).numpy()
+
+
+def export(model_dir: str, network: keras.Model, metadata: serving.ModelMetadata) -> None:
+    def serve(images: tf.Tensor) -> dict[str, tf.Tensor]:
+        return {serving.SEGMENTER_OUTPUT: network(images, training=False)}
+
+    export_model(model_dir, serve, network, metadata)
+
+
+def train(data: str, model_dir: str, config: SegmenterConfig, config_file: str | None = None) -> dict:
+    """Cache features, train the decoder, choose the threshold, export, score; returns metrics.json's content."""
+    started = time.time()
+    keras.utils.set_random_seed(config.seed)
+    weights = resolve_weights(config.weights)
+    features = with_standardisation(
+        build_feature_extractor(config, weights), sample_photos(data, layout.TRAIN, config, STATISTICS_PHOTOS)
+    )
+    splits = {
+        layout.TRAIN: load_split(data, layout.TRAIN, features, config, flip=config.flip_views),
+        layout.VALIDATION: load_split(data, layout.VALIDATION, features, config),
+        layout.TEST: load_split(data, layout.TEST, features, config),
+    }
+    cached = time.time() - started
+    log.info("features cached in %.1f min", cached / 60)
+    decoder = build_decoder(config, {n: splits[layout.TRAIN].features[n].shape[1:] for n in FEATURE_NAMES})
+    io_utils.make_dirs(model_dir)
+    history = fit(decoder, splits[layout.TRAIN], splits[layout.VALIDATION], config, model_dir)
+    probs = {s: predict(decoder, splits[s], config.batch_size) for s in (layout.VALIDATION, layout.TEST)}
+    threshold, val_f1 = metrics.choose_threshold(probs[layout.VALIDATION], splits[layout.VALIDATION], config.input_size)
+    source = "validation max rust-pixel F1"
+    if config.score_threshold is not None:
+        threshold, source = config.score_threshold, "configuration"
+    log.info("pixel threshold %.2f (%s; validation pixel F1 %.3f there)", threshold, source, val_f1)
+    network = build_segmenter(features, decoder)
+    metadata = _metadata(config, weights.description, threshold, source, data)
+    export(model_dir, network, metadata)
+    export_check = check_export(model_dir, network, splits[layout.TEST], probs[layout.TEST], config.input_size)
+    out = {
+        "model": dataclasses.asdict(metadata) | {"class_names": list(metadata.class_names)},
+        "data": data,
+        "threshold": threshold,
+        "threshold_source": source,
+        "splits": {s: _evaluate(probs[s], splits[s], config, threshold) for s in probs},
+        "data_counts": {s: d.counts for s, d in splits.items()},
+        "export_check": export_check,
+        "training": {"seconds": round(time.time() - started, 1), "feature_cache_seconds": round(cached, 1),
+                     "epochs": len(history["loss"]), "history": history},
+        "versions": report.versions(),
+    }  # fmt: skip
+    card = model_card.render(out, config, config_file)
+    report.write_outputs(model_dir, out, card, {})
+    pooled = out["splits"][layout.TEST][metrics.POOLED]
+    log.info(
+        "done in %.1f min: test pooled %s",
+        (time.time() - started) / 60,
+        {k: pooled[k] for k in ("pixel_f1", "pixel_iou", "rusted_pct_mae", "d610_within_1", "AP50")},
+    )
+    return out
+
+
+def _evaluate(probs: np.ndarray, data: SplitData, config: SegmenterConfig, threshold: float) -> dict:
+    table, boxes = metrics.photo_table(
+        probs, data, config.input_size, threshold, config.region_merge_radius, config.min_region_area
+    )
+    return metrics.summarise(table, boxes)
+
+
+def check_export(model_dir: str, network: keras.Model, test: SplitData, cached_probs: np.ndarray, size: int) -> dict:
+    """The SavedModel's bytes signature on test photos must give the Keras network's maps; how far the
+    float16 feature cache the decoder trained on moves them is reported beside it."""
+    encoded = test.sample_encoded
+    served = tf.saved_model.load(model_dir).signatures[serving.BYTES_SIGNATURE](image_bytes=tf.constant(encoded))
+    served = served[serving.SEGMENTER_OUTPUT].numpy()
+    images = tf.stack([preprocess.decode_and_resize(tf.constant(e), size) for e in encoded])
+    direct = network(images, training=False).numpy()
+    diff = float(np.max(np.abs(served - direct)))
+    if diff > 1e-3:
+        raise RuntimeError(
+            f"exported model disagrees with the trained network by {diff:.2e} on test photos; export is broken"
+        )
+    cache_diff = float(np.max(np.abs(served - cached_probs[: len(encoded)])))
+    log.info(
+        "export check: %d test photos, max diff %.1e (float16 feature cache: %.1e)", len(encoded), diff, cache_diff
+    )
+    return {"images": len(encoded), "max_abs_difference": diff, "feature_cache_max_abs_difference": cache_diff}
+
+
+def _metadata(config: SegmenterConfig, weights: str, threshold: float, source: str, data: str) -> serving.ModelMetadata:
+    return serving.ModelMetadata(
+        kind="segmenter",
+        version="segmenter-" + time.strftime("%Y%m%dT%H%M%S", time.gmtime()),
+        input_size=config.input_size,
+        threshold=float(threshold),
+        class_names=("rust",),
+        backbone=config.backbone,
+        weights=weights,
+        extra={"threshold_source": source, "output": serving.SEGMENTER_OUTPUT, "stride": 8, "data": data,
+               "region_merge_radius": config.region_merge_radius, "min_region_area": config.min_region_area},
+    )  # fmt: skip
+
+
+def run(job: Job) -> dict:
+    return train(job.data, job.model_dir, job.config, job.config_file)
+
+
+SPEC = JobSpec(
+    description=__doc__,
+    config_cls=SegmenterConfig,
+    default_file=DEFAULT_FILE,
+    run=run,
+    shortcuts={
+        "head_epochs": ("head_epochs", int, "decoder epochs (early stopping on validation loss)"),
+        "input_size": ("input_size", int, "model input side, pixels (multiple of 32)"),
+        "batch_size": ("batch_size", int, "photos per step"),
+        "weights": ("weights", str, "imagenet, none or a .h5 path (default: project resolution)"),
+        "seed": ("seed", int, "random seed"),
+    },
+)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return job_main(SPEC, argv)
