@@ -70,7 +70,9 @@ def build_pipeline(p: beam.Pipeline, job: InferenceJob) -> None:
         | "Classify" >> steps.Classify(job)
         | "Detect" >> steps.Detect(job)
         | "AssembleRows"
-        >> beam.ParDo(AssembleRow(job.info, job.previews_dir is not None)).with_outputs(ERRORS, FLAGGED, main="rows")
+        >> beam.ParDo(AssembleRow(job.info, job.previews_dir is not None, job.masks_dir)).with_outputs(
+            ERRORS, FLAGGED, main="rows"
+        )
     )
     rows = assembled.rows
     errors = (read["read_errors"], read["decode_errors"], assembled[ERRORS]) | "AllErrors" >> beam.Flatten()
@@ -148,7 +150,11 @@ def build_parser() -> argparse.ArgumentParser:
         "relative to the list's folder; # starts a comment",
     )
     parser.add_argument("--classifier", required=True, help="exported classifier model directory")
-    parser.add_argument("--detector", help="exported detector model directory (no boxes without it)")
+    parser.add_argument(
+        "--detector",
+        help="exported detector or rust-region model (training.train_segmenter) directory (no boxes without it); "
+        "a rust-region model gives the rusted area from its pixels",
+    )
     parser.add_argument("--output", required=True, help="output prefix; rows go to OUTPUT/date=YYYY-MM-DD/")
     parser.add_argument("--bigquery_table", help="PROJECT:DATASET.TABLE to load result rows into")
     parser.add_argument("--survey_id", help="survey name for every row (default: the input's folder name)")
@@ -157,6 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--previews", help="directory for JPEG previews of rust images")
     parser.add_argument("--report", help="HTML report file (previews go beside it unless --previews is given)")
+    parser.add_argument("--masks", help="directory for each image's rust mask as a PNG (with a rust-region model)")
     add_arguments(parser, CONFIG_FILE, SHORTCUTS)
     parser.add_argument(
         "--run_date", type=dt.date.fromisoformat, help="night to (re)process, YYYY-MM-DD (default today, UTC)"
@@ -208,6 +215,7 @@ def parse_job(argv: Sequence[str] | None = None) -> tuple[InferenceJob, list[str
         bigquery_table=args.bigquery_table,
         skip_processed=args.skip_processed,
         previews_dir=previews_dir,
+        masks_dir=args.masks,
         report=args.report,
         no_wait=args.no_wait,
     )
@@ -234,11 +242,11 @@ def survey_file_stem(survey_id: str) -> str:
     return f"{safe}-{hashlib.sha256(survey_id.encode('utf-8', 'surrogateescape')).hexdigest()[:8]}"
 
 
-def read_model_metadata(model_dir: str, flag: str, kind: str) -> serving.ModelMetadata:
+def read_model_metadata(model_dir: str, flag: str, *kinds: str) -> serving.ModelMetadata:
     """metadata.json of ``model_dir``, refused at launch when it holds another kind of model."""
     meta = serving.read_metadata(model_dir)
-    if meta.kind != kind:
-        raise SystemExit(f"--{flag} {model_dir} holds a {meta.kind} model, not a {kind}")
+    if meta.kind not in kinds:
+        raise SystemExit(f"--{flag} {model_dir} holds a {meta.kind} model, not a {' or '.join(kinds)}")
     return meta
 
 
@@ -248,7 +256,7 @@ def make_run_info(args: argparse.Namespace, cfg: InferenceConfig, now: dt.dateti
     processed_at = now if run_date == now.date() else dt.datetime.combine(run_date, dt.time(0), dt.UTC)
     survey_id = args.survey_id or default_survey_id(args)
     classifier = read_model_metadata(args.classifier, "classifier", "classifier")
-    detector = read_model_metadata(args.detector, "detector", "detector") if args.detector else None
+    detector = read_model_metadata(args.detector, "detector", "detector", "segmenter") if args.detector else None
     partition_dir = io_utils.join(args.output, f"date={run_date.isoformat()}")
     return RunInfo(
         survey_id=survey_id,

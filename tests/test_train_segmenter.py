@@ -81,3 +81,138 @@ def test_a_short_run_finds_rust_pixels_a_constant_guess_cannot(trained):
     assert saved["threshold"] == out["threshold"] and "| pooled |" in (model_dir / "model_card.md").read_text()
     meta = json.loads((model_dir / "metadata.json").read_text())
     assert meta["kind"] == "segmenter" and meta["threshold"] == out["threshold"]
+
+
+# ---------------------------------------------------------------- batch inference
+
+
+class ColourSegmenter:
+    """A stand-in rust-region model that marks rust-coloured pixels exactly: pixels -> stride-8 maps."""
+
+    def __call__(self, pixels: np.ndarray) -> np.ndarray:
+        from corrosion.testing import synthetic
+
+        n, s = pixels.shape[0], pixels.shape[1]
+        rust = np.stack([synthetic.rust_mask(p.astype(np.uint8)) for p in pixels]).astype(np.float32)
+        return rust.reshape(n, s // 8, 8, s // 8, 8).mean(axis=(2, 4))
+
+
+def _big_photo(tmp_path, width: int = 4000, height: int = 3000):
+    from corrosion.testing import synthetic
+
+    rng = np.random.default_rng(5)
+    pixels = synthetic.render_background(rng, width, height, "steel")
+    truth = np.zeros((height, width), np.uint8)
+    truth[1000:1400, 1500:2100] = 1  # one patch across the tile boundary at x = 2000 (1024-px tiles, 64 overlap)
+    from corrosion.testing import region_files as rf
+
+    rf.paint(rng, pixels, truth)
+    data = synthetic.encode_image(np.clip(pixels, 0, 255).astype(np.uint8), "JPEG", quality=95)
+    return data, truth
+
+
+def test_tiled_mask_of_a_12_mp_photo_matches_the_single_pass_mask_where_both_see_the_patch(tmp_path):
+    import dataclasses
+
+    from corrosion.models import serving
+    from pipelines.inference.config import InferenceConfig
+    from pipelines.inference.handlers import ImageRecord, segment_image
+
+    data, truth = _big_photo(tmp_path)
+    record = ImageRecord("big.jpg", "0" * 64, 4000, 3000, data)
+    meta = serving.ModelMetadata(
+        "segmenter", "colour", 256, 0.5, ("rust",), "colour", "none", {"region_merge_radius": 0.01}
+    )
+    tiled_cfg = InferenceConfig()
+    whole_cfg = dataclasses.replace(tiled_cfg, tiling=dataclasses.replace(tiled_cfg.tiling, enabled=False))
+    tiled = segment_image(ColourSegmenter(), record, meta, tiled_cfg, keep_mask=True)
+    whole = segment_image(ColourSegmenter(), record, meta, whole_cfg, keep_mask=True)
+    assert tiled.views > 1 and whole.views == 1
+    from PIL import Image
+
+    from corrosion.data import regions
+
+    a = regions.decode(tiled.mask) > 0  # each at the scale it was scored: tiles decode finer
+    whole_mask = Image.fromarray(regions.decode(whole.mask)).resize(a.shape[::-1], Image.Resampling.NEAREST)
+    b = np.asarray(whole_mask) > 0
+    patch = np.zeros_like(a)
+    sy, sx = a.shape[0] / 3000, a.shape[1] / 4000
+    patch[int(1000 * sy) : int(1400 * sy), int(1500 * sx) : int(2100 * sx)] = True
+    inner = np.zeros_like(a)
+    inner[int(1040 * sy) : int(1360 * sy), int(1540 * sx) : int(2060 * sx)] = True
+    assert a[inner].mean() > 0.95 and b[inner].mean() > 0.95  # both see the patch, across the tile edge
+    assert (a & patch).sum() / max((a | b)[patch].sum(), 1) > 0.9
+    true_share = truth.mean()
+    assert abs(tiled.rust_fraction - true_share) < 0.01 and abs(whole.rust_fraction - true_share) < 0.01
+    # one region, one box, in original pixels, round the patch
+    assert len(tiled.boxes) == 1
+    x0, y0, x1, y1, _ = tiled.boxes[0]
+    assert abs(x0 - 1500) < 40 and abs(y0 - 1000) < 40 and abs(x1 - 2100) < 40 and abs(y1 - 1400) < 40
+
+
+def test_batch_inference_with_a_rust_region_model_measures_rust_from_pixels(trained, tmp_path):
+    from support import model_doubles as doubles
+
+    from corrosion.core import io_utils
+    from corrosion.inference import grading, results
+    from corrosion.testing import region_files as rf
+    from pipelines import batch_inference
+
+    _, model_dir = trained
+    night = tmp_path / "night"
+    night.mkdir()
+    rng = np.random.default_rng(11)
+    truth = {}
+    for i in range(3):
+        photo = rf.region_photo(rng, 96, 96, 2)
+        (night / f"p{i}.png").write_bytes(photo.png())
+        truth[f"p{i}.png"] = photo.mask.mean()
+    classifier = doubles.export_tiny_classifier(str(tmp_path / "clf"), input_size=32, threshold=0.0)
+    out = tmp_path / "out"
+    summary = batch_inference.run([
+        "--input", str(night / "*"), "--classifier", classifier, "--detector", str(model_dir),
+        "--output", str(out), "--survey_id", "tank-3", "--masks", str(tmp_path / "masks"),
+        "--report", str(tmp_path / "report" / "index.html"),
+    ])  # fmt: skip
+    rows = results.read_csv_rows(sorted(str(p) for p in out.glob("**/*.csv") if "errors" not in p.name))
+    assert len(rows) == 3 and summary["all_inputs_accounted_for"]
+    for row in rows:
+        name = row["image_uri"].rsplit("/", 1)[-1]
+        area = float(row["rust_area_fraction"])
+        assert abs(area - truth[name]) < 0.08  # from the mask's pixels, not the boxes' union
+        assert int(row["rust_grade"]) == grading.astm_d610_grade(area)
+        assert row["detector_version"].startswith("segmenter-")
+    masks = sorted((tmp_path / "masks").glob("*.png"))
+    assert len(masks) == 3 and io_utils.read_bytes(str(masks[0]))[:4] == b"\x89PNG"
+    assert len(list((tmp_path / "report" / "previews").glob("*.jpg"))) == 3
+
+
+def test_evaluate_scores_a_rust_region_model_on_a_data_set_and_a_raw_folder_each_and_pooled(trained, tmp_path):
+    from corrosion.testing import region_files as rf
+    from training import evaluate
+
+    out, model_dir = trained
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    rng = np.random.default_rng(21)
+    for i in range(4):
+        photo = rf.region_photo(rng, 96, 96, 2)
+        (raw / f"r{i}.png").write_bytes(photo.png())
+        (raw / f"r{i}.json").write_text(rf.labelme_json(f"r{i}.png", 96, 96, photo.polygons))
+    (raw / "broken.json").write_text("{")
+    data_dir = out["data"]
+    code = evaluate.main(
+        ["--model_dir", str(model_dir), "--data", data_dir, "--data", str(raw), "--output", str(tmp_path / "e")]
+    )
+    assert code == 0
+    report = json.loads((tmp_path / "e" / "metrics.json").read_text())
+    assert set(report["data"]) == {data_dir, str(raw)} and set(report["data"][data_dir]) == {
+        "train",
+        "validation",
+        "test",
+    }
+    assert report["data"][str(raw)]["all"]["pooled"]["region_photos"] == 4
+    assert report["data"][data_dir]["test"]["pooled"]["pixel_f1"] == pytest.approx(
+        out["splits"]["test"]["pooled"]["pixel_f1"], abs=0.02
+    )
+    assert report["pooled"]["pixel_f1"] > 0.6 and [r["reason"] for r in report["rejects"]] == ["malformed_json"]

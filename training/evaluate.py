@@ -31,13 +31,27 @@ log = logging.getLogger("training.evaluate")
 
 def evaluate(
     model_dir: str,
-    data_path: str,
+    data_path: str | list[str],
     output_dir: str,
     splits: tuple[str, ...] | None = None,
     threshold: float | None = None,
 ) -> dict:
-    """Dispatch on the model's kind (metadata.json)."""
+    """Dispatch on the model's kind (metadata.json). Several data paths: a rust-region model pools
+    them; the other kinds are scored on each, into OUTPUT/<n>-<folder name>/."""
     kind = serving.read_metadata(model_dir).kind
+    paths = [data_path] if isinstance(data_path, str) else list(data_path)
+    if kind == "segmenter":
+        from training.segmenter.evaluate import evaluate_segmenter
+
+        return evaluate_segmenter(model_dir, paths, output_dir, splits)
+    if len(paths) > 1:
+        return {
+            p: evaluate(
+                model_dir, p, io_utils.join(output_dir, f"{i}-{p.rstrip('/').rsplit('/', 1)[-1]}"), splits, threshold
+            )
+            for i, p in enumerate(paths)
+        }
+    data_path = paths[0]
     if kind == "detector":
         from training.detector.evaluate import evaluate_detector  # the detector's own module, loaded only when needed
 
@@ -46,13 +60,18 @@ def evaluate(
         return evaluate_detector(model_dir, data_path, output_dir, splits)
     if kind == "classifier":
         return classifier_evaluation.evaluate_classifier(model_dir, data_path, output_dir, splits, threshold)
-    raise ValueError(f"{model_dir}/metadata.json has kind {kind!r}; expected 'classifier' or 'detector'")
+    raise ValueError(f"{model_dir}/metadata.json has kind {kind!r}; expected 'classifier', 'detector' or 'segmenter'")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model_dir", required=True, help="exported model directory (local or gs://)")
-    p.add_argument("--data", required=True, help="TFRecord data set directory or raw labelled folder (local or gs://)")
+    p.add_argument(
+        "--data",
+        required=True,
+        action="append",
+        help="TFRecord data set directory or raw labelled folder (local or gs://); repeat for several",
+    )
     p.add_argument("--output", required=True, help="where metrics.json, plots and predictions go")
     p.add_argument(
         "--split",

@@ -34,6 +34,18 @@ def _font(size: int) -> ImageFont.ImageFont:
         return ImageFont.load_default()
 
 
+MASK_COLOUR = (0, 200, 255)  # cyan: stands out on rust, steel and paint alike
+MASK_OPACITY = 0.45
+
+
+def tint(img: Image.Image, mask_png: bytes) -> Image.Image:
+    """``img`` with the mask's rust pixels blended towards ``MASK_COLOUR``."""
+    mask = Image.open(io.BytesIO(mask_png)).convert("L").resize(img.size, Image.NEAREST)
+    overlay = Image.new("RGB", img.size, MASK_COLOUR)
+    alpha = mask.point(lambda v: round(255 * MASK_OPACITY) if v else 0)
+    return Image.composite(overlay, img.convert("RGB"), alpha)
+
+
 def render_preview(
     data: bytes,
     width: int,
@@ -44,14 +56,18 @@ def render_preview(
     max_side: int = 1600,
     name: str = "<bytes>",
     max_pixels: int = images.DEFAULT_MAX_PIXELS,
+    mask: bytes | None = None,
 ) -> Image.Image:
     """RGB preview no larger than ``max_side``; ``boxes`` are (xmin, ymin, xmax, ymax, score) in
-    the original (EXIF-oriented) ``width`` x ``height`` pixel grid."""
+    the original (EXIF-oriented) ``width`` x ``height`` pixel grid; ``mask`` (a PNG, non-zero = rust,
+    any scale of the same photo) is tinted in over the rust pixels."""
     scale = min(1.0, max_side / max(width, height))
     target = (max(1, math.ceil(width * scale)), max(1, math.ceil(height * scale)))
     img = images.decode(data, name, max_pixels, reduce_to=target)
     if img.size != target:
         img = img.resize(target, Image.BILINEAR)
+    if mask is not None:
+        img = tint(img, mask)
     sx, sy = img.width / width, img.height / height
     draw = ImageDraw.Draw(img)
     line = max(2, round(max(img.size) / 400))

@@ -9,6 +9,7 @@ an overlap is seen twice and a patch cut by a tile edge is seen whole by the nei
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -129,3 +130,21 @@ def merge_boxes(
         if len(keep) >= max_boxes:
             break
     return boxes[keep], scores[keep]
+
+
+def stitch_maps(maps: Sequence[np.ndarray], views: Sequence[Tile], width: int, height: int) -> np.ndarray:
+    """Per-view probability maps (any grid) -> one (height, width) map of the decoded image.
+
+    Each view's map is upsampled bilinearly onto its own pixels; where views overlap (tile margins,
+    the whole-image pass) their probabilities are averaged, so a patch cut by a tile edge is seen
+    whole by its neighbour and by the whole-image view.
+    """
+    from PIL import Image
+
+    total = np.zeros((height, width), np.float32)
+    count = np.zeros((height, width), np.float32)
+    for m, v in zip(maps, views, strict=True):
+        up = Image.fromarray(np.asarray(m, np.float32)).resize((v.width, v.height), Image.Resampling.BILINEAR)
+        total[v.y0 : v.y1, v.x0 : v.x1] += np.asarray(up, np.float32)
+        count[v.y0 : v.y1, v.x0 : v.x1] += 1.0
+    return total / np.maximum(count, 1.0)

@@ -99,10 +99,11 @@ class InferenceJob:
     bigquery_table: str | None = None
     skip_processed: str | None = None  # prefix of earlier outputs
     previews_dir: str | None = None  # --previews, else beside --report
+    masks_dir: str | None = None  # --masks: each image's rust mask as a PNG (a rust-region model only)
     report: str | None = None
     no_wait: bool = False
 
     @property
     def own_outputs(self) -> tuple[str | None, ...]:
         """Folders this job writes into: never inputs, so tonight's report is not scored tomorrow."""
-        return (self.output, self.previews_dir, self.report)
+        return (self.output, self.previews_dir, self.report, self.masks_dir)

@@ -55,6 +55,10 @@ class Detections:
     views: int = 0  # model inputs used: tiles plus the whole-image pass
     error_reason: str | None = None
     error_message: str | None = None
+    # a rust-region model (segmenter): the share of rust pixels, and (with --masks) the rust mask
+    # as a PNG at the decoded scale (0 clean, 255 rust)
+    rust_fraction: float | None = None
+    mask: bytes | None = None
 
 
 def limit_tf_threads(threads: int | None) -> None:
@@ -131,6 +135,15 @@ class _SavedDetector(_Loaded):
         return {k: v.numpy() for k, v in self.fn(**{serving.PIXELS_INPUT: tf.constant(pixels)}).items()}
 
 
+class _SavedSegmenter(_Loaded):
+    """The SavedModel's pixels signature: pixels -> (N, S/8, S/8) rust probability maps."""
+
+    def __call__(self, pixels: np.ndarray) -> np.ndarray:
+        import tensorflow as tf
+
+        return self.fn(**{serving.PIXELS_INPUT: tf.constant(pixels)})[serving.SEGMENTER_OUTPUT].numpy()
+
+
 class ClassifierHandler(ModelHandler[tuple[ImageRecord, np.ndarray], tuple[ImageRecord, PredictionResult], Any]):
     """``runtime`` (resolved by ``lite_runtime.resolve_runtime``): ``litert`` runs classifier.tflite, else the SavedModel."""
 
@@ -180,21 +193,31 @@ class ClassifierHandler(ModelHandler[tuple[ImageRecord, np.ndarray], tuple[Image
 class DetectorHandler(ModelHandler[tuple[Any, ImageRecord], tuple[Any, PredictionResult], Any]):
     """Elements are (any key, ImageRecord with its bytes); the key comes back with the Detections.
 
-    ``runtime`` ``litert``: the network's LiteRT copy, then the SavedModel's decode signature."""
+    The model in the detector's place is a box detector or a rust-region model (metadata kind
+    ``segmenter``: boxes from its regions, the rusted share from its pixels, ``keep_masks`` to return
+    each mask). ``runtime`` ``litert``: the network's LiteRT copy, then the SavedModel's decode signature."""
 
     def __init__(
-        self, model_dir: str, metadata: serving.ModelMetadata, config: InferenceConfig, runtime: str = "savedmodel"
+        self,
+        model_dir: str,
+        metadata: serving.ModelMetadata,
+        config: InferenceConfig,
+        runtime: str = "savedmodel",
+        keep_masks: bool = False,
     ) -> None:
         super().__init__(min_batch_size=1, max_batch_size=config.detector_images_per_batch)
         self._model_dir = model_dir
         self._metadata = metadata
         self._config = config
         self._runtime = runtime
+        self._keep_masks = keep_masks
 
     def load_model(self) -> _SavedDetector | lite_runtime.LiteDetector:
         limit_tf_threads(self._config.tf_threads_per_call)
         log.info("loading detector %s (%s) from %s", self._metadata.version, self._runtime, self._model_dir)
-        if self._runtime == "litert":
+        if self._metadata.kind == "segmenter":
+            load = partial(_SavedSegmenter, self._model_dir)
+        elif self._runtime == "litert":
             c = self._config
             load = partial(
                 lite_runtime.LiteDetector.from_model_dir,
@@ -212,7 +235,10 @@ class DetectorHandler(ModelHandler[tuple[Any, ImageRecord], tuple[Any, Predictio
         out = []
         for key, record in batch:
             try:
-                result = detect_image(model, record, self._metadata, self._config)
+                if self._metadata.kind == "segmenter":
+                    result = segment_image(model, record, self._metadata, self._config, self._keep_masks)
+                else:
+                    result = detect_image(model, record, self._metadata, self._config)
             except images.ImageError as exc:
                 result = Detections(error_reason=exc.reason, error_message=str(exc))
             out.append((key, PredictionResult(None, result, self._metadata.version)))
@@ -280,6 +306,33 @@ def detect_image(model, record: ImageRecord, metadata: serving.ModelMetadata, co
     del img  # the tiles' pixels are copies: only they stay in memory while the model runs
     found = list(predict_views(model, views, pixels, metadata.threshold, config.tile_batch_size))
     return merge_detections(found, record, views, (sx, sy), config)
+
+
+def segment_image(
+    model, record: ImageRecord, metadata: serving.ModelMetadata, config: InferenceConfig, keep_mask: bool = False
+) -> Detections:
+    """Tile, map rust per view, stitch the maps over the decoded image, threshold: the rusted share of
+    the photo's pixels and one box per rust region (in original pixels, scored by its mean probability)."""
+    from corrosion.data import regions
+
+    img = decode_for_detector(record, metadata.input_size, config)
+    views, pixels, sx, sy = detector_views(img, record, metadata.input_size, config)
+    dw, dh = img.size
+    del img
+    step = max(1, config.tile_batch_size)
+    maps = np.concatenate([model(pixels[i : i + step]) for i in range(0, len(views), step)])
+    prob = tiling.stitch_maps(maps, views, dw, dh)
+    rust = prob >= metadata.threshold
+    extra = metadata.extra
+    radius = round(extra.get("region_merge_radius", 0.02) * max(dw, dh))
+    min_pixels = max(1, round(extra.get("min_region_area", 0.002) * dw * dh))
+    boxes = []
+    for x0, y0, x1, y1 in regions.boxes_from_mask(rust.astype(np.uint8), radius, min_pixels):
+        score = float(prob[y0:y1, x0:x1][rust[y0:y1, x0:x1]].mean())
+        boxes.append((round(x0 * sx, 1), round(y0 * sy, 1), round(x1 * sx, 1), round(y1 * sy, 1), round(score, 6)))
+    boxes.sort(key=lambda b: -b[4])
+    mask = regions.encode(rust.astype(np.uint8) * 255) if keep_mask else None
+    return Detections(tuple(boxes), len(views), rust_fraction=float(rust.mean()), mask=mask)
 
 
 def predict_views(

@@ -169,7 +169,8 @@ class Detect(beam.PTransform):
             to_detect, gated = scored | "DetectorGate" >> beam.Partition(
                 lambda s, _: 0 if s.rust_probability >= gate else 1, 2
             )
-        handler = DetectorHandler(self._job.detector_dir, info.detector, cfg, info.detector_runtime)
+        keep_masks = self._job.masks_dir is not None
+        handler = DetectorHandler(self._job.detector_dir, info.detector, cfg, info.detector_runtime, keep_masks)
         detected = (
             to_detect
             | "KeyForDetector" >> beam.Map(lambda s: (s, s.record))

@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import os
+import posixpath
 import re
 import shutil
 import time
@@ -196,9 +197,10 @@ class PrepareForClassifier(beam.DoFn):
 class AssembleRow(beam.DoFn):
     """(ScoredImage, Detections | None) -> ResultRow; images to preview also go to FLAGGED."""
 
-    def __init__(self, info: RunInfo, want_previews: bool) -> None:
+    def __init__(self, info: RunInfo, want_previews: bool, masks_dir: str | None = None) -> None:
         self._info = info
         self._previews = want_previews
+        self._masks = masks_dir
 
     def process(self, element: tuple[ScoredImage, Detections | None]):
         scored, det = element
@@ -209,6 +211,8 @@ class AssembleRow(beam.DoFn):
             )
             return
         row = result_row(scored, det, self._info)
+        if det is not None and det.mask is not None and self._masks is not None:
+            write_mask(self._masks, row, det.mask)
         if det is not None:
             Metrics.counter(NAMESPACE, "boxes").inc(len(det.boxes))
             Metrics.counter(NAMESPACE, "detector_views").inc(det.views)
@@ -218,7 +222,7 @@ class AssembleRow(beam.DoFn):
         if row.flagged:
             Metrics.counter(NAMESPACE, "rust_images").inc()
             if self._previews:
-                yield beam.pvalue.TaggedOutput(FLAGGED, (row, rec.data))
+                yield beam.pvalue.TaggedOutput(FLAGGED, (row, rec.data, det.mask if det is not None else None))
         yield row
 
 
@@ -227,7 +231,9 @@ def result_row(scored: ScoredImage, det: Detections | None, info: RunInfo) -> re
     rec, probability = scored.record, scored.rust_probability
     boxes = fraction = grade = None
     if det is not None:
-        area = grading.rust_area_fraction([b[:4] for b in det.boxes], rec.width, rec.height)
+        area = det.rust_fraction  # a rust-region model counts rust pixels; boxes over-state the area
+        if area is None:
+            area = grading.rust_area_fraction([b[:4] for b in det.boxes], rec.width, rec.height)
         boxes, fraction, grade = json.dumps([list(b) for b in det.boxes]), round(area, 6), grading.astm_d610_grade(area)
     return results.ResultRow(
         image_uri=rec.uri,
@@ -247,20 +253,29 @@ def result_row(scored: ScoredImage, det: Detections | None, info: RunInfo) -> re
     )
 
 
+def write_mask(masks_dir: str, row: results.ResultRow, png: bytes) -> str:
+    """MASKS/<preview name>.png: the image's rust mask (255 rust, 0 clean) at the scale it was scored."""
+    name = posixpath.splitext(previews.preview_name(row.image_uri, row.image_sha256))[0] + ".png"
+    uri = io_utils.join(masks_dir, name)
+    io_utils.write_bytes(uri, png)
+    Metrics.counter(NAMESPACE, "masks_written").inc()
+    return uri
+
+
 class WritePreview(beam.DoFn):
-    """(row, bytes) of a rust image -> preview JPEG written; a ReportEntry with its thumbnail."""
+    """(row, bytes, rust mask PNG or None) of a rust image -> preview JPEG written; a ReportEntry with its thumbnail."""
 
     def __init__(self, previews_dir: str, config: InferenceConfig) -> None:
         self._dir = previews_dir
         self._cfg = config.outputs
         self._max_pixels = config.max_pixels
 
-    def process(self, element: tuple[results.ResultRow, bytes]):
-        row, data = element
+    def process(self, element: tuple[results.ResultRow, bytes, bytes | None]):
+        row, data, mask = element
         boxes = json.loads(row.boxes) if row.boxes else []
         img = previews.render_preview(
             data, row.width, row.height, boxes, row.rust_probability, row.rust_grade,
-            self._cfg.preview_max_side, row.image_uri, self._max_pixels,
+            self._cfg.preview_max_side, row.image_uri, self._max_pixels, mask=mask,
         )  # fmt: skip
         uri = report.preview_uri(self._dir, previews.preview_name(row.image_uri, row.image_sha256))
         io_utils.write_bytes(uri, previews.encode_jpeg(img, self._cfg.preview_quality))

@@ -62,8 +62,32 @@ def region_loss(dice_weight: float):
     return loss
 
 
-def _xy(data: SplitData) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    return data.features, np.stack([data.target, data.weight], axis=-1).astype(np.float32)
+class Batches(keras.utils.PyDataset):
+    """Batches of the cached float16 features as float32, with (share, weight) targets packed.
+
+    Slicing per batch keeps the cache as it is: handing Keras the whole arrays makes it copy them
+    (as float32: twice the cache) before the first step.
+    """
+
+    def __init__(self, data: SplitData, batch_size: int, shuffle: bool, seed: int) -> None:
+        super().__init__()
+        self.data, self.batch_size, self.shuffle = data, batch_size, shuffle
+        self.rng = np.random.default_rng(seed)
+        self.order = np.arange(len(data))
+        self.on_epoch_end()
+
+    def __len__(self) -> int:
+        return max(1, -(-len(self.data) // self.batch_size))
+
+    def __getitem__(self, index: int):
+        rows = np.sort(self.order[index * self.batch_size : (index + 1) * self.batch_size])
+        x = {name: self.data.features[name][rows].astype(np.float32) for name in FEATURE_NAMES}
+        y = np.stack([self.data.target[rows], self.data.weight[rows]], axis=-1).astype(np.float32)
+        return x, y
+
+    def on_epoch_end(self) -> None:
+        if self.shuffle:
+            self.rng.shuffle(self.order)
 
 
 def fit(decoder: keras.Model, train: SplitData, val: SplitData, config: SegmenterConfig, model_dir: str) -> dict:
@@ -73,20 +97,21 @@ def fit(decoder: keras.Model, train: SplitData, val: SplitData, config: Segmente
     decoder.compile(
         keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay), loss=region_loss(config.dice_weight)
     )
-    x, y = _xy(train)
     callbacks = [
         keras.callbacks.EarlyStopping(patience=config.early_stopping_patience, restore_best_weights=True, verbose=1),
         TensorBoardScalars(io_utils.join(model_dir, "logs")),
     ]
     history = decoder.fit(
-        x, y, batch_size=config.batch_size, epochs=config.head_epochs, validation_data=_xy(val), shuffle=True,
-        callbacks=callbacks, verbose=2,
+        Batches(train, config.batch_size, True, config.seed), epochs=config.head_epochs,
+        validation_data=Batches(val, config.batch_size, False, config.seed), callbacks=callbacks, verbose=2,
     )  # fmt: skip
     return {k: [float(v) for v in values] for k, values in history.history.items()}
 
 
 def predict(decoder: keras.Model, data: SplitData, batch_size: int) -> np.ndarray:
-    return tf.sigmoid(decoder.predict(data.features, batch_size=batch_size, verbose=0)).numpy()
+    batches = Batches(data, batch_size, False, 0)
+    logits = [np.asarray(decoder.predict_on_batch(batches[i][0])) for i in range(len(batches))]
+    return tf.sigmoid(np.concatenate(logits)).numpy()
 
 
 def export(model_dir: str, network: keras.Model, metadata: serving.ModelMetadata) -> None:

@@ -1,0 +1,109 @@
+"""Score an exported rust-region model on data sets and raw labelled folders, each and pooled.
+
+Photos go through the export's bytes signature (whole photo, squashed to its input, as training
+scores them); every split of a TFRecord data set, or a raw folder read as the dataset pipeline
+reads it (``all``), is scored per source and pooled, and all of them together under ``pooled``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+
+from corrosion.core import io_utils
+from corrosion.core.labels import NO_RUST, load_labels
+from corrosion.core.rejects import Reject
+from corrosion.data import schema
+from corrosion.data.record import Record
+from corrosion.models import serving
+from training.common import records, report
+from training.common.raw_folder import raw_records
+from training.segmenter import metrics
+from training.segmenter.config import SegmenterConfig
+from training.segmenter.data import SplitData, cell_targets, mask_at
+
+log = logging.getLogger("training.evaluate")
+
+RAW_SPLIT = "all"
+
+
+def split_records(data_path: str, splits: tuple[str, ...] | None, rejects: list[Reject]) -> dict[str, list[Record]]:
+    """Records per TFRecord split, or one raw folder as ``all`` (refusals into ``rejects``)."""
+    present = records.available_splits(data_path)
+    if present:
+        chosen = [s for s in present if splits is None or s in splits]
+        return {
+            s: [schema.from_example(r.numpy()) for r in tf.data.TFRecordDataset(records.shard_files(data_path, s))]
+            for s in chosen
+        }
+    return {RAW_SPLIT: [record for _, record in raw_records(data_path, load_labels(), rejects)]}
+
+
+def as_split(recs: list[Record], config: SegmenterConfig) -> SplitData:
+    """The photos with pixel facts, as training holds them (without features)."""
+    out = SplitData({}, np.zeros(0), np.zeros(0), [], [], [], [], [])
+    for r in recs:
+        mask = mask_at(r.mask, config.input_size) if r.mask is not None else None
+        boxes = np.array([b.normalised(r.width, r.height) for b in r.boxes], np.float32).reshape(-1, 4)
+        facts = cell_targets(mask, boxes, r.image_class == NO_RUST and mask is None, config)
+        if facts is None:
+            out.left_out += 1
+            continue
+        out.kinds.append(facts[2])
+        out.sources.append(r.source_id.split("/", 1)[0] if r.source_id else "")
+        out.names.append(r.source_id or r.filename)
+        out.truth.append(mask)
+        out.boxes.append(boxes)
+        out.sample_encoded.append(r.encoded)
+    return out
+
+
+def rust_maps(model_dir: str, encoded: list[bytes], batch_size: int = 16) -> np.ndarray:
+    signature = tf.saved_model.load(model_dir).signatures[serving.BYTES_SIGNATURE]
+    maps = [
+        signature(image_bytes=tf.constant(encoded[i : i + batch_size]))[serving.SEGMENTER_OUTPUT].numpy()
+        for i in range(0, len(encoded), batch_size)
+    ]
+    return np.concatenate(maps)
+
+
+def evaluate_segmenter(
+    model_dir: str, data_paths: list[str], output_dir: str, splits: tuple[str, ...] | None = None
+) -> dict:
+    """metrics.json in ``output_dir``: per data path and split (per source and pooled), then all pooled."""
+    meta = serving.read_metadata(model_dir)
+    extra = meta.extra
+    config = SegmenterConfig(input_size=meta.input_size)
+    merge, min_area = extra.get("region_merge_radius", 0.02), extra.get("min_region_area", 0.002)
+    out: dict = {"kind": "segmenter", "model_version": meta.version, "threshold": meta.threshold, "data": {}}
+    tables, all_boxes, rejects = [], [], []
+    for path in data_paths:
+        out["data"][path] = {}
+        for split, recs in split_records(path, splits, rejects).items():
+            data = as_split(recs, config)
+            if not data.kinds:
+                out["data"][path][split] = {"photos": 0, "left_out": data.left_out}
+                continue
+            probs = rust_maps(model_dir, data.sample_encoded)
+            table, boxes = metrics.photo_table(probs, data, config.input_size, meta.threshold, merge, min_area)
+            out["data"][path][split] = metrics.summarise(table, boxes) | {"left_out": data.left_out}
+            tables.append(table)
+            all_boxes += boxes
+            log.info(
+                "%s %s: %s",
+                path,
+                split,
+                {k: out["data"][path][split][metrics.POOLED].get(k) for k in ("pixel_f1", "rusted_pct_mae", "AP50")},
+            )
+    if not tables:
+        raise records.DatasetError(f"no photo with rust masks, boxes or no_rust labels in {data_paths}")
+    if len(tables) > 1:
+        out[metrics.POOLED] = metrics.summarise(pd.concat(tables, ignore_index=True), all_boxes)[metrics.POOLED]
+    out["rejects"] = [{"path": r.path, "reason": r.reason, "detail": r.detail} for r in rejects]
+    io_utils.make_dirs(output_dir)
+    io_utils.write_text(io_utils.join(output_dir, report.METRICS_FILE), json.dumps(out, indent=2) + "\n")
+    return out
