@@ -63,7 +63,8 @@ def trained(tmp_path_factory):
     inputs = [a for name in ("tanks", "bridges", "clean") for a in ("--input", str(root / name))]
     build_dataset.run([*inputs, "--output_dir", str(data)])  # three inputs: three sources
     config = load_segmenter_config(None, {"input_size": 64, "weights": "none", "head_epochs": 40, "batch_size": 16,
-                                          "early_stopping_patience": 40, "decoder_channels": 32})  # fmt: skip
+                                          "early_stopping_patience": 40, "decoder_channels": 32,
+                                          "feature_cache": str(tmp_path_factory.mktemp("features"))})  # fmt: skip
     model_dir = tmp_path_factory.mktemp("model")
     return train_segmenter.train(str(data), str(model_dir), config), model_dir
 
@@ -216,3 +217,20 @@ def test_evaluate_scores_a_rust_region_model_on_a_data_set_and_a_raw_folder_each
         out["splits"]["test"]["pooled"]["pixel_f1"], abs=0.02
     )
     assert report["pooled"]["pixel_f1"] > 0.6 and [r["reason"] for r in report["rejects"]] == ["malformed_json"]
+
+
+def test_a_second_run_reads_the_frozen_features_its_first_run_cached(trained, tmp_path, caplog):
+    import dataclasses
+    import logging
+
+    from training.segmenter import train as train_segmenter
+
+    out, _ = trained
+    config = load_segmenter_config(None, {"input_size": 64, "weights": "none", "head_epochs": 1, "batch_size": 16,
+                                          "decoder_channels": 32})  # fmt: skip
+    cache = next(iter(out["feature_cache"].values()))
+    config = dataclasses.replace(config, feature_cache=cache.rsplit("/", 1)[0])
+    with caplog.at_level(logging.INFO, logger="training.train_segmenter"):
+        again = train_segmenter.train(out["data"], str(tmp_path / "m"), config)
+    assert caplog.text.count("features of") == 3  # train, validation, test: none recomputed
+    assert again["data_counts"] == out["data_counts"]

@@ -32,6 +32,9 @@ class SegmenterConfig:
     min_region_area: float = 0.002  # of the image: smaller predicted regions get no box
     region_merge_radius: float = 0.02  # of the long side: predicted pieces this close are one region
     seed: int = 42
+    # A local folder for the frozen features of each split, reused by later runs on the same data
+    # set, backbone and taps (seeds, decoder settings); None: computed in memory every run.
+    feature_cache: str | None = None
 
     def __post_init__(self) -> None:
         if self.input_size % 32:

@@ -160,3 +160,48 @@ def _with_mirrors(data: SplitData, mirrored: dict[str, np.ndarray]) -> SplitData
         data.left_out,
         sample_encoded=data.sample_encoded,
     )
+
+
+def cache_key(data_dir: str, split: str, config: SegmenterConfig, weights: str, flip: bool) -> str:
+    """What a split's cached features depend on: the data set's build, the backbone, its taps, the views."""
+    import hashlib
+    import json
+
+    from corrosion.core import io_utils
+    from corrosion.data import layout
+
+    stats = (
+        io_utils.read_text(io_utils.join(data_dir, layout.STATS))
+        if io_utils.exists(io_utils.join(data_dir, layout.STATS))
+        else ""
+    )
+    facts = [data_dir, split, stats, config.backbone, config.input_size, list(config.feature_layers), weights, flip,
+             config.negatives_weight, config.box_outside_weight]  # fmt: skip
+    return hashlib.sha256(json.dumps(facts, default=str).encode()).hexdigest()[:16]
+
+
+def save(data: SplitData, folder: str) -> None:
+    """The split's features as .npy files (memory-mapped when read back) and the rest pickled."""
+    import dataclasses
+    import pickle
+    from pathlib import Path
+
+    path = Path(folder)
+    path.mkdir(parents=True, exist_ok=True)
+    for name, values in data.features.items():
+        np.save(path / f"{name}.npy", values)
+    (path / "rest.pkl").write_bytes(pickle.dumps(dataclasses.replace(data, features={})))
+
+
+def load(folder: str) -> SplitData | None:
+    import dataclasses
+    import pickle
+    from pathlib import Path
+
+    path = Path(folder)
+    if not (path / "rest.pkl").exists():
+        return None
+    data = pickle.loads((path / "rest.pkl").read_bytes())
+    features = {name: np.load(path / f"{name}.npy", mmap_mode="r") for name in FEATURE_NAMES}
+    log.info("features of %d views read from %s", len(data), folder)
+    return dataclasses.replace(data, features=features)

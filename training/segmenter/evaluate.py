@@ -80,7 +80,7 @@ def evaluate_segmenter(
     config = SegmenterConfig(input_size=meta.input_size)
     merge, min_area = extra.get("region_merge_radius", 0.02), extra.get("min_region_area", 0.002)
     out: dict = {"kind": "segmenter", "model_version": meta.version, "threshold": meta.threshold, "data": {}}
-    tables, all_boxes, rejects = [], [], []
+    tables, all_boxes, rejects = [], [], []  # boxes: (against source boxes, against mask regions) per photo
     for path in data_paths:
         out["data"][path] = {}
         for split, recs in split_records(path, splits, rejects).items():

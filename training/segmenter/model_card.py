@@ -17,7 +17,8 @@ COLUMNS = (
     ("rusted-% MAE (points)", "rusted_pct_mae"),
     ("D610 exact", "d610_exact"),
     ("D610 within 1", "d610_within_1"),
-    ("box AP50", "AP50"),
+    ("box AP50 (source boxes)", "AP50"),
+    ("box AP50 (mask regions)", "region_AP50"),
     ("region photos", "region_photos"),
 )
 

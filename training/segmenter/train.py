@@ -33,7 +33,9 @@ from training.common.job import main as job_main
 from training.common.tensorboard import TensorBoardScalars
 from training.segmenter import metrics, model_card
 from training.segmenter.config import DEFAULT_FILE, SegmenterConfig
-from training.segmenter.data import SplitData, load_split, sample_photos
+from training.segmenter.data import SplitData, cache_key, load_split, sample_photos
+from training.segmenter.data import load as load_cached
+from training.segmenter.data import save as save_cached
 from training.segmenter.model import (
     FEATURE_NAMES,
     build_decoder,
@@ -45,6 +47,29 @@ from training.segmenter.model import (
 log = logging.getLogger("training.train_segmenter")
 
 STATISTICS_PHOTOS = 256  # training photos the feature standardisation is measured on
+
+
+def cached_split(data: str, split: str, features, config: SegmenterConfig, weights: str) -> SplitData:
+    """A split's photos and features, from ``feature_cache`` when an earlier run on the same facts left them."""
+    flip = config.flip_views and split == layout.TRAIN
+    if config.feature_cache is None:
+        return load_split(data, split, features, config, flip=flip)
+    folder = io_utils.join(config.feature_cache, f"{split}-{cache_key(data, split, config, weights, flip)}")
+    found = load_cached(folder)
+    if found is None:
+        found = load_split(data, split, features, config, flip=flip)
+        save_cached(found, folder)
+    return found
+
+
+def _cache_folders(data: str, config: SegmenterConfig, weights: str) -> dict[str, str] | None:
+    if config.feature_cache is None:
+        return None
+    flips = {s: config.flip_views and s == layout.TRAIN for s in layout.SPLITS}
+    return {
+        s: io_utils.join(config.feature_cache, f"{s}-{cache_key(data, s, config, weights, f)}")
+        for s, f in flips.items()
+    }
 
 
 def region_loss(dice_weight: float):
@@ -129,11 +154,7 @@ def train(data: str, model_dir: str, config: SegmenterConfig, config_file: str |
     features = with_standardisation(
         build_feature_extractor(config, weights), sample_photos(data, layout.TRAIN, config, STATISTICS_PHOTOS)
     )
-    splits = {
-        layout.TRAIN: load_split(data, layout.TRAIN, features, config, flip=config.flip_views),
-        layout.VALIDATION: load_split(data, layout.VALIDATION, features, config),
-        layout.TEST: load_split(data, layout.TEST, features, config),
-    }
+    splits = {s: cached_split(data, s, features, config, weights.description) for s in layout.SPLITS}
     cached = time.time() - started
     log.info("features cached in %.1f min", cached / 60)
     decoder = build_decoder(config, {n: splits[layout.TRAIN].features[n].shape[1:] for n in FEATURE_NAMES})
@@ -157,6 +178,7 @@ def train(data: str, model_dir: str, config: SegmenterConfig, config_file: str |
         "splits": {s: _evaluate(probs[s], splits[s], config, threshold) for s in probs},
         "data_counts": {s: d.counts for s, d in splits.items()},
         "export_check": export_check,
+        "feature_cache": _cache_folders(data, config, weights.description),
         "training": {"seconds": round(time.time() - started, 1), "feature_cache_seconds": round(cached, 1),
                      "epochs": len(history["loss"]), "history": history},
         "versions": report.versions(),
