@@ -47,7 +47,8 @@ def render(out: dict, config: SegmenterConfig, config_file: str | None) -> str:
         f"{t['feature_cache_seconds'] / 60:.1f} of them computing features.",
         "",
         "## Data",
-        f"Data set `{out['data']}`.",
+        f"Data set `{out['data']}`."
+        + (" Training counts are views: each photo and its mirror." if config.flip_views else ""),
         "",
         *report.table(
             ["split", "region photos", "box photos", "no_rust photos", "left out (rust, no pixels)"],
