@@ -55,7 +55,9 @@ def render(out: dict, config: SegmenterConfig, config_file: str | None) -> str:
             [[s, c["regions"], c["boxes"], c["negative"], c["left_out"]] for s, c in out["data_counts"].items()],
         ),
         "",
-        "## Metrics (the exported model)",
+        "## Metrics",
+        f"The decoder on the cached features, whose maps differ from the exported model's by at most "
+        f"{out['export_check']['feature_cache_max_abs_difference']:.1e} (export check).",
         "Scored at the model's input size; pixel figures over region photos and no_rust photos (rust painted on a "
         "clean photo is a false positive); rusted % and D610 over region photos; box AP50 (COCOeval) against the "
         "sources' boxes (one per polygon: many small ones in roboflow-corrosion-seg) on every photo with boxes or none.",

@@ -7,8 +7,10 @@ The ImageNet backbone stays frozen: its features at strides 8 / 16 / 32 are comp
 photo with pixel facts (and a mirrored copy of each training photo), and only the decoder trains,
 on per-cell rust shares with per-cell weights (``training.segmenter.data``), by cross-entropy plus
 soft Dice. The best epoch by validation loss is kept, the pixel threshold is the one with the best
-validation rust-pixel F1, and the exported SavedModel (backbone + decoder) is what is scored on
-validation and test, per source and pooled (``training.segmenter.metrics``).
+validation rust-pixel F1; validation and test are scored per source and pooled
+(``training.segmenter.metrics``) on the cached features, which the export check holds to the
+exported SavedModel's own maps (float16 caching moves them by about 4e-4);
+``training.evaluate`` scores the export itself.
 """
 
 from __future__ import annotations
