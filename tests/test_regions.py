@@ -180,10 +180,12 @@ def test_mask_problems(tmp_path):
     small = np.zeros((H // 2, W // 2), np.uint8)
     _mask_tree(tmp_path, {"empty": (photo, rf.mask_png(empty)), "small": (photo, rf.mask_png(small))})
     (tmp_path / "masks" / "orphan.png").write_bytes(rf.mask_png(empty))
+    (tmp_path / "images" / "garbled.jpg").write_bytes(photo.jpeg())
+    (tmp_path / "masks" / "garbled.png").write_bytes(b"\x89PNG not really")
     records, rejects = _records(tmp_path)
     assert records["empty.jpg"].image_class == "no_rust" and _mask(records["empty.jpg"]).sum() == 0
     reasons = {r.path.rsplit("/", 1)[-1]: r.reason for r in rejects}
-    assert reasons == {"small.jpg": "mask_size_mismatch", "orphan.png": "missing_image"}
+    assert reasons == {"small.jpg": "mask_size_mismatch", "orphan.png": "missing_image", "garbled.jpg": "corrupt_mask"}
     assert "60x45" in next(r.detail for r in rejects if r.reason == "mask_size_mismatch")
 
 
