@@ -351,10 +351,7 @@ def parse_annotations(
     if paths.ext(task.path) != ".json":
         return [parse_annotation(task, read, exists)]
     try:
-        data = (
-            read(task.path) if read is not read_annotation else io_utils.read_bytes(task.path, io_utils.MAX_COCO_BYTES)
-        )
-        doc = json.loads(data.decode("utf-8-sig"))
+        doc = json.loads(read_json(task.path).decode("utf-8-sig"))
     except OSError as exc:
         reason = io_utils.read_error_reason(exc)
         return [
