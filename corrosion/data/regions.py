@@ -115,6 +115,25 @@ def decode_rle(rle: tuple[int, int, bytes], size: tuple[int, int]) -> np.ndarray
     return mask
 
 
+def region_settings(width: int, height: int, merge_radius: float, min_area: float) -> tuple[int, int]:
+    """``boxes_from_mask``'s pixel settings from fractions: the merge radius of the long side, the
+    smallest region of the image's area (at least one pixel)."""
+    return round(merge_radius * max(width, height)), max(1, round(min_area * width * height))
+
+
+def scored_regions(
+    prob: np.ndarray, threshold: float, merge_radius: float, min_area: float
+) -> list[tuple[int, int, int, int, float]]:
+    """Regions of a (H, W) rust probability map at ``threshold``: (xmin, ymin, xmax, ymax, score),
+    the score the mean probability of the region's rust pixels."""
+    rust = prob >= threshold
+    radius, min_pixels = region_settings(prob.shape[1], prob.shape[0], merge_radius, min_area)
+    return [
+        (x0, y0, x1, y1, float(prob[y0:y1, x0:x1][rust[y0:y1, x0:x1]].mean()))
+        for x0, y0, x1, y1 in boxes_from_mask(rust.astype(np.uint8), radius, min_pixels)
+    ]
+
+
 def encode(mask: np.ndarray) -> bytes:
     """PNG of a 0/1 mask (grey, 8 bit): what the record stores."""
     out = io.BytesIO()

@@ -233,8 +233,7 @@ def _mask_labels(
 ) -> tuple[LabelledImage, tuple[Box, ...]]:
     """A mask-only source's boxes (one per merged region) and class (rust wherever a pixel is)."""
     height, width = mask.shape
-    radius = round(cfg.region_merge_radius * max(width, height))
-    min_pixels = max(1, round(cfg.region_min_area * width * height))
+    radius, min_pixels = regions.region_settings(width, height, cfg.region_merge_radius, cfg.region_min_area)
     rust = labels.box_classes[0]
     boxes = tuple(Box(*b, label=rust) for b in regions.boxes_from_mask(mask, radius, min_pixels))
     return replace(labelled, image_class=RUST if mask.any() else NO_RUST), boxes

@@ -322,15 +322,16 @@ def segment_image(
     step = max(1, config.tile_batch_size)
     maps = np.concatenate([model(pixels[i : i + step]) for i in range(0, len(views), step)])
     prob = tiling.stitch_maps(maps, views, dw, dh)
-    rust = prob >= metadata.threshold
     extra = metadata.extra
-    radius = round(extra.get("region_merge_radius", 0.02) * max(dw, dh))
-    min_pixels = max(1, round(extra.get("min_region_area", 0.002) * dw * dh))
-    boxes = []
-    for x0, y0, x1, y1 in regions.boxes_from_mask(rust.astype(np.uint8), radius, min_pixels):
-        score = float(prob[y0:y1, x0:x1][rust[y0:y1, x0:x1]].mean())
-        boxes.append((round(x0 * sx, 1), round(y0 * sy, 1), round(x1 * sx, 1), round(y1 * sy, 1), round(score, 6)))
+    found = regions.scored_regions(
+        prob, metadata.threshold, extra.get("region_merge_radius", 0.02), extra.get("min_region_area", 0.002)
+    )
+    boxes = [
+        (round(x0 * sx, 1), round(y0 * sy, 1), round(x1 * sx, 1), round(y1 * sy, 1), round(score, 6))
+        for x0, y0, x1, y1, score in found
+    ]
     boxes.sort(key=lambda b: -b[4])
+    rust = prob >= metadata.threshold
     mask = regions.encode(rust.astype(np.uint8) * 255) if keep_mask else None
     return Detections(tuple(boxes), len(views), rust_fraction=float(rust.mean()), mask=mask)
 

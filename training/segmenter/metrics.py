@@ -61,8 +61,7 @@ def photo_table(probabilities: np.ndarray, data: SplitData, size: int, threshold
     """One row per photo (pandas): source, kind, pixel counts, rusted shares and grades; plus the
     per-photo box results for COCO."""
     rows, boxes = [], []
-    radius, min_pixels = round(merge * size), max(1, round(min_area * size * size))
-    true_radius, true_min_pixels = round(TRUE_REGION_MERGE * size), max(1, round(TRUE_REGION_MIN_AREA * size * size))
+    true_radius, true_min_pixels = regions.region_settings(size, size, TRUE_REGION_MERGE, TRUE_REGION_MIN_AREA)
     for prob, kind, truth, source, name, true_boxes in zip(
         upsample(probabilities, size), data.kinds, data.truth, data.sources, data.names, data.boxes, strict=True
     ):
@@ -73,7 +72,7 @@ def photo_table(probabilities: np.ndarray, data: SplitData, size: int, threshold
             tp, fp, fn = pixel_counts(prob, truth, (threshold,))[0]
             row |= {"tp": int(tp), "fp": int(fp), "fn": int(fn), "true_share": float((truth > 0).mean())}
         rows.append(row)
-        result = _box_result(name, prob, pred, true_boxes, size, radius, min_pixels)
+        result = _box_result(name, prob, threshold, true_boxes, size, merge, min_area)
         if truth is not None:  # also against the true mask's own regions, made as the prediction's are
             regions_truth = regions.boxes_from_mask(truth, true_radius, true_min_pixels)
             boxes.append(
@@ -84,9 +83,10 @@ def photo_table(probabilities: np.ndarray, data: SplitData, size: int, threshold
     return pd.DataFrame(rows), boxes
 
 
-def _box_result(name, prob, pred, true_boxes, size, radius, min_pixels) -> ImageResult:
-    found = regions.boxes_from_mask(pred.astype(np.uint8), radius, min_pixels)
-    scores = [float(prob[y0:y1, x0:x1][pred[y0:y1, x0:x1]].mean()) for x0, y0, x1, y1 in found]
+def _box_result(name, prob, threshold, true_boxes, size, merge, min_area) -> ImageResult:
+    found = regions.scored_regions(prob, threshold, merge, min_area)
+    scores = [score for *_, score in found]
+    found = [box for *box, _ in found]
     t = np.asarray(true_boxes, np.float64).reshape(-1, 4) * size
     truth = np.stack([t[:, 1], t[:, 0], t[:, 3], t[:, 2]], axis=-1)  # (ymin, xmin, ymax, xmax) -> x/y corners
     return ImageResult(
