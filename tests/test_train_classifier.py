@@ -28,6 +28,7 @@ from training.detector.model import DetectorModelConfig, build_detector, init_ba
 
 SIZE = 64
 SPLITS = {"train": (12, 12), "validation": (6, 6), "test": (6, 6)}
+SOURCES = ("yard", "dock")  # photos alternate between two source folders
 
 
 def tiny_config(**overrides) -> ClassifierConfig:
@@ -46,7 +47,7 @@ def tiny_config(**overrides) -> ClassifierConfig:
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
-    return str(write_dataset(tmp_path_factory.mktemp("data"), SPLITS, size=(96, 72)))
+    return str(write_dataset(tmp_path_factory.mktemp("data"), SPLITS, size=(96, 72), masks=True, sources=SOURCES))
 
 
 @pytest.fixture(scope="module")
@@ -94,6 +95,18 @@ def test_trains_evaluates_and_exports(trained):
         assert s["threshold"] == on_disk["threshold"]
     # the threshold is chosen on validation for the target recall
     assert on_disk["validation"]["recall"] >= 0.95
+    # one clean-steel crop per mask-annotated rust photo: no_rust in training (36 images, 24 of them
+    # no_rust, weighted so), scored apart on validation and test, never mixed into their figures
+    crops = on_disk["clean_crops"]
+    assert crops["train_crops"] == 12 and on_disk["training"]["class_weight"] == {"no_rust": 0.75, "rust": 1.5}
+    assert (crops["test"]["photos_searched"], crops["test"]["images"]) == (6, 6)
+    assert {s: c["images"] for s, c in crops["test"]["per_source"].items()} == {"yard": 3, "dock": 3}
+    assert crops["test"]["flagged"] == sum(c["flagged"] for c in crops["test"]["per_source"].values())
+    # per source, at the shipped threshold
+    for source in SOURCES:
+        row = on_disk["per_source"]["test"][source]
+        assert (row["images"], row["rust"], row["no_rust"]) == (6, 3, 3)
+        assert row["recall"] in {0, 1 / 3, 2 / 3, 1}
     history = on_disk["training"]["history"]
     assert 1 <= len(history["phase 1 (frozen)"]["loss"]) <= 2 and len(history["phase 2 (fine-tune)"]["loss"]) == 1
     assert on_disk["baseline"]["test"]["n"] == 12 and on_disk["beats_baseline"] in (True, False)
@@ -118,6 +131,8 @@ def test_trains_evaluates_and_exports(trained):
     assert rows[0] == "filename,label,rust_probability,predicted_rust" and len(rows) == 13
     card = (root / "model_card.md").read_text()
     assert meta.version in card and "Baseline" in card and "| ROC-AUC |" in card
+    assert "## Per source, at the shipped threshold" in card and "| test | yard | 6 | 3 / 3 |" in card
+    assert "## Clean-steel crops" in card and "12 squares cut" in card
 
 
 def test_predictions_csv_follows_the_records(trained, dataset):

@@ -36,3 +36,10 @@ def canonical_split(name: str | None) -> str | None:
 def shard_pattern(data_dir: str, split: str) -> str:
     """Glob of a split's shards in a data set directory written by pipelines.build_dataset."""
     return f"{data_dir.rstrip('/')}/{split}-*.tfrecord"
+
+
+def source_folder(source_id: str) -> str:
+    """The input folder a record came from: the first part of its ``image/source_id`` (the path
+    relative to the folder's parent, e.g. ``ccsc-bridges/images/141.jpg``); "" when it names none."""
+    folder, slash, _ = source_id.partition("/")
+    return folder if slash else ""

@@ -9,18 +9,37 @@ import dataclasses
 import hashlib
 from pathlib import Path
 
+import numpy as np
 import tensorflow as tf
 
 from corrosion.core.labels import load_labels
-from corrosion.data import schema
+from corrosion.data import regions, schema
 from corrosion.data.record import Record
 from corrosion.testing import synthetic
 
 
-def synthetic_records(n_rust: int, n_clean: int, size=(160, 120), seed: int = 0, **kwargs) -> list[Record]:
+def box_mask(boxes, width: int, height: int) -> bytes:
+    """The class-mask PNG of a photo whose rust is exactly its boxes (filled)."""
+    mask = np.zeros((height, width), np.uint8)
+    for b in boxes:
+        mask[int(b.ymin) : int(np.ceil(b.ymax)), int(b.xmin) : int(np.ceil(b.xmax))] = 1
+    return regions.encode(mask)
+
+
+def synthetic_records(
+    n_rust: int,
+    n_clean: int,
+    size=(160, 120),
+    seed: int = 0,
+    masks: bool = False,
+    sources: tuple[str, ...] = (),
+    **kwargs,
+) -> list[Record]:
+    """Records of generated photos; ``masks``: rust photos carry their boxes as a class mask;
+    ``sources``: the photos come from these source folders in turn (``source_id`` = folder/name)."""
     labels = load_labels()
     records = []
-    for pixels, truth in synthetic.generate_images(n_rust, n_clean, size, seed, **kwargs):
+    for i, (pixels, truth) in enumerate(synthetic.generate_images(n_rust, n_clean, size, seed, **kwargs)):
         data = synthetic.encode_image(pixels)
         records.append(
             Record(
@@ -29,12 +48,13 @@ def synthetic_records(n_rust: int, n_clean: int, size=(160, 120), seed: int = 0,
                 width=truth.width,
                 height=truth.height,
                 filename=truth.path,
-                source_id=truth.path,
+                source_id=f"{sources[i % len(sources)]}/{truth.path}" if sources else truth.path,
                 sha256=hashlib.sha256(data).hexdigest(),
                 image_class=truth.image_class,
                 image_label=labels.image_label_id(truth.image_class),
                 boxes=truth.boxes,
                 box_labels=tuple(labels.box_label_id("rust") for _ in truth.boxes),
+                mask=box_mask(truth.boxes, truth.width, truth.height) if masks and truth.boxes else None,
             )
         )
     return records

@@ -49,6 +49,12 @@ class ClassifierConfig:
     cache_images: bool = True  # decoded, resized images kept in memory between epochs
     shuffle_buffer: int = 2048
     class_weights: bool = True  # weight classes inversely to their training frequency
+    # Clean-steel crops (corrosion.data.clean_crops): one square per mask-annotated rust photo, cut
+    # away from every region, as no_rust training images; validation's and test's crops are scored
+    # apart (the false-alarm rate on clean parts of inspection photos), never mixed into their figures.
+    clean_crops: bool = True
+    clean_crop_sides: tuple[float, ...] = (0.5, 0.35)  # of the photo's short side, largest that fits
+    clean_crop_margin: float = 0.02  # of the long side, kept from every rust pixel and box
     # evaluation
     target_recall: float = 0.95  # the threshold is chosen on validation to reach this recall
     min_precision: float = 0.90  # reported: best recall at this precision
@@ -69,6 +75,8 @@ class ClassifierConfig:
             raise ValueError(f"target_recall must be in (0, 1], got {self.target_recall}")
         if self.head_epochs < 1:
             raise ValueError("head_epochs must be at least 1: the new head starts random")
+        if not all(0.0 < side <= 1.0 for side in self.clean_crop_sides) or not 0.0 <= self.clean_crop_margin < 0.5:
+            raise ValueError("clean_crop_sides must be in (0, 1] and clean_crop_margin in [0, 0.5)")
         if self.fine_tune_epochs < 0 or self.feature_augmented_copies < 0:
             raise ValueError("fine_tune_epochs and feature_augmented_copies must be >= 0")
 

@@ -38,6 +38,8 @@ def render(metrics: dict, config: dict) -> str:
         *_data_section(metrics),
         *_threshold_section(metrics),
         *_metrics_section(metrics),
+        *_per_source_section(metrics),
+        *_clean_crops_section(metrics, config),
         *LIMITATIONS,
         *report.configuration_section(config),
         *report.versions_section(metrics["versions"]),
@@ -71,13 +73,19 @@ def _model_section(metrics: dict, config: dict) -> list[str]:
 def _data_section(metrics: dict) -> list[str]:
     counts = metrics["data"]["counts"]
     rows = [[split, c["rust"], c["no_rust"], c["rust"] + c["no_rust"]] for split, c in counts.items()]
-    return [
+    lines = [
         "## Data",
         f"Data set `{metrics['data']['path']}`.",
         "",
         *report.table(["split", "rust", "no rust", "total"], rows),
         "",
     ]
+    if metrics.get("clean_crops"):
+        lines += [
+            f"Plus {metrics['clean_crops']['train_crops']} clean-steel crops as no_rust training images (below).",
+            "",
+        ]
+    return lines
 
 
 def _threshold_section(metrics: dict) -> list[str]:
@@ -115,6 +123,55 @@ def _metrics_section(metrics: dict) -> list[str]:
             "",
         ]
     return lines
+
+
+def _per_source_section(metrics: dict) -> list[str]:
+    per_source = metrics.get("per_source")
+    if not per_source:
+        return []
+    rows = [
+        [
+            split,
+            source,
+            f["images"],
+            f"{f['rust']} / {f['no_rust']}",
+            f["recall"],
+            f["precision"],
+            f["false_alarm_rate"],
+        ]
+        for split, sources in per_source.items()
+        for source, f in sources.items()
+    ]
+    return [
+        "## Per source, at the shipped threshold",
+        "A threshold chosen for the recall target on pooled validation can land below it on one source's photos.",
+        "",
+        *report.table(["split", "source", "images", "rust / no rust", "recall", "precision", "false-alarm rate"], rows),
+        "",
+    ]
+
+
+def _clean_crops_section(metrics: dict, config: dict) -> list[str]:
+    crops = metrics.get("clean_crops")
+    if not crops:
+        return []
+    rows = [
+        [split, source, f["images"], f["flagged"], f["false_alarm_rate"]]
+        for split in ("validation", "test")
+        for source, f in {"all": crops[split], **crops[split]["per_source"]}.items()
+    ]
+    return [
+        "## Clean-steel crops",
+        f"{crops['train_crops']} squares cut from mask-annotated rust photos of the training split, away from every "
+        "annotated region (`corrosion.data.clean_crops`: the largest square of "
+        f"{' or '.join(str(s) for s in config['clean_crop_sides'])} of the short side keeping "
+        f"{config['clean_crop_margin']:.0%} of the long side from every rust pixel and box), trained as no_rust images, so that an "
+        "inspection-looking photo is not rust by itself. Validation's and test's crops are not in the figures above; "
+        "scored at the shipped threshold, these are called rust:",
+        "",
+        *report.table(["split", "source", "crops", "called rust", "false-alarm rate"], rows),
+        "",
+    ]
 
 
 LIMITATIONS = [

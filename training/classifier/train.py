@@ -120,6 +120,7 @@ class Trainer:
                 f"the classifier needs image classes (no_rust, rust) with rust = 1; configs/labels.yaml has {self.class_names}"
             )
         self.histories: list[tuple[str, dict[str, list[float]]]] = []
+        self.crops: dict[str, records.CleanCrops] = {}
         self.best_val_auc = -1.0
         self.selected = ""
 
@@ -140,8 +141,22 @@ class Trainer:
             )
         return counts
 
-    def datasets(self) -> dict[str, tf.data.Dataset]:
+    def cut_clean_crops(self) -> dict[str, records.CleanCrops]:
+        """Clean-steel crops of every split (``records.clean_crop_images``); none when switched off."""
         c = self.cfg
+        if not c.clean_crops:
+            return {}
+        return {
+            split: records.clean_crop_images(
+                self.data_dir, split, c.input_size, c.clean_crop_sides, c.clean_crop_margin, rust_label=1
+            )
+            for split in layout.SPLITS
+        }
+
+    def datasets(self) -> dict[str, tf.data.Dataset]:
+        """Training photos plus their clean-steel crops; validation and test are photos only."""
+        c = self.cfg
+        train_crops = self.crops.get(layout.TRAIN)
         out = {
             layout.TRAIN: records.image_dataset(
                 self.data_dir,
@@ -152,11 +167,32 @@ class Trainer:
                 seed=c.seed,
                 cache=c.cache_images,
                 shuffle_buffer=c.shuffle_buffer,
+                extra=train_crops,
             )
         }
         for split in ("train_plain", layout.VALIDATION, layout.TEST):
-            name = layout.TRAIN if split == "train_plain" else split
-            out[split] = records.image_dataset(self.data_dir, name, c.input_size, c.batch_size, cache=c.cache_images)
+            name, extra = (layout.TRAIN, train_crops) if split == "train_plain" else (split, None)
+            out[split] = records.image_dataset(
+                self.data_dir, name, c.input_size, c.batch_size, cache=c.cache_images, extra=extra
+            )
+        return out
+
+    def with_crops(self, counts: records.SplitCounts) -> records.SplitCounts:
+        """Training counts with the clean-steel crops as no_rust images (for the class weights)."""
+        extra = len(self.crops.get(counts.split, ()))
+        return records.SplitCounts(counts.split, counts.by_label | {0: counts.count(0) + extra})
+
+    def crop_false_alarms(self, model: keras.Model, threshold: float) -> dict | None:
+        """Validation's and test's clean-steel crops scored at the shipped threshold: the rate at
+        which clean parts of inspection photos are called rust (the shortcut a whole-photo label invites)."""
+        if not self.crops:
+            return None
+        out = {}
+        for split in (layout.VALIDATION, layout.TEST):
+            crops = self.crops[split]
+            scores = predict_scores(model, crops.dataset().batch(self.cfg.batch_size)) if len(crops) else np.zeros(0)
+            out[split] = {"photos_searched": crops.photos} | cm.false_alarms(scores, crops.sources, threshold)
+        out["train_crops"] = len(self.crops[layout.TRAIN])
         return out
 
     # ------------------------------------------------------------------ phases
@@ -345,9 +381,10 @@ class Trainer:
         counts = self.check_data()
         source = resolve_weights(c.weights)
         parts = build_classifier(c, source)
+        self.crops = self.cut_clean_crops()
         ds = self.datasets()
         y = {split: labels_of(ds[key]) for split, key in SCORED_VIEWS}
-        weights = class_weights(counts[layout.TRAIN]) if c.class_weights else None
+        weights = class_weights(self.with_crops(counts[layout.TRAIN])) if c.class_weights else None
         ckpt_dir = _local_dir(self.model_dir, "checkpoints")
 
         acts = self.cache_activations(parts, ds) if c.cache_features else None
@@ -378,6 +415,8 @@ class Trainer:
             },
             layout.VALIDATION: summaries[layout.VALIDATION],
             layout.TEST: summaries[layout.TEST],
+            "per_source": self.per_source(scores, threshold),
+            "clean_crops": self.crop_false_alarms(parts.inference, threshold),
             "baseline": baseline,
             "beats_baseline": None if baseline is None else beats(summaries[layout.TEST], baseline[layout.TEST]),
             "data": {"path": self.data_dir, "counts": self.count_table(counts)},
@@ -398,6 +437,15 @@ class Trainer:
                 for s in (layout.TRAIN, layout.VALIDATION, layout.TEST)
             }
         return {s: parts.features.predict(ds[k].map(lambda x, _: x), verbose=0) for s, k in SCORED_VIEWS}
+
+    def per_source(self, scores: dict, threshold: float) -> dict[str, dict]:
+        """Validation and test figures at the shipped threshold for each source folder."""
+        out = {}
+        for split, split_scores in scores.items():
+            meta = records.record_metadata(self.data_dir, split)
+            labels, sources = [m["label"] for m in meta], [m["source"] for m in meta]
+            out[split] = cm.per_source(labels, split_scores, sources, threshold)
+        return out
 
     def summaries(self, y: dict, scores: dict, threshold: float) -> dict[str, dict]:
         out = {split: cm.summarise(y[split], scores[split], threshold, self.class_names) for split in scores}

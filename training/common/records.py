@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import tensorflow as tf
 
-from corrosion.data import layout, schema
+from corrosion.data import clean_crops, layout, regions, schema
 from corrosion.imaging import preprocess
 
 log = logging.getLogger(__name__)
@@ -131,14 +131,17 @@ def image_dataset(
     seed: int | None = None,
     cache: bool = True,
     shuffle_buffer: int = 1000,
+    extra: CleanCrops | None = None,
 ) -> tf.data.Dataset:
-    """Batches of (images 0..255, labels) for one split.
+    """Batches of (images 0..255, labels) for one split, ``extra`` crops (label 0) after its records.
 
     Decoded, resized images are cached in memory (``cache``) before shuffling, so each epoch after the
     first skips JPEG decoding; at 224 px a float image is 0.6 MB, about 1 GB for 1,700 images.
     """
     ds = _records(shard_files(data_dir, split)).map(schema.parse_tf, num_parallel_calls=AUTOTUNE, deterministic=True)
     ds = ds.map(lambda p: decode_example(p, input_size), num_parallel_calls=AUTOTUNE, deterministic=True)
+    if extra is not None and len(extra):
+        ds = ds.concatenate(extra.dataset())
     if cache:
         ds = ds.cache()
     if shuffle:
@@ -147,14 +150,69 @@ def image_dataset(
 
 
 def record_metadata(data_dir: str, split: str) -> list[dict[str, object]]:
-    """Filename, sha256 and label of every record, in ``parsed_dataset``'s unshuffled order."""
-    spec = {k: schema.FEATURE_SPEC[k] for k in (schema.FILENAME, schema.SHA256, schema.CLASS_LABEL)}
+    """Filename, source folder, sha256 and label of every record, in ``parsed_dataset``'s unshuffled order."""
+    keys = (schema.FILENAME, schema.SOURCE_ID, schema.SHA256, schema.CLASS_LABEL)
+    spec = {k: schema.FEATURE_SPEC[k] for k in keys}
     ds = _records(shard_files(data_dir, split)).map(lambda s: tf.io.parse_single_example(s, spec))
     return [
         {
             "filename": r[schema.FILENAME].decode(),
+            "source": layout.source_folder(r[schema.SOURCE_ID].decode()),
             "sha256": r[schema.SHA256].decode(),
             "label": int(r[schema.CLASS_LABEL]),
         }
         for r in ds.as_numpy_iterator()
     ]
+
+
+@dataclass(frozen=True)
+class CleanCrops:
+    """Clean-steel squares of one split's mask-annotated rust photos (``corrosion.data.clean_crops``),
+    resized like every classifier input, kept as uint8 (a quarter of float32's memory)."""
+
+    images: np.ndarray  # (N, S, S, 3) uint8
+    sources: tuple[str, ...]
+    filenames: tuple[str, ...]
+    photos: int  # mask-annotated rust photos searched; photos - N had no clean square
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def dataset(self) -> tf.data.Dataset:
+        """(image float32 0..255, label 0.0) pairs, unbatched, as ``decode_example`` yields them."""
+        labels = np.zeros(len(self.images), np.float32)
+        return tf.data.Dataset.from_tensor_slices((self.images, labels)).map(lambda x, y: (tf.cast(x, tf.float32), y))
+
+
+def clean_crop_images(
+    data_dir: str, split: str, input_size: int, sides: tuple[float, ...], margin: float, rust_label: int = 1
+) -> CleanCrops:
+    """At most one clean-steel square per mask-annotated rust photo of ``split``: the largest of
+    ``sides`` (fractions of the short side) that keeps ``margin`` (of the long side) from every
+    rust pixel and box (``clean_crops.clean_window``)."""
+    ds = parsed_dataset(data_dir, split).filter(lambda p: (p["mask"] != b"") & (p["label"] == rust_label))
+    resize = preprocess.resize_one(input_size)
+    images, sources, names, photos = [], [], [], 0
+    for p in ds.as_numpy_iterator():
+        photos += 1
+        pixels = preprocess.decode_pixels(p["encoded"]).numpy()
+        height, width = pixels.shape[:2]
+        boxes = [(x0 * width, y0 * height, x1 * width, y1 * height) for y0, x0, y1, x1 in p["boxes"]]
+        mask = regions.decode(p["mask"])
+        if mask.shape != (height, width):
+            raise DatasetError(
+                f"{p['filename'].decode()}: its mask is {mask.shape[1]}x{mask.shape[0]}, the image {width}x{height}; "
+                f"rebuild the data set"
+            )
+        window = clean_crops.clean_window(clean_crops.occupied(mask, boxes), sides, margin)
+        if window is None:
+            continue
+        x0, y0, x1, y1 = window
+        crop = resize(tf.constant(pixels[y0:y1, x0:x1]))
+        images.append(np.round(crop.numpy()).astype(np.uint8))
+        sources.append(layout.source_folder(p["source_id"].decode()))
+        names.append(p["filename"].decode())
+    log.info("%s: %d clean-steel crops from %d mask-annotated rust photos", split, len(images), photos)
+    shape = (0, input_size, input_size, 3)
+    stack = np.stack(images) if images else np.zeros(shape, np.uint8)
+    return CleanCrops(stack, tuple(sources), tuple(names), photos)

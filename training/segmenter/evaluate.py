@@ -17,7 +17,7 @@ import tensorflow as tf
 from corrosion.core import io_utils
 from corrosion.core.labels import NO_RUST, load_labels
 from corrosion.core.rejects import Reject
-from corrosion.data import schema
+from corrosion.data import layout, schema
 from corrosion.data.record import Record
 from corrosion.models import serving
 from training.common import records, report
@@ -54,7 +54,7 @@ def as_split(recs: list[Record], config: SegmenterConfig) -> SplitData:
             out.left_out += 1
             continue
         out.kinds.append(facts[2])
-        out.sources.append(r.source_id.split("/", 1)[0] if r.source_id else "")
+        out.sources.append(layout.source_folder(r.source_id))
         out.names.append(r.source_id or r.filename)
         out.truth.append(mask)
         out.boxes.append(boxes)
