@@ -19,6 +19,7 @@ from corrosion.data import schema
 from corrosion.imaging import preprocess
 from corrosion.models import serving
 from corrosion.testing import synthetic
+from training.common import records
 from training.common.records import DatasetError
 from training.detector import evaluate as detection_eval
 from training.detector import train as train_detector
@@ -353,6 +354,36 @@ def test_evaluate_on_a_raw_voc_folder_and_through_training_evaluate(trained, tmp
 
     again = evaluate.evaluate(str(trained["model_dir"]), str(trained["data"]), str(tmp_path / "eval2"), ("test",))
     assert again["splits"]["test"]["AP50"] == pytest.approx(trained["report"]["splits"]["test"]["AP50"], abs=1e-6)
+
+
+def test_the_detectors_rusted_area_is_its_box_union_scored_as_a_rust_map(trained, tmp_path):
+    """Batch inference reports a detector's rusted area as the union of its boxes; training.evaluate
+    scores that union against true masks exactly as it scores a segmenter's map."""
+    from training import evaluate
+
+    model_dir = str(trained["model_dir"])
+    data = write_dataset(tmp_path / "masked", {"test": (6, 2)}, size=SIZES, seed=5, masks=True, **PATCHES)
+    out = evaluate.evaluate(model_dir, str(data), str(tmp_path / "eval"), ("test",))
+    area = out["rusted_area"]["test"]["pooled"]
+    assert area["photos"] == {"regions": 6, "negative": 2} and area["region_photos"] == 6
+    assert 0 <= area["pixel_f1"] <= 1 and area["rusted_pct_mae"] >= 0 and 0 <= area["d610_within_1"] <= 1
+    assert (tmp_path / "eval" / "rusted_area" / "metrics.json").is_file()
+
+    detect, meta = detection_eval.exported_detect(model_dir)
+    encoded = [p["encoded"] for p in records.parsed_dataset(str(data), "test").as_numpy_iterator()]
+    maps = detection_eval.box_union_maps(model_dir, 32)(encoded)
+    found = detect(tf.constant(encoded))
+    for m, boxes, scores, n in zip(
+        maps, found["detection_boxes"].numpy(), found["detection_scores"].numpy(), found["num_detections"].numpy(),
+        strict=True,
+    ):  # fmt: skip
+        kept = boxes[: int(n)][scores[: int(n)] >= meta.threshold]
+        assert set(np.unique(m)) <= {0.0, 1.0} and (m.sum() > 0) == (len(kept) > 0)
+        for ymin, xmin, ymax, _ in kept:  # every kept box is covered (its left column)
+            row, col = min(int(ymin * 32), 31), min(int(xmin * 32), 31)
+            assert m[row : max(int(np.ceil(ymax * 32)), row + 1), col].all()
+    # no box: no rusted area
+    assert not detection_eval.box_union_maps(model_dir, 32)([]).size
 
 
 def _kernel_seen_at_last_epoch_end(selector_after_swap: bool) -> tuple[np.ndarray, np.ndarray]:

@@ -57,10 +57,28 @@ def evaluate(
 
         if threshold is not None:
             log.warning("--threshold applies to classifiers; the detector uses its metadata score threshold")
-        return evaluate_detector(model_dir, data_path, output_dir, splits)
+        result = evaluate_detector(model_dir, data_path, output_dir, splits)
+        result["rusted_area"] = detector_area(model_dir, data_path, output_dir, splits)
+        return result
     if kind == "classifier":
         return classifier_evaluation.evaluate_classifier(model_dir, data_path, output_dir, splits, threshold)
     raise ValueError(f"{model_dir}/metadata.json has kind {kind!r}; expected 'classifier', 'detector' or 'segmenter'")
+
+
+def detector_area(model_dir: str, data_path: str, output_dir: str, splits: tuple[str, ...] | None) -> dict | None:
+    """Where the data hold rust masks: the detector's box union scored as a rust map (pixel F1,
+    rusted-% error, D610), as the segmenter is, into OUTPUT/rusted_area/; None without masks."""
+    from training.detector.evaluate import box_union_maps
+    from training.segmenter.evaluate import evaluate_segmenter
+
+    size = serving.read_metadata(model_dir).input_size
+    try:
+        area = evaluate_segmenter(
+            model_dir, [data_path], io_utils.join(output_dir, "rusted_area"), splits, box_union_maps(model_dir, size)
+        )
+    except DatasetError:
+        return None
+    return area["data"][data_path]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

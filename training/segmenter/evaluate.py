@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
@@ -72,14 +73,24 @@ def rust_maps(model_dir: str, encoded: list[bytes], batch_size: int = 16) -> np.
 
 
 def evaluate_segmenter(
-    model_dir: str, data_paths: list[str], output_dir: str, splits: tuple[str, ...] | None = None
+    model_dir: str,
+    data_paths: list[str],
+    output_dir: str,
+    splits: tuple[str, ...] | None = None,
+    maps: Callable[[list[bytes]], np.ndarray] | None = None,
 ) -> dict:
-    """metrics.json in ``output_dir``: per data path and split (per source and pooled), then all pooled."""
+    """metrics.json in ``output_dir``: per data path and split (per source and pooled), then all pooled.
+
+    ``maps`` scores another model's rust maps the same way (a detector's box union at its shipped
+    threshold: ``training.detector.evaluate.box_union_maps``), thresholded at 0.5.
+    """
     meta = serving.read_metadata(model_dir)
     extra = meta.extra
     config = SegmenterConfig(input_size=meta.input_size)
     merge, min_area = extra.get("region_merge_radius", 0.02), extra.get("min_region_area", 0.002)
-    out: dict = {"kind": "segmenter", "model_version": meta.version, "threshold": meta.threshold, "data": {}}
+    threshold = meta.threshold if maps is None else 0.5
+    maps = maps or (lambda encoded: rust_maps(model_dir, encoded))
+    out: dict = {"kind": meta.kind, "model_version": meta.version, "threshold": threshold, "data": {}}
     tables, all_boxes, rejects = [], [], []  # boxes: (against source boxes, against mask regions) per photo
     for path in data_paths:
         out["data"][path] = {}
@@ -88,8 +99,8 @@ def evaluate_segmenter(
             if not data.kinds:
                 out["data"][path][split] = {"photos": 0, "left_out": data.left_out}
                 continue
-            probs = rust_maps(model_dir, data.sample_encoded)
-            table, boxes = metrics.photo_table(probs, data, config.input_size, meta.threshold, merge, min_area)
+            probs = maps(data.sample_encoded)
+            table, boxes = metrics.photo_table(probs, data, config.input_size, threshold, merge, min_area)
             out["data"][path][split] = metrics.summarise(table, boxes) | {"left_out": data.left_out}
             tables.append(table)
             all_boxes += boxes
