@@ -156,3 +156,24 @@ def test_result_row_serialises_as_the_dict_rows_did():
     assert row.to_csv_line() == results.csv_line(as_dict, results.result_columns())
     assert row.flagged and not dataclasses.replace(row, num_boxes=0).flagged
     assert dataclasses.replace(row, num_boxes=None, is_rust=True).flagged
+
+
+@pytest.mark.parametrize(
+    "width,height,expected",
+    [
+        (416, 416, (256, 256)),  # smaller than a tile: decoded at the model's scale, not a quarter of it
+        (4000, 3000, (1000, 750)),  # 1024-px tiles to a 256-px model: decoded at 1/4 (JPEG DCT scaling)
+        (200, 150, (200, 150)),  # already below the model's scale: never shrunk further
+    ],
+)
+def test_photos_decode_at_the_scale_their_tiles_reach_the_model(width, height, expected):
+    from corrosion.testing import synthetic
+    from pipelines.inference.config import InferenceConfig
+    from pipelines.inference.handlers import ImageRecord, decode_for_detector
+
+    pixels = np.full((height, width, 3), 128, np.uint8)
+    record = ImageRecord("p.jpg", "0" * 64, width, height, synthetic.encode_image(pixels))
+    img = decode_for_detector(record, 256, InferenceConfig())
+    # JPEG decodes at 1/1, 1/2, 1/4 or 1/8, never below the requested size
+    assert img.size[0] >= expected[0] and img.size[1] >= expected[1]
+    assert img.size[0] < 2 * expected[0] or img.size == (width, height)

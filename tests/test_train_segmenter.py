@@ -217,6 +217,16 @@ def test_evaluate_scores_a_rust_region_model_on_a_data_set_and_a_raw_folder_each
         out["splits"]["test"]["pooled"]["pixel_f1"], abs=0.02
     )
     assert report["pooled"]["pixel_f1"] > 0.6 and [r["reason"] for r in report["rejects"]] == ["malformed_json"]
+    # batch inference's own path beside it: 96-px photos fit one 1024-px tile, so no photo is cut
+    # and the figures differ only by the two paths' decoding and resizing
+    tiled = report["tiled"][data_dir]["test"]
+    assert (
+        tiled["photos_tiled"] == 0 and tiled["pooled"]["photos"] == report["data"][data_dir]["test"]["pooled"]["photos"]
+    )
+    assert tiled["pooled"]["pixel_f1"] == pytest.approx(
+        report["data"][data_dir]["test"]["pooled"]["pixel_f1"], abs=0.05
+    )
+    assert report["tiled"]["pooled"]["pixel_f1"] > 0.6
 
 
 def test_a_second_run_reads_the_frozen_features_its_first_run_cached(trained, tmp_path, caplog):

@@ -135,7 +135,7 @@ class _SavedDetector(_Loaded):
         return {k: v.numpy() for k, v in self.fn(**{serving.PIXELS_INPUT: tf.constant(pixels)}).items()}
 
 
-class _SavedSegmenter(_Loaded):
+class SavedSegmenter(_Loaded):
     """The SavedModel's pixels signature: pixels -> (N, S/8, S/8) rust probability maps."""
 
     def __call__(self, pixels: np.ndarray) -> np.ndarray:
@@ -216,7 +216,7 @@ class DetectorHandler(ModelHandler[tuple[Any, ImageRecord], tuple[Any, Predictio
         limit_tf_threads(self._config.tf_threads_per_call)
         log.info("loading detector %s (%s) from %s", self._metadata.version, self._runtime, self._model_dir)
         if self._metadata.kind == "segmenter":
-            load = partial(_SavedSegmenter, self._model_dir)
+            load = partial(SavedSegmenter, self._model_dir)
         elif self._runtime == "litert":
             c = self._config
             load = partial(
@@ -252,10 +252,14 @@ class DetectorHandler(ModelHandler[tuple[Any, ImageRecord], tuple[Any, Predictio
 
 
 def decode_for_detector(record: ImageRecord, input_size: int, config: InferenceConfig) -> Image.Image:
-    """The full decode for detection: JPEG DCT-scaled down to (not below) the tiles' model scale."""
+    """The full decode for detection: JPEG DCT-scaled down to (not below) the tiles' model scale.
+
+    A photo smaller than one tile is its own tile: its scale is the photo's, not the tile size's
+    (which would decode a 416-px photo at 104 px for a 256-px model, then blow it up again).
+    """
     tcfg = config.tiling
     w, h = record.width, record.height
-    factor = (tcfg.tile_size if tcfg.enabled else max(w, h)) / input_size
+    factor = (min(tcfg.tile_size, max(w, h)) if tcfg.enabled else max(w, h)) / input_size
     reduce_to = None
     if tcfg.decode_at_tile_scale and factor > 1:
         reduce_to = (max(1, math.ceil(w / factor)), max(1, math.ceil(h / factor)))
@@ -315,13 +319,7 @@ def segment_image(
     the photo's pixels and one box per rust region (in original pixels, scored by its mean probability)."""
     from corrosion.data import regions
 
-    img = decode_for_detector(record, metadata.input_size, config)
-    views, pixels, sx, sy = detector_views(img, record, metadata.input_size, config)
-    dw, dh = img.size
-    del img
-    step = max(1, config.tile_batch_size)
-    maps = np.concatenate([model(pixels[i : i + step]) for i in range(0, len(views), step)])
-    prob = tiling.stitch_maps(maps, views, dw, dh)
+    prob, n_views, sx, sy = stitched_rust_map(model, record, metadata, config)
     extra = metadata.extra
     found = regions.scored_regions(
         prob, metadata.threshold, extra.get("region_merge_radius", 0.02), extra.get("min_region_area", 0.002)
@@ -333,7 +331,21 @@ def segment_image(
     boxes.sort(key=lambda b: -b[4])
     rust = prob >= metadata.threshold
     mask = regions.encode(rust.astype(np.uint8) * 255) if keep_mask else None
-    return Detections(tuple(boxes), len(views), rust_fraction=float(rust.mean()), mask=mask)
+    return Detections(tuple(boxes), n_views, rust_fraction=float(rust.mean()), mask=mask)
+
+
+def stitched_rust_map(
+    model, record: ImageRecord, metadata: serving.ModelMetadata, config: InferenceConfig
+) -> tuple[np.ndarray, int, float, float]:
+    """The photo's rust probability at its decoded resolution (views' maps stitched, averaged
+    where they overlap), the number of views, and the decoded -> original scale (x, y)."""
+    img = decode_for_detector(record, metadata.input_size, config)
+    views, pixels, sx, sy = detector_views(img, record, metadata.input_size, config)
+    dw, dh = img.size
+    del img
+    step = max(1, config.tile_batch_size)
+    maps = np.concatenate([model(pixels[i : i + step]) for i in range(0, len(views), step)])
+    return tiling.stitch_maps(maps, views, dw, dh), len(views), sx, sy
 
 
 def predict_views(

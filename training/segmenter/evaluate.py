@@ -1,7 +1,7 @@
 """Score an exported rust-region model on data sets and raw labelled folders, each and pooled.
 
 Photos go through the export's bytes signature (whole photo, squashed to its input, as training
-scores them); every split of a TFRecord data set, or a raw folder read as the dataset pipeline
+scores them) and, under ``tiled``, through batch inference's tiling and stitching; every split of a TFRecord data set, or a raw folder read as the dataset pipeline
 reads it (``all``), is scored per source and pooled, and all of them together under ``pooled``.
 """
 
@@ -72,6 +72,27 @@ def rust_maps(model_dir: str, encoded: list[bytes], batch_size: int = 16) -> np.
     return np.concatenate(maps)
 
 
+def tiled_rust_maps(model_dir: str, encoded: list[bytes], size: int) -> tuple[np.ndarray, int]:
+    """Each photo scored the way batch inference scores it (``configs/inference.yaml``'s tiles, maps
+    stitched: ``pipelines.inference.handlers.stitched_rust_map``, the very code), resized to the
+    evaluation grid; and how many photos took more than one view."""
+    from corrosion.core.config import config_path, load_config
+    from corrosion.imaging import images
+    from pipelines.inference.config import InferenceConfig
+    from pipelines.inference.handlers import ImageRecord, SavedSegmenter, stitched_rust_map
+
+    config = load_config(InferenceConfig, config_path("inference.yaml"))
+    meta, model = serving.read_metadata(model_dir), SavedSegmenter(model_dir)
+    out, tiled = np.zeros((len(encoded), size, size), np.float32), 0
+    for i, data in enumerate(encoded):
+        info = images.probe(data)
+        record = ImageRecord(f"photo-{i}", "", info.width, info.height, data)
+        prob, views, _, _ = stitched_rust_map(model, record, meta, config)
+        tiled += views > 1
+        out[i] = tf.image.resize(prob[..., None], (size, size), method="bilinear", antialias=True).numpy()[..., 0]
+    return out, tiled
+
+
 def evaluate_segmenter(
     model_dir: str,
     data_paths: list[str],
@@ -81,7 +102,9 @@ def evaluate_segmenter(
 ) -> dict:
     """metrics.json in ``output_dir``: per data path and split (per source and pooled), then all pooled.
 
-    ``maps`` scores another model's rust maps the same way (a detector's box union at its shipped
+    A segmenter is scored twice: on the whole photo squashed to its input (as training scores it)
+    and, under ``tiled``, the way batch inference scores it (tiles stitched). ``maps`` scores
+    another model's rust maps the same way (a detector's box union at its shipped
     threshold: ``training.detector.evaluate.box_union_maps``), thresholded at 0.5.
     """
     meta = serving.read_metadata(model_dir)
@@ -89,6 +112,7 @@ def evaluate_segmenter(
     config = SegmenterConfig(input_size=meta.input_size)
     merge, min_area = extra.get("region_merge_radius", 0.02), extra.get("min_region_area", 0.002)
     threshold = meta.threshold if maps is None else 0.5
+    tiled_view, tiled, tiled_tables = maps is None, {}, []
     maps = maps or (lambda encoded: rust_maps(model_dir, encoded))
     out: dict = {"kind": meta.kind, "model_version": meta.version, "threshold": threshold, "data": {}}
     tables, all_boxes, rejects = [], [], []  # boxes: (against source boxes, against mask regions) per photo
@@ -104,6 +128,11 @@ def evaluate_segmenter(
             out["data"][path][split] = metrics.summarise(table, boxes) | {"left_out": data.left_out}
             tables.append(table)
             all_boxes += boxes
+            if tiled_view:
+                probs, n_tiled = tiled_rust_maps(model_dir, data.sample_encoded, config.input_size)
+                table, boxes = metrics.photo_table(probs, data, config.input_size, threshold, merge, min_area)
+                tiled.setdefault(path, {})[split] = metrics.summarise(table, boxes) | {"photos_tiled": n_tiled}
+                tiled_tables.append((table, boxes))
             log.info(
                 "%s %s: %s",
                 path,
@@ -114,6 +143,13 @@ def evaluate_segmenter(
         raise records.DatasetError(f"no photo with rust masks, boxes or no_rust labels in {data_paths}")
     if len(tables) > 1:
         out[metrics.POOLED] = metrics.summarise(pd.concat(tables, ignore_index=True), all_boxes)[metrics.POOLED]
+    if tiled:
+        out["tiled"] = tiled
+        if len(tiled_tables) > 1:
+            table = pd.concat([t for t, _ in tiled_tables], ignore_index=True)
+            out["tiled"][metrics.POOLED] = metrics.summarise(table, [b for _, bs in tiled_tables for b in bs])[
+                metrics.POOLED
+            ]
     out["rejects"] = [{"path": r.path, "reason": r.reason, "detail": r.detail} for r in rejects]
     io_utils.make_dirs(output_dir)
     io_utils.write_text(io_utils.join(output_dir, report.METRICS_FILE), json.dumps(out, indent=2) + "\n")
