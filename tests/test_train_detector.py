@@ -368,6 +368,7 @@ def test_the_detectors_rusted_area_is_its_box_union_scored_as_a_rust_map(trained
     assert area["photos"] == {"regions": 6, "negative": 2} and area["region_photos"] == 6
     assert 0 <= area["pixel_f1"] <= 1 and area["rusted_pct_mae"] >= 0 and 0 <= area["d610_within_1"] <= 1
     assert (tmp_path / "eval" / "rusted_area" / "metrics.json").is_file()
+    assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["rusted_area"] == out["rusted_area"]
 
     detect, meta = detection_eval.exported_detect(model_dir)
     encoded = [p["encoded"] for p in records.parsed_dataset(str(data), "test").as_numpy_iterator()]

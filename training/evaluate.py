@@ -16,6 +16,7 @@ The model's ``metadata.json`` says what it is: classifiers are evaluated by
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 
@@ -59,6 +60,7 @@ def evaluate(
             log.warning("--threshold applies to classifiers; the detector uses its metadata score threshold")
         result = evaluate_detector(model_dir, data_path, output_dir, splits)
         result["rusted_area"] = detector_area(model_dir, data_path, output_dir, splits)
+        io_utils.write_text(io_utils.join(output_dir, report.METRICS_FILE), json.dumps(result, indent=2) + "\n")
         return result
     if kind == "classifier":
         return classifier_evaluation.evaluate_classifier(model_dir, data_path, output_dir, splits, threshold)
