@@ -93,6 +93,12 @@ def tiled_rust_maps(model_dir: str, encoded: list[bytes], size: int) -> tuple[np
     return out, tiled
 
 
+def _pooled(scored: list[tuple[pd.DataFrame, list]]) -> dict:
+    """All scored splits' photos together (the per-photo tables and box results concatenated)."""
+    table = pd.concat([t for t, _ in scored], ignore_index=True)
+    return metrics.summarise(table, [b for _, boxes in scored for b in boxes])[metrics.POOLED]
+
+
 def evaluate_segmenter(
     model_dir: str,
     data_paths: list[str],
@@ -108,49 +114,51 @@ def evaluate_segmenter(
     threshold: ``training.detector.evaluate.box_union_maps``), thresholded at 0.5.
     """
     meta = serving.read_metadata(model_dir)
-    extra = meta.extra
     config = SegmenterConfig(input_size=meta.input_size)
-    merge, min_area = extra.get("region_merge_radius", 0.02), extra.get("min_region_area", 0.002)
-    threshold = meta.threshold if maps is None else 0.5
-    tiled_view, tiled, tiled_tables = maps is None, {}, []
-    maps = maps or (lambda encoded: rust_maps(model_dir, encoded))
-    out: dict = {"kind": meta.kind, "model_version": meta.version, "threshold": threshold, "data": {}}
-    tables, all_boxes, rejects = [], [], []  # boxes: (against source boxes, against mask regions) per photo
+    settings = (
+        config.input_size,
+        meta.threshold if maps is None else 0.5,
+        meta.extra.get("region_merge_radius", 0.02),
+        meta.extra.get("min_region_area", 0.002),
+    )
+    views = {"data": maps or (lambda encoded: rust_maps(model_dir, encoded))}
+    if maps is None:
+        views["tiled"] = lambda encoded: tiled_rust_maps(model_dir, encoded, config.input_size)
+    out: dict = {"kind": meta.kind, "model_version": meta.version, "threshold": settings[1]}
+    out |= {view: {} for view in views}
+    scored: dict[str, list] = {view: [] for view in views}  # per view: (photo table, box results) per split
+    rejects: list[Reject] = []
     for path in data_paths:
-        out["data"][path] = {}
         for split, recs in split_records(path, splits, rejects).items():
             data = as_split(recs, config)
-            if not data.kinds:
-                out["data"][path][split] = {"photos": 0, "left_out": data.left_out}
-                continue
-            probs = maps(data.sample_encoded)
-            table, boxes = metrics.photo_table(probs, data, config.input_size, threshold, merge, min_area)
-            out["data"][path][split] = metrics.summarise(table, boxes) | {"left_out": data.left_out}
-            tables.append(table)
-            all_boxes += boxes
-            if tiled_view:
-                probs, n_tiled = tiled_rust_maps(model_dir, data.sample_encoded, config.input_size)
-                table, boxes = metrics.photo_table(probs, data, config.input_size, threshold, merge, min_area)
-                tiled.setdefault(path, {})[split] = metrics.summarise(table, boxes) | {"photos_tiled": n_tiled}
-                tiled_tables.append((table, boxes))
-            log.info(
-                "%s %s: %s",
-                path,
-                split,
-                {k: out["data"][path][split][metrics.POOLED].get(k) for k in ("pixel_f1", "rusted_pct_mae", "AP50")},
-            )
-    if not tables:
+            for view, fn in views.items():
+                out[view].setdefault(path, {})[split] = _score_split(fn, data, settings, scored[view])
+            log.info("%s %s: %s", path, split, _headline(out["data"][path][split]))
+    if not scored["data"]:
         raise records.DatasetError(f"no photo with rust masks, boxes or no_rust labels in {data_paths}")
-    if len(tables) > 1:
-        out[metrics.POOLED] = metrics.summarise(pd.concat(tables, ignore_index=True), all_boxes)[metrics.POOLED]
-    if tiled:
-        out["tiled"] = tiled
-        if len(tiled_tables) > 1:
-            table = pd.concat([t for t, _ in tiled_tables], ignore_index=True)
-            out["tiled"][metrics.POOLED] = metrics.summarise(table, [b for _, bs in tiled_tables for b in bs])[
-                metrics.POOLED
-            ]
+    if len(scored["data"]) > 1:
+        out[metrics.POOLED] = _pooled(scored["data"])
+        if "tiled" in views:
+            out["tiled"][metrics.POOLED] = _pooled(scored["tiled"])
     out["rejects"] = [{"path": r.path, "reason": r.reason, "detail": r.detail} for r in rejects]
     io_utils.make_dirs(output_dir)
     io_utils.write_text(io_utils.join(output_dir, report.METRICS_FILE), json.dumps(out, indent=2) + "\n")
     return out
+
+
+def _score_split(fn: Callable, data: SplitData, settings: tuple, scored: list) -> dict:
+    """One split's figures from ``fn``'s rust maps (a tiled view also says how many photos it cut);
+    the split's photo table and box results are appended to ``scored`` for pooling."""
+    if not data.kinds:
+        return {"photos": 0, "left_out": data.left_out}
+    found = fn(data.sample_encoded)
+    probs, n_tiled = found if isinstance(found, tuple) else (found, None)
+    table, boxes = metrics.photo_table(probs, data, *settings)
+    scored.append((table, boxes))
+    extra = {"left_out": data.left_out} | ({} if n_tiled is None else {"photos_tiled": n_tiled})
+    return metrics.summarise(table, boxes) | extra
+
+
+def _headline(figures: dict) -> dict:
+    pooled = figures.get(metrics.POOLED, {})
+    return {k: pooled.get(k) for k in ("pixel_f1", "rusted_pct_mae", "AP50")}
