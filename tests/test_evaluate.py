@@ -80,6 +80,11 @@ def test_raw_class_folders_with_bad_files(model_dir, tmp_path):
     expected = cm.summarise(labels, direct, 0.5)
     assert m["confusion_matrix"] == expected["confusion_matrix"]
     assert m["roc_auc"] == pytest.approx(expected["roc_auc"])
+    # one source folder here: its per-source row is the pooled figure
+    assert m["per_source"] == {
+        "survey": {"images": 9, "rust": 5, "no_rust": 4, "recall": m["recall"], "precision": m["precision"],
+                   "false_alarm_rate": expected["confusion_matrix"]["fp"] / 4}
+    }  # fmt: skip
 
     saved = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert saved["splits"]["all"]["n"] == 9 and saved["threshold"] == 0.5
@@ -120,8 +125,19 @@ def test_folder_with_nothing_usable_is_a_clear_error(model_dir, tmp_path):
 
 
 def test_tfrecord_splits_and_threshold_override(model_dir, tmp_path):
-    ds = write_dataset(tmp_path / "ds", {"train": (2, 2), "validation": (3, 1), "test": (2, 5)}, size=(64, 48))
+    ds = write_dataset(
+        tmp_path / "ds",
+        {"train": (2, 2), "validation": (3, 1), "test": (2, 5)},
+        size=(64, 48),
+        sources=("yard", "dock"),
+    )
     report = ev.evaluate(model_dir, str(ds), str(tmp_path / "out"), splits=("validation", "test"), threshold=0.3)
+    # rust photos first, the sources taking turns: yard gets rust 0 and clean 1, 3, 5; dock the rest
+    per_source = report["splits"]["test"]["per_source"]
+    assert {s: (f["images"], f["rust"], f["no_rust"]) for s, f in per_source.items()} == {
+        "yard": (4, 1, 3),
+        "dock": (3, 1, 2),
+    }
     assert set(report["splits"]) == {"validation", "test"}
     assert (report["splits"]["test"]["n_positive"], report["splits"]["test"]["n_negative"]) == (2, 5)
     assert report["threshold"] == 0.3 and report["splits"]["validation"]["threshold"] == 0.3
@@ -143,10 +159,14 @@ def test_detector_models_go_to_the_detector_evaluation(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "training.detector.evaluate", detection_eval)
     meta = serving.ModelMetadata("detector", "detector-test", 64, 0.3, ("rust",), "MobileNetV2", "none")
     serving.write_metadata(str(tmp_path / "det"), meta)
-    calls = []
+    calls, area_calls = [], []
     detection_eval.evaluate_detector = lambda *args: calls.append(args) or {"kind": "detector"}
-    assert ev.evaluate(str(tmp_path / "det"), "DATA", "OUT") == {"kind": "detector"}
-    assert calls == [(str(tmp_path / "det"), "DATA", "OUT", None)]
+    monkeypatch.setattr(ev, "detector_area", lambda *args: area_calls.append(args) or None)
+    out = str(tmp_path / "out")
+    (tmp_path / "out").mkdir()
+    assert ev.evaluate(str(tmp_path / "det"), "DATA", out) == {"kind": "detector", "rusted_area": None}
+    assert calls == [(str(tmp_path / "det"), "DATA", out, None)] and area_calls == calls
+    assert json.loads((tmp_path / "out" / "metrics.json").read_text()) == {"kind": "detector", "rusted_area": None}
 
 
 # ---------------------------------------------------------------- metrics

@@ -24,6 +24,7 @@ import tensorflow as tf
 from corrosion.core import csv_rows, io_utils
 from corrosion.core.labels import LabelConfig, load_labels
 from corrosion.core.rejects import IMAGE, Reject
+from corrosion.data import layout
 from corrosion.models import serving
 from training.classifier import metrics as cm
 from training.common import plots, records, report
@@ -42,6 +43,7 @@ class Item:
     name: str
     encoded: bytes
     label: int
+    source: str = ""  # the source folder (``layout.source_folder``)
 
 
 @dataclass
@@ -49,6 +51,7 @@ class Scored:
     names: list[str] = field(default_factory=list)
     labels: list[int] = field(default_factory=list)
     scores: list[float] = field(default_factory=list)
+    sources: list[str] = field(default_factory=list)
     rejects: list[Reject] = field(default_factory=list)
 
 
@@ -58,7 +61,8 @@ class Scored:
 def record_items(data_dir: str, split: str) -> Iterator[Item]:
     """Items of one TFRecord split, streamed."""
     for ex in records.parsed_dataset(data_dir, split).as_numpy_iterator():
-        yield Item(ex["filename"].decode() or ex["sha256"].decode(), ex["encoded"], int(ex["label"]))
+        name = ex["filename"].decode() or ex["sha256"].decode()
+        yield Item(name, ex["encoded"], int(ex["label"]), layout.source_folder(ex["source_id"].decode()))
 
 
 def raw_items(
@@ -70,7 +74,7 @@ def raw_items(
 ) -> Iterator[Item]:
     """Items of a raw labelled folder (``training.common.raw_folder``); refusals go to ``rejects``."""
     for labelled, record in raw_records(root, labels, rejects, ignored, exclude):
-        yield Item(labelled.image_path, record.encoded, record.image_label)
+        yield Item(labelled.image_path, record.encoded, record.image_label, layout.source_folder(record.source_id))
 
 
 def is_record_dataset(path: str) -> bool:
@@ -126,6 +130,7 @@ def score_items(model: ExportedClassifier, items: Iterable[Item], batch_size: in
             out.names.append(item.name)
             out.labels.append(item.label)
             out.scores.append(float(score))
+            out.sources.append(item.source)
         batch.clear()
 
     for item in items:
@@ -147,6 +152,7 @@ def split_metrics(scored: Scored, threshold: float, class_names: tuple[str, ...]
     summary = cm.summarise(y, p, threshold, tuple(class_names))
     if summary["roc_auc"] is None:
         summary["note"] = "only one class present: ROC-AUC (and PR-AUC without rust images) are undefined"
+    summary["per_source"] = cm.per_source(y, p, scored.sources, threshold)
     if summary["n_positive"]:
         summary["best_recall_at_precision"] = cm.best_recall_at_precision(y, p, min_precision)
     return summary
