@@ -1,8 +1,9 @@
 """Score an exported rust-region model on data sets and raw labelled folders, each and pooled.
 
 Photos go through the export's bytes signature (whole photo, squashed to its input, as training
-scores them) and, under ``tiled``, through batch inference's tiling and stitching; every split of a TFRecord data set, or a raw folder read as the dataset pipeline
-reads it (``all``), is scored per source and pooled, and all of them together under ``pooled``.
+scores them) and, under ``tiled``, through batch inference's tiling and stitching. Every split of
+a TFRecord data set, or a raw folder read as the dataset pipeline reads it (``all``), is scored
+per source and pooled, and all of them together under ``pooled``.
 """
 
 from __future__ import annotations
