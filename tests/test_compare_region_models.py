@@ -59,3 +59,20 @@ def test_no_call_within_the_seeds_spread():
     winner, verdict = crm.choose(table)
     assert winner is None and "within the seeds' spread (1.00)" in verdict
     assert crm.choose({"segmenter": table["segmenter"]})[0] is None
+
+
+def test_the_comparison_goes_into_the_shipped_models_card_and_replaces_itself_on_a_rerun(tmp_path):
+    model = tmp_path / "seg"
+    model.mkdir()
+    card = "# Model card\n\n## Metrics\nfigures\n\n## Configuration\n`a: 1`\n"
+    (model / "model_card.md").write_text(card)
+    first = "## Rust-region model choice (validation split, mean ± sd over seeds)\n\nold table\n"
+    crm.write_to_card(str(model), {"winner": "segmenter"}, first)
+    written = (model / "model_card.md").read_text()
+    assert written == "# Model card\n\n## Metrics\nfigures\n\n" + first + "\n## Configuration\n`a: 1`\n"
+    crm.write_to_card(str(model), {"winner": "detector"}, first.replace("old", "new"))
+    again = (model / "model_card.md").read_text()
+    assert again == written.replace("old table", "new table")
+    assert json.loads((model / crm.CHOICE_FILE).read_text()) == {"winner": "detector"}
+    with pytest.raises(FileNotFoundError, match="no model card"):
+        crm.write_to_card(str(tmp_path / "missing"), {}, first)

@@ -9,6 +9,8 @@ scored there is read back. ``comparison.md`` / ``comparison.json`` hold mean and
 over the seeds of each kind. The choice is made on the figure inspectors act on, the rusted-%
 error behind the ASTM D610 grade, and called only when the means differ by more than the seeds'
 spread.
+``--model_card MODEL_DIR`` puts the comparison into the shipped model's ``model_card.md`` (its
+section replaced on a re-run) and ``region_model_choice.json`` beside it.
 """
 
 from __future__ import annotations
@@ -97,6 +99,32 @@ def markdown(table: dict, runs: dict[str, list[str]], split: str, verdict: str) 
     return "\n".join(lines)
 
 
+SECTION = "## Rust-region model choice"
+CHOICE_FILE = "region_model_choice.json"
+
+
+def with_section(card: str, section: str) -> str:
+    """``card`` with its comparison section replaced by ``section`` (added before the configuration
+    section, or at the end, when it has none)."""
+    start = card.find(SECTION)
+    if start >= 0:
+        following = card.find("\n## ", start + len(SECTION))
+        return card[:start] + section + ("" if following < 0 else card[following:])
+    anchor = card.find("\n## Configuration")
+    if anchor < 0:
+        return card.rstrip("\n") + "\n\n" + section
+    return card[: anchor + 1] + section + "\n" + card[anchor + 1 :]
+
+
+def write_to_card(model_dir: str, result: dict, text: str) -> None:
+    """The comparison into the shipped model's card and beside it, so the choice travels with the model."""
+    card_path = io_utils.join(model_dir, report.MODEL_CARD_FILE)
+    if not io_utils.exists(card_path):
+        raise FileNotFoundError(f"{card_path}: no model card to add the comparison to (is {model_dir} a trained model?)")
+    io_utils.write_text(card_path, with_section(io_utils.read_text(card_path), text))
+    io_utils.write_text(io_utils.join(model_dir, CHOICE_FILE), json.dumps(result, indent=2) + "\n")
+
+
 def compare(segmenters: list[str], detectors: list[str], data: str, split: str, output: str) -> tuple[dict, str]:
     models = {"segmenter": segmenters, "detector": detectors}
     models = {kind: dirs for kind, dirs in models.items() if dirs}
@@ -118,10 +146,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--output", required=True, help="where each model's evaluation and the comparison go")
     p.add_argument("--segmenter", action="append", default=[], help="exported segmenter (repeat per seed)")
     p.add_argument("--detector", action="append", default=[], help="exported detector (repeat per seed)")
+    p.add_argument("--model_card", help="the model to ship: the comparison goes into its model_card.md")
     args = p.parse_args(argv)
     if not args.segmenter and not args.detector:
         p.error("give at least one --segmenter or --detector")
-    _, text = compare(args.segmenter, args.detector, args.data, args.split, args.output)
+    result, text = compare(args.segmenter, args.detector, args.data, args.split, args.output)
+    if args.model_card:
+        write_to_card(args.model_card, result, text)
+        log.info("comparison written into %s", io_utils.join(args.model_card, report.MODEL_CARD_FILE))
     print(text)
     return 0
 
