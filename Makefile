@@ -3,12 +3,14 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+EMULATORS := .venv-emulators
+EMULATORS_STAMP := $(EMULATORS)/.installed
 SHARED_WEIGHTS ?= ../shared/weights/keras/models
 export KERAS_HOME ?= $(CURDIR)/.cache/keras
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONHASHSEED ?= 0
 
-.PHONY: venv test demo bench lint weights clean
+.PHONY: venv emulators test demo demo-cloud bench lint weights clean
 
 venv: $(STAMP)
 
@@ -19,6 +21,16 @@ $(STAMP): requirements.lock setup.py
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $@
 
+# The GCS and BigQuery emulators (gcp-storage-emulator, bqemulator) the cloud tests and demo-cloud
+# start as local servers; their own venv, since bqemulator's pytest plugin breaks the project's pytest.
+emulators: $(EMULATORS_STAMP)
+
+$(EMULATORS_STAMP): tests/emulators/requirements.lock
+	$(PYTHON) -m venv $(EMULATORS)
+	$(EMULATORS)/bin/pip install --quiet --disable-pip-version-check -r tests/emulators/requirements.lock
+	mkdir -p $(EMULATORS)/home && HOME=$(CURDIR)/$(EMULATORS)/home $(EMULATORS)/bin/python tests/emulators/install_spatial.py
+	touch $@
+
 # Pre-fills Keras's cache with offline ImageNet weights when ../shared/weights is present.
 weights:
 	@mkdir -p $(KERAS_HOME)/models
@@ -26,7 +38,7 @@ weights:
 		echo "ImageNet weights from $(SHARED_WEIGHTS) placed in $(KERAS_HOME)/models"; \
 	else echo "no offline weights at $(SHARED_WEIGHTS); Keras will download ImageNet weights when online"; fi
 
-test: venv weights
+test: venv weights emulators
 	$(BIN)/python -m pytest -q tests
 
 demo: venv weights
@@ -40,4 +52,4 @@ lint: venv
 	$(BIN)/ruff format --check corrosion pipelines training tests benchmarks scripts
 
 clean:
-	rm -rf $(VENV) .cache build dist *.egg-info
+	rm -rf $(VENV) $(EMULATORS) .cache build dist *.egg-info

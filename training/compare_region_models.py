@@ -120,7 +120,9 @@ def write_to_card(model_dir: str, result: dict, text: str) -> None:
     """The comparison into the shipped model's card and beside it, so the choice travels with the model."""
     card_path = io_utils.join(model_dir, report.MODEL_CARD_FILE)
     if not io_utils.exists(card_path):
-        raise FileNotFoundError(f"{card_path}: no model card to add the comparison to (is {model_dir} a trained model?)")
+        raise FileNotFoundError(
+            f"{card_path}: no model card to add the comparison to (is {model_dir} a trained model?)"
+        )
     io_utils.write_text(card_path, with_section(io_utils.read_text(card_path), text))
     io_utils.write_text(io_utils.join(model_dir, CHOICE_FILE), json.dumps(result, indent=2) + "\n")
 

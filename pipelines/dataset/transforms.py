@@ -361,16 +361,21 @@ def shard_path(output_dir: str, split: str, index: int, count: int) -> str:
 
 
 def _write_atomically(path: str, records: list[bytes]) -> None:
-    """Write under a temporary name, then rename: a reader never sees a half-written shard."""
+    """Write under a temporary name, then rename: a reader never sees a half-written shard.
+
+    Written through Beam's FileSystems with Beam's own TFRecord framing (what ``WriteToTFRecord``
+    writes), not ``tf.io.TFRecordWriter``: TensorFlow's gs:// client is a second, separately
+    configured path to storage (it ignores ``STORAGE_EMULATOR_HOST``, for one).
+    """
     import uuid
 
-    import tensorflow as tf
     from apache_beam.io.filesystems import FileSystems
+    from apache_beam.io.tfrecordio import _TFRecordUtil
 
     tmp = f"{path}.incomplete-{uuid.uuid4().hex[:8]}"
-    with tf.io.TFRecordWriter(tmp) as writer:
+    with FileSystems.create(tmp, compression_type="uncompressed") as handle:
         for data in records:
-            writer.write(data)
+            _TFRecordUtil.write_record(handle, data)
     if FileSystems.exists(path):
         FileSystems.delete([path])
     FileSystems.rename([tmp], [path])

@@ -30,6 +30,7 @@ import numpy as np
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 from PIL import Image
 
+from corrosion.core import staging
 from corrosion.imaging import images
 from corrosion.inference import tiling
 from corrosion.models import lite_runtime, serving
@@ -84,8 +85,10 @@ class ModelChangedError(RuntimeError):
     """The model folder holds another model than the one this run's rows are labelled with."""
 
 
-def load_unchanged(model_dir: str, expected: serving.ModelMetadata, load: Callable[[], Any]) -> Any:
-    """``load()``, then a check that ``model_dir`` still holds the model the run started with.
+def load_unchanged(model_dir: str, expected: serving.ModelMetadata, load: Callable[[str], Any]) -> Any:
+    """``load(local_dir)`` on this process's local copy of ``model_dir`` (``corrosion.core.staging``:
+    a ``gs://`` model is copied through Beam's FileSystems), then a check that ``model_dir`` still
+    holds, and the copy held, the model the run started with.
 
     The run reads metadata.json once, at launch, and labels every row with that version and
     threshold; workers load the model later (minutes later on Dataflow). A re-export into the same
@@ -93,16 +96,20 @@ def load_unchanged(model_dir: str, expected: serving.ModelMetadata, load: Callab
     ``--skip_processed`` would then trust. Checked after the load (and after a failed one: an
     export in progress removes the LiteRT copy first), so a load that overlaps an export is caught.
     """
+    loaded = None
     try:
-        model = load()
+        local = staging.local_folder(model_dir, refresh=True)
+        loaded = serving.read_metadata(local).version
+        model = load(local)
     finally:
         now = serving.read_metadata(model_dir).version
-        if now != expected.version:
-            raise ModelChangedError(
-                f"{model_dir} changed during this run: it held {expected.kind} {expected.version} at launch and "
-                f"holds {now} now, so rows would be labelled with the wrong model. Run the job again; to retrain "
-                "while jobs run, export into a new folder and point the job at it"
-            )
+        for held in (now, loaded):
+            if held is not None and held != expected.version:
+                raise ModelChangedError(
+                    f"{model_dir} changed during this run: it held {expected.kind} {expected.version} at launch and "
+                    f"holds {held} now, so rows would be labelled with the wrong model. Run the job again; to retrain "
+                    "while jobs run, export into a new folder and point the job at it"
+                )
     return model
 
 
@@ -168,10 +175,12 @@ class ClassifierHandler(ModelHandler[tuple[ImageRecord, np.ndarray], tuple[Image
         limit_tf_threads(self._tf_threads)  # TensorFlow still resizes the pixels
         if self._runtime == "litert":
             load = partial(
-                lite_runtime.LiteClassifier.from_model_dir, self._model_dir, self._tf_threads, self._lite_interpreters
+                lite_runtime.LiteClassifier.from_model_dir,
+                threads=self._tf_threads,
+                max_interpreters=self._lite_interpreters,
             )
         else:
-            load = partial(_SavedClassifier, self._model_dir)
+            load = _SavedClassifier
         return load_unchanged(self._model_dir, self._metadata, load)
 
     def run_inference(
@@ -216,17 +225,16 @@ class DetectorHandler(ModelHandler[tuple[Any, ImageRecord], tuple[Any, Predictio
         limit_tf_threads(self._config.tf_threads_per_call)
         log.info("loading detector %s (%s) from %s", self._metadata.version, self._runtime, self._model_dir)
         if self._metadata.kind == "segmenter":
-            load = partial(SavedSegmenter, self._model_dir)
+            load = SavedSegmenter
         elif self._runtime == "litert":
             c = self._config
             load = partial(
                 lite_runtime.LiteDetector.from_model_dir,
-                self._model_dir,
-                c.tf_threads_per_call,
+                threads=c.tf_threads_per_call,
                 max_interpreters=c.lite_interpreters_per_process,
             )
         else:
-            load = partial(_SavedDetector, self._model_dir)
+            load = _SavedDetector
         return load_unchanged(self._model_dir, self._metadata, load)
 
     def run_inference(

@@ -9,6 +9,7 @@ exactly one place. Importable (not ``__main__``) for the reason given in ``pipel
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 import apache_beam as beam
@@ -232,6 +233,25 @@ def bigquery_table_parameters(cfg: InferenceConfig) -> dict[str, Any]:
     }
 
 
+EMULATOR_VARIABLE = "BIGQUERY_EMULATOR_HOST"
+
+
+def follow_bigquery_emulator() -> str | None:
+    """Beam's BigQuery client (apitools, its URL compiled in) sent to ``$BIGQUERY_EMULATOR_HOST``
+    when that is set, as google-cloud-bigquery's client already is: the night's DML and its load
+    jobs then reach the same server. The URL it now uses, or None when unset (Google's own)."""
+    host = os.environ.get(EMULATOR_VARIABLE)
+    if not host:
+        return None
+    from apache_beam.io.gcp.internal.clients.bigquery import bigquery_v2_client
+
+    if "://" not in host:
+        raise ValueError(f"{EMULATOR_VARIABLE}={host!r} must be a URL such as http://127.0.0.1:9050")
+    bigquery_v2_client.BigqueryV2.BASE_URL = host.rstrip("/") + "/bigquery/v2/"
+    log.info("BigQuery load jobs go to the emulator at %s (%s)", host, EMULATOR_VARIABLE)
+    return bigquery_v2_client.BigqueryV2.BASE_URL
+
+
 class WriteBigQuery(beam.PTransform):
     """ResultRows appended to ``--bigquery_table`` by load jobs (the night was cleared at launch)."""
 
@@ -240,6 +260,7 @@ class WriteBigQuery(beam.PTransform):
         self._job = job
 
     def expand(self, rows: beam.PCollection) -> Any:
+        follow_bigquery_emulator()
         return (
             rows
             | "BigQueryRows" >> beam.Map(results.ResultRow.to_bigquery)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import tensorflow as tf
 
+from corrosion.core import staging
 from corrosion.data import clean_crops, layout, regions, schema
 from corrosion.imaging import preprocess
 
@@ -40,10 +41,16 @@ class SplitCounts:
         return self.by_label.get(label, 0)
 
 
+def _shards(data_dir: str, split: str) -> list[str]:
+    """Sorted local shard paths: a ``gs://`` data set is read from this process's local copy of it
+    (``corrosion.core.staging``: one storage client, Beam's, for the whole product)."""
+    return sorted(tf.io.gfile.glob(layout.shard_pattern(staging.local_folder(data_dir), split)))
+
+
 def shard_files(data_dir: str, split: str) -> list[str]:
     """Sorted shard paths of ``split``; a DatasetError naming the pattern when there are none."""
     pattern = layout.shard_pattern(data_dir, split)
-    files = sorted(tf.io.gfile.glob(pattern))
+    files = _shards(data_dir, split)
     if not files:
         raise DatasetError(
             f"no {split} shards match {pattern}: --data must be a data set directory written by "
@@ -54,7 +61,7 @@ def shard_files(data_dir: str, split: str) -> list[str]:
 
 def available_splits(data_dir: str) -> list[str]:
     """The standard splits that have at least one shard in ``data_dir``."""
-    return [s for s in layout.SPLITS if tf.io.gfile.glob(layout.shard_pattern(data_dir, s))]
+    return [s for s in layout.SPLITS if _shards(data_dir, s)]
 
 
 def parsed_dataset(

@@ -19,8 +19,8 @@ from corrosion.core import io_utils
 from corrosion.core.annotations import LabelledImage
 from corrosion.core.labels import NO_RUST, load_labels
 from corrosion.core.rejects import Reject
-from corrosion.data import layout
 from corrosion.models import serving
+from training.common import records
 from training.common import report as common_report
 from training.common.raw_folder import raw_records
 from training.common.records import parsed_dataset
@@ -155,10 +155,6 @@ def box_union_maps(model_dir: str, size: int, batch_size: int = 16) -> Callable[
     return maps
 
 
-def _record_splits(data: str) -> list[str]:
-    return [s for s in layout.SPLITS if tf.io.gfile.glob(layout.shard_pattern(data, s))]
-
-
 def evaluate_detector(model_dir: str, data: str, output_dir: str, splits: tuple[str, ...] | None = None) -> dict:
     """COCO metrics of an exported detector on the splits (default: all) of a TFRecord data set, or on a raw folder.
 
@@ -166,7 +162,7 @@ def evaluate_detector(model_dir: str, data: str, output_dir: str, splits: tuple[
     and true boxes to ``output_dir``, and returns the metrics.
     """
     detect, metadata = exported_detect(model_dir)
-    splits = [s for s in _record_splits(data) if splits is None or s in splits]
+    splits = [s for s in records.available_splits(data) if splits is None or s in splits]
     sets = {s: record_examples(data, s) for s in splits} if splits else {RAW_SPLIT: raw_examples(data)}
     report: dict = {
         "kind": "detector",

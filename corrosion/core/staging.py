@@ -1,0 +1,64 @@
+"""Local copies of remote folders (an exported model, a built data set) for code that reads local disk.
+
+TensorFlow's own ``gs://`` client is a second path to storage, configured apart from the one every
+other part of the product uses (Beam ``FileSystems`` over google-cloud-storage): it ignores
+``STORAGE_EMULATOR_HOST``, proxies set for the Google clients, and the credentials Beam was given.
+So a ``gs://`` model or data set is copied once per process through ``FileSystems`` into a local
+temporary folder, and TensorFlow reads that: one storage client for the whole product, and a
+worker reads a model's files from its own disk rather than over the network at every load.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import threading
+
+from apache_beam.io.filesystems import FileSystems
+
+from corrosion.core import io_utils
+
+log = logging.getLogger(__name__)
+
+_lock = threading.Lock()
+_copies: dict[str, str] = {}
+
+
+def staging_root() -> str:
+    """``$CORROSION_STAGING_DIR``, else the system's temporary folder."""
+    return os.environ.get("CORROSION_STAGING_DIR") or tempfile.gettempdir()
+
+
+def copy_folder(uri: str, destination: str) -> int:
+    """Every object under ``uri`` into ``destination`` (relative names kept); the number copied.
+
+    FileNotFoundError naming ``uri`` when it holds nothing.
+    """
+    prefix = uri.rstrip("/") + "/"
+    found = FileSystems.match([prefix + "**"])[0].metadata_list
+    if not found:
+        raise FileNotFoundError(f"{uri} holds no files (a missing bucket or folder?)")
+    for meta in found:
+        relative = meta.path[len(prefix) :]
+        target = os.path.join(destination, *relative.split("/"))
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        with FileSystems.open(meta.path, compression_type="uncompressed") as src, open(target, "wb") as dst:
+            while chunk := src.read(8 * 2**20):
+                dst.write(chunk)
+    return len(found)
+
+
+def local_folder(uri: str, refresh: bool = False) -> str:
+    """``uri`` itself when local; else a local copy, made once per process (again with ``refresh``)."""
+    if not io_utils.is_remote(uri):
+        return uri
+    key = uri.rstrip("/")
+    with _lock:
+        if key in _copies and not refresh:
+            return _copies[key]
+        destination = tempfile.mkdtemp(prefix="corrosion-", dir=staging_root())
+        count = copy_folder(key, destination)
+        log.info("copied %s (%d files) to %s", key, count, destination)
+        _copies[key] = destination
+        return destination

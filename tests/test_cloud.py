@@ -1,0 +1,207 @@
+"""The jobs against real protocols: gs:// on the GCS emulator, BigQuery on bqemulator (local servers).
+
+Both emulators are started once for this module on free ports (``corrosion.testing.emulators``;
+``make test`` installs them in .venv-emulators) and stopped by PID at the end.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import pytest
+from apache_beam.io.filesystems import FileSystems
+from support import model_doubles as doubles
+
+from corrosion.core import io_utils
+from corrosion.data import layout
+from corrosion.inference import results
+from corrosion.testing import emulators, synthetic
+from pipelines import batch_inference as bi
+from pipelines import build_dataset
+from training.common import records
+
+BUCKET = "survey-bucket"
+
+
+@pytest.fixture(scope="module")
+def cloud(tmp_path_factory):
+    cloud = emulators.start(tmp_path_factory.mktemp("local-cloud"))
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in cloud.environment().items():
+            patch.setenv(name, value)
+        cloud.create_bucket(BUCKET)
+        try:
+            yield cloud
+        finally:
+            cloud.stop()
+
+
+def upload(local: Path, prefix: str) -> list[str]:
+    """Every file under ``local`` to ``prefix`` (through the GCS API, as gsutil would)."""
+    uris = []
+    for path in sorted(p for p in local.rglob("*") if p.is_file()):
+        uri = f"{prefix}/{path.relative_to(local).as_posix()}"
+        io_utils.write_bytes(uri, path.read_bytes())
+        uris.append(uri)
+    return uris
+
+
+def listed(prefix: str) -> list[str]:
+    return sorted(m.path for m in FileSystems.match([prefix + "/**"])[0].metadata_list)
+
+
+def test_build_dataset_reads_and_writes_gs_as_it_does_local_folders(cloud, tmp_path):
+    local = tmp_path / "raw"  # the same folder name as on gs://: the records' source ids match
+    synthetic.generate_survey(
+        local / "voc", "voc", n_rust=3, n_clean=2, size=[(96, 72)], seed=0, bad_files=("truncated",)
+    )
+    synthetic.generate_survey(local / "folders", "folders", n_rust=2, n_clean=2, size=[(96, 72)], seed=1)
+    upload(local, f"gs://{BUCKET}/raw")
+    local_stats = build_dataset.run(["--input", str(local), "--output_dir", str(tmp_path / "local_out")])
+    stats = build_dataset.run(["--input", f"gs://{BUCKET}/raw", "--output_dir", f"gs://{BUCKET}/dataset"])
+
+    written = listed(f"gs://{BUCKET}/dataset")
+    assert f"gs://{BUCKET}/dataset/{layout.MANIFEST}" in written and f"gs://{BUCKET}/dataset/{layout.STATS}" in written
+    assert stats["records_total"] == local_stats["records_total"] == 9
+    assert stats["rejects_by_reason"] == local_stats["rejects_by_reason"] == {"corrupt_image": 1}
+    manifest = list(csv.DictReader(io.StringIO(io_utils.read_text(f"gs://{BUCKET}/dataset/{layout.MANIFEST}"))))
+    local_manifest = list(csv.DictReader((tmp_path / "local_out" / layout.MANIFEST).open()))
+    as_local = {r["path"].replace(f"gs://{BUCKET}/raw", str(local)): (r["status"], r["split"]) for r in manifest}
+    assert as_local == {r["path"]: (r["status"], r["split"]) for r in local_manifest}
+    rejects = [json.loads(line) for line in io_utils.read_text(f"gs://{BUCKET}/dataset/rejects.jsonl").splitlines()]
+    assert [r["path"] for r in rejects] == [f"gs://{BUCKET}/raw/voc/bad_00_truncated.jpg"]
+    shards = [uri for uri in written if uri.endswith(".tfrecord")]
+    assert sorted(uri.rsplit("/", 1)[1] for uri in shards) == sorted(
+        p.name for p in (tmp_path / "local_out").glob("*.tfrecord")
+    )
+    for uri in shards:  # byte for byte the shards of the local build
+        assert io_utils.read_bytes(uri) == (tmp_path / "local_out" / uri.rsplit("/", 1)[1]).read_bytes(), uri
+
+    # training reads it back (through its local copy) and finds what the local build holds
+    splits = records.available_splits(f"gs://{BUCKET}/dataset")
+    assert splits == records.available_splits(str(tmp_path / "local_out")) and layout.TRAIN in splits
+    for split in splits:
+        assert records.count_labels(f"gs://{BUCKET}/dataset", split) == records.count_labels(
+            str(tmp_path / "local_out"), split
+        )
+
+
+@pytest.fixture(scope="module")
+def models_on_gs(cloud, tmp_path_factory) -> dict[str, str]:
+    """A tiny classifier and the colour-rule detector, exported locally and uploaded as a user would."""
+    local = tmp_path_factory.mktemp("models")
+    doubles.export_tiny_classifier(str(local / "classifier"), lite=True)
+    doubles.export_colour_rule_detector(str(local / "detector"), input_size=64)
+    upload(local, f"gs://{BUCKET}/models")
+    return {
+        "local": str(local),
+        "classifier": f"gs://{BUCKET}/models/classifier",
+        "detector": f"gs://{BUCKET}/models/detector",
+    }
+
+
+def night_args(photos: str, models: dict[str, str], out: str, *extra: str) -> list[str]:
+    return [
+        "--input", photos, "--classifier", models["classifier"], "--detector", models["detector"],
+        "--output", out, "--survey_id", "hull-7", "--run_date", "2026-12-01", *extra,
+    ]  # fmt: skip
+
+
+def shard_paths(pattern: str) -> list[str]:
+    return sorted(m.path for m in FileSystems.match([pattern])[0].metadata_list)
+
+
+def comparable(rows: list[dict], prefix: str) -> list[dict]:
+    """Rows keyed by the photo's name, the folder it was read from left out."""
+    return sorted(({**r, "image_uri": r["image_uri"].removeprefix(prefix)} for r in rows), key=lambda r: r["image_uri"])
+
+
+def test_batch_inference_reads_photos_and_models_from_gs_and_writes_every_output_there(cloud, models_on_gs, tmp_path):
+    local = tmp_path / "night"
+    survey = synthetic.generate_survey(
+        local, "flat", n_rust=2, n_clean=2, size=(160, 120), hard_negative_fraction=0.0, bad_files=("truncated",)
+    )
+    upload(local, f"gs://{BUCKET}/night")
+    local_models = {k: str(Path(models_on_gs["local"]) / k) for k in ("classifier", "detector")}
+    home = bi.run(
+        night_args(str(local / "*"), local_models, str(tmp_path / "out"), "--report", str(tmp_path / "r.html"))
+    )
+    report = f"gs://{BUCKET}/report/survey.html"
+    summary = bi.run(night_args(f"gs://{BUCKET}/night/*", models_on_gs, f"gs://{BUCKET}/results", "--report", report))
+
+    assert summary["counters"] == home["counters"] and summary["all_inputs_accounted_for"]
+    assert summary["counters"]["images_scored"] == len(survey.images) and summary["counters"]["images_failed"] == 1
+    rows = results.read_csv_rows(shard_paths(summary["results"]))
+    home_rows = results.read_csv_rows(shard_paths(home["results"]))
+    assert comparable(rows, f"gs://{BUCKET}/night/") == comparable(home_rows, f"{local}/")
+    errors = list(csv.DictReader(io.StringIO(io_utils.read_text(shard_paths(summary["errors"])[0]))))
+    assert [(e["image_uri"], e["reason"]) for e in errors] == [
+        (f"gs://{BUCKET}/night/bad_00_truncated.jpg", "corrupt_image")
+    ]
+    night = f"gs://{BUCKET}/results/date=2026-12-01"
+    assert json.loads(io_utils.read_text(f"{night}/hull-7-summary.json"))["counters"] == summary["counters"]
+    previews = listed(f"gs://{BUCKET}/report/previews")
+    assert len(previews) == summary["counters"]["previews_written"] == 4
+    html = io_utils.read_text(report)
+    assert all(p.rsplit("/", 1)[1] in html for p in previews)
+
+
+def warehouse_rows(client, table: str) -> list[dict]:
+    """The table's rows as the job wrote them (timestamps in the CSV's text form), by photo."""
+    out = []
+    for row in client.query(f"SELECT * FROM `{table}`").result():
+        values = dict(row.items())
+        values["processed_at"] = results.format_timestamp(values["processed_at"])
+        out.append(values)
+    return sorted(out, key=lambda r: (r["processed_at"], r["image_uri"]))
+
+
+def test_nights_land_in_a_partitioned_clustered_bigquery_table_replacing_a_rerun_night(cloud, models_on_gs, tmp_path):
+    from google.cloud import bigquery
+
+    client = bigquery.Client(project=cloud.project)
+    client.create_dataset("surveys", exists_ok=True)
+    table, archive, out = f"{cloud.project}.surveys.rust", f"gs://{BUCKET}/archive", f"gs://{BUCKET}/nightly"
+    first = synthetic.generate_survey(tmp_path / "a", "flat", n_rust=2, n_clean=2, size=(160, 120), seed=3)
+    upload(tmp_path / "a", archive)
+    beam_flags = ("--temp_location", f"gs://{BUCKET}/tmp", "--project", cloud.project)
+    common = ("--bigquery_table", f"{cloud.project}:surveys.rust", "--skip_processed", out, *beam_flags)
+
+    def night(date: str) -> tuple[dict, list[dict]]:
+        args = night_args(f"{archive}/*.jpg", models_on_gs, out, *common)
+        summary = bi.run([a if a != "2026-12-01" else date for a in args])
+        return summary, results.read_csv_rows(shard_paths(summary["results"]))
+
+    s1, rows1 = night("2026-12-01")
+    landed = warehouse_rows(client, table)
+    assert len(landed) == len(rows1) == len(first.images) == s1["counters"]["images_scored"]
+    assert landed == sorted(rows1, key=lambda r: r["image_uri"])  # field by field, as the CSV holds them
+    schema = results.load_schema()
+    assert all(results.validate_row(r, schema) == [] for r in landed)
+    created = client.get_table(table)
+    assert [(f.name, f.field_type, f.mode) for f in created.schema] == [(f.name, f.type, f.mode) for f in schema]
+    loads = [j for j in client.list_jobs(all_users=True) if j.job_type == "load"]
+    assert loads and all(  # asked of the load job that creates the table (the emulator does not apply them)
+        j.time_partitioning.type_ == "DAY" and j.time_partitioning.field == "processed_at" for j in loads
+    )
+    assert all(j.clustering_fields == ["survey_id"] and j.create_disposition == "CREATE_IF_NEEDED" for j in loads)
+
+    # the same night again (its photos are not skipped: the night itself is being redone) replaces its rows
+    again, rows_again = night("2026-12-01")
+    assert again["counters"]["images_scored"] == len(first.images)
+    assert warehouse_rows(client, table) == landed
+
+    # the next night: two new photos in the archive, and only they are scored and loaded
+    new = synthetic.generate_survey(tmp_path / "b", "flat", n_rust=1, n_clean=1, size=(160, 120), seed=11)
+    for image in new.images:
+        io_utils.write_bytes(f"{archive}/new_{Path(image.path).name}", (tmp_path / "b" / image.path).read_bytes())
+    s2, rows2 = night("2026-12-02")
+    assert s2["counters"]["images_scored"] == 2 and s2["counters"]["images_skipped"] == len(first.images)
+    everything = warehouse_rows(client, table)
+    assert len(everything) == len({r["image_sha256"] for r in everything}) == len(first.images) + 2
+    assert [r for r in everything if r["processed_at"].startswith("2026-12-02")] == sorted(
+        rows2, key=lambda r: r["image_uri"]
+    )
