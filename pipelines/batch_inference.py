@@ -41,7 +41,7 @@ import apache_beam as beam
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from corrosion.core import io_utils, listing
+from corrosion.core import cloud_checks, io_utils, listing
 from corrosion.core.config import add_arguments, from_arguments
 from corrosion.inference import results
 from corrosion.models import lite_runtime, serving
@@ -201,6 +201,11 @@ def check_locations(args: argparse.Namespace) -> None:
 def parse_job(argv: Sequence[str] | None = None) -> tuple[InferenceJob, list[str]]:
     """The command line as one checked job, plus the Beam flags it leaves to PipelineOptions."""
     args, beam_args = build_parser().parse_known_args(argv)
+    cloud_checks.check_storage(
+        [args.input, args.input_list, args.output, args.classifier, args.detector, args.skip_processed]
+        + [args.report, args.previews, args.masks]
+    )
+    cloud_checks.check_bigquery(args.bigquery_table)
     check_locations(args)
     cfg = from_arguments(InferenceConfig, args, CONFIG_FILE, SHORTCUTS)
     previews_dir = args.previews or (io_utils.join(io_utils.dirname(args.report), "previews") if args.report else None)

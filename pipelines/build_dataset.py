@@ -21,7 +21,7 @@ import apache_beam as beam
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions
 
-from corrosion.core import io_utils, listing, paths
+from corrosion.core import cloud_checks, io_utils, listing, paths
 from corrosion.core.config import add_arguments, from_arguments
 from corrosion.data.dataset_config import DatasetConfig
 from pipelines.dataset import steps
@@ -83,6 +83,7 @@ def run(argv: list[str] | None = None) -> dict:
             f"--output_dir {output_dir}: Beam's file sinks read the output path as a pattern, so it may not hold "
             "'[', '*' or '?'; choose a folder name without them"
         )
+    cloud_checks.check_storage([*inputs, output_dir, args.previous_manifest])
     io_utils.make_dirs(output_dir)
     labels = config.load_labels()
     io_utils.write_text(paths.join(output_dir, "label_map.pbtxt"), labels.label_map_pbtxt())

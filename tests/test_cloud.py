@@ -11,13 +11,15 @@ import io
 import json
 from pathlib import Path
 
+import apache_beam as beam
 import pytest
 from apache_beam.io.filesystems import FileSystems
 from support import model_doubles as doubles
 
-from corrosion.core import io_utils
+from corrosion.core import cloud_checks, io_utils, listing
 from corrosion.data import layout
 from corrosion.inference import results
+from corrosion.models import serving
 from corrosion.testing import emulators, synthetic
 from pipelines import batch_inference as bi
 from pipelines import build_dataset
@@ -205,3 +207,90 @@ def test_nights_land_in_a_partitioned_clustered_bigquery_table_replacing_a_rerun
     assert [r for r in everything if r["processed_at"].startswith("2026-12-02")] == sorted(
         rows2, key=lambda r: r["image_uri"]
     )
+
+
+def test_a_gs_model_folder_re_exported_under_a_running_job_is_refused(cloud, models_on_gs):
+    """The worker loads its local copy of the gs:// folder; a re-export since launch fails the load."""
+    import dataclasses
+
+    from pipelines.inference.handlers import ClassifierHandler, ModelChangedError
+
+    model_dir = f"gs://{BUCKET}/models/moving-classifier"
+    upload(Path(models_on_gs["local"]) / "classifier", model_dir)
+    at_launch = serving.read_metadata(model_dir)
+    assert ClassifierHandler(model_dir, at_launch, 8, runtime="litert").load_model() is not None
+    serving.write_metadata(model_dir, dataclasses.replace(at_launch, version="retrained-meanwhile"))
+    for runtime in ("litert", "savedmodel"):
+        with pytest.raises(
+            ModelChangedError, match=f"held classifier {at_launch.version} at launch and holds retrained"
+        ):
+            ClassifierHandler(model_dir, at_launch, 8, runtime=runtime).load_model()
+
+
+def test_a_photo_deleted_between_listing_and_reading_is_an_error_row_naming_it(cloud, tmp_path):
+    from pipelines.inference.transforms import ERRORS, ReadImage
+
+    synthetic.generate_survey(tmp_path / "s", "flat", n_rust=1, n_clean=1, size=(64, 48), seed=2)
+    uris = upload(tmp_path / "s", f"gs://{BUCKET}/vanishing")
+    found = listing.match_glob(f"gs://{BUCKET}/vanishing/*.jpg")
+    assert sorted(f.path for f in found) == uris
+    FileSystems.delete([uris[0]])
+    reader = ReadImage(max_file_bytes=2**20, progress_every=0)
+    reader.setup()
+    out = [o for item in found for o in reader.process(item)]
+    errors = [o.value for o in out if isinstance(o, beam.pvalue.TaggedOutput) and o.tag == ERRORS]
+    read = [o for o in out if not isinstance(o, beam.pvalue.TaggedOutput)]
+    assert [(e["image_uri"], e["reason"]) for e in errors] == [(uris[0], "missing_file")]
+    assert "deleted between listing and reading" in errors[0]["message"]
+    assert [uri for uri, _ in read] == [uris[1]]
+
+
+def test_missing_buckets_datasets_and_silent_services_are_refused_at_launch_naming_them(tmp_path):
+    """One quick request per location, no retries: seconds, not the clients' 120 s of retrying."""
+    import time
+
+    from google.api_core import exceptions as api
+    from google.cloud import storage
+
+    photos = tmp_path / "photos"
+    synthetic.generate_survey(photos, "flat", n_rust=1, n_clean=1, size=(64, 48))
+    clf = doubles.export_tiny_classifier(str(tmp_path / "clf"))
+    args = ["--input", str(photos / "*"), "--classifier", clf, "--output"]
+    with emulators.local_cloud(tmp_path / "cloud") as own, pytest.MonkeyPatch.context() as patch:
+        for name, value in own.environment().items():
+            patch.setenv(name, value)
+        own.create_bucket("present")
+        with pytest.raises(cloud_checks.CloudLocationError, match="gs://absent/out: the bucket absent does not exist"):
+            bi.run([*args, "gs://absent/out"])
+        with pytest.raises(
+            cloud_checks.CloudLocationError, match="gs://absent/night: the bucket absent does not exist"
+        ):
+            build_dataset.run(["--input", "gs://absent/night", "--output_dir", str(tmp_path / "ds")])
+        table = ["--bigquery_table", f"{own.project}:nowhere.rust"]
+        with pytest.raises(cloud_checks.CloudLocationError, match=f"dataset {own.project}:nowhere does not exist"):
+            bi.run([*args, "gs://present/out", *table])
+
+        own.bigquery.stop()
+        started = time.monotonic()
+        with pytest.raises(cloud_checks.CloudLocationError, match=f"BigQuery at {own.bigquery.url} did not answer"):
+            bi.run([*args, "gs://present/out", *table])
+        own.gcs.stop()
+        with pytest.raises(cloud_checks.CloudLocationError, match=f"Cloud Storage at {own.gcs.url} did not answer"):
+            bi.run([*args, "gs://present/out"])
+        assert time.monotonic() - started < 30
+
+        # during a run: a read whose connection fails stops the job, naming the service
+        client = storage.Client()
+        with pytest.raises(Exception) as refused:
+            list(client.list_blobs("present", max_results=1, retry=None, timeout=5))
+        wrapped = api.RetryError("Timeout of 120.0s exceeded", refused.value)
+        assert cloud_checks.unreachable(wrapped) == f"Cloud Storage at {own.gcs.url}"
+        assert cloud_checks.unreachable(FileNotFoundError("gs://present/x.jpg")) is None
+        patch.setattr(io_utils, "read_bytes", lambda *a, **k: (_ for _ in ()).throw(wrapped))
+        from pipelines.inference.transforms import ReadImage
+
+        reader = ReadImage(max_file_bytes=2**20, progress_every=0)
+        reader.setup()
+        item = listing.Found("gs://present/a.jpg", 10)
+        with pytest.raises(cloud_checks.ServiceUnreachable, match="stopped answering while reading gs://present/a.jpg"):
+            list(reader.process(item))

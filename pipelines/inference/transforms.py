@@ -24,7 +24,7 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
-from corrosion.core import io_utils, listing, paths
+from corrosion.core import cloud_checks, io_utils, listing, paths
 from corrosion.imaging import images
 from corrosion.inference import grading, previews, report, results
 from pipelines.inference.config import InferenceConfig, RunInfo
@@ -147,7 +147,12 @@ class ReadImage(beam.DoFn):
             message = f"{uri}: deleted between listing and reading"
             yield beam.pvalue.TaggedOutput(ERRORS, error_row(uri, "read", "missing_file", message))
             return
-        except Exception as exc:  # network, permissions
+        except Exception as exc:  # permissions, a broken object; a storage service that stopped answering fails the run
+            if service := cloud_checks.unreachable(exc):
+                raise cloud_checks.ServiceUnreachable(
+                    f"{service} stopped answering while reading {uri}: the run stops here rather than turn the "
+                    f"rest of the survey into error rows; run it again once the service is back ({exc})"
+                ) from exc
             message = f"{uri}: cannot be read ({images.stable_message(exc)})"
             yield beam.pvalue.TaggedOutput(ERRORS, error_row(uri, "read", "read_failed", message))
             return
