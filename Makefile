@@ -44,6 +44,10 @@ test: venv weights emulators
 demo: venv weights
 	$(BIN)/python -m scripts.demo $(if $(DATA),--data $(DATA))
 
+# The demo night as Dataflow runs it: gs:// and BigQuery, on the local emulators (no account needed).
+demo-cloud: venv weights emulators
+	$(BIN)/python -m scripts.demo --cloud --workdir demo_cloud_out $(if $(DATA),--data $(DATA))
+
 bench: venv weights
 	$(BIN)/python -m benchmarks.run_all
 

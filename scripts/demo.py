@@ -6,29 +6,40 @@ training.train_detector (short runs) -> generate a fresh "survey night" -> pipel
 
 Every step is the real command a user would run (``python -m ...``), so the demo exercises
 exactly the documented interfaces.
+
+``--cloud`` (``make demo-cloud``) runs the same chain the way Dataflow runs it, against the local
+GCS and BigQuery emulators (``corrosion.testing.emulators``): labelled photos, data set, models
+and the night's photos on ``gs://``, every output written there, rows loaded into BigQuery.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
-import glob
+import io
 import json
 import logging
+import os
 import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from apache_beam.io.filesystems import FileSystems
 
+from corrosion.core import io_utils, staging
 from corrosion.core.config import config_path, load_config
 from corrosion.models import weights
-from corrosion.testing import synthetic
+from corrosion.testing import emulators, synthetic
 
 log = logging.getLogger("demo")
+BUCKET = "demo-survey"  # --cloud: the bucket and BigQuery dataset the demo makes on the emulators
+BIGQUERY_DATASET = "inspection"
 
 
 @dataclass(frozen=True)
@@ -111,70 +122,142 @@ def generate_night(root: Path, size: DemoSize, seed: int) -> synthetic.Survey:
     return survey
 
 
-def run_demo(workdir: Path, data: str | None, tiny: bool, seed: int = 7) -> dict:
+@dataclass(frozen=True)
+class Places:
+    """Where the demo keeps each thing: local folders, or gs:// on the local emulators (--cloud)."""
+
+    root: str  # workdir, or gs://BUCKET
+    cloud: emulators.LocalCloud | None = None
+
+    def at(self, *parts: str) -> str:
+        return io_utils.join(self.root, *parts)
+
+    def publish(self, local: Path, *parts: str) -> str:
+        """``local`` where the night's job will read it: itself, or uploaded (gsutil cp -r)."""
+        if self.cloud is None:
+            return str(local)
+        staging.upload_folder(str(local), self.at(*parts))
+        log.info("uploaded %s to %s", local, self.at(*parts))
+        return self.at(*parts)
+
+    def job_flags(self) -> list[str]:
+        """Batch inference's BigQuery load and the Beam flags it needs (as on Dataflow)."""
+        if self.cloud is None:
+            return []
+        return [
+            "--bigquery_table", f"{self.cloud.project}:{BIGQUERY_DATASET}.rust",
+            "--temp_location", self.at("tmp"), "--project", self.cloud.project,
+        ]  # fmt: skip
+
+
+def run_demo(workdir: Path, data: str | None, tiny: bool, seed: int = 7, cloud: bool = False) -> dict:
     size = getattr(load_config(DemoConfig, config_path("demo.yaml")), "tiny" if tiny else "full")
     if workdir.exists():
         shutil.rmtree(workdir)
     workdir.mkdir(parents=True)
+    if not cloud:
+        return run_chain(workdir, Places(str(workdir)), data, tiny, size, seed)
+    with emulators.local_cloud(workdir / "local-cloud") as local_cloud, _environment(local_cloud.environment()):
+        local_cloud.create_bucket(BUCKET)
+        from google.cloud import bigquery
+
+        bigquery.Client(project=local_cloud.project).create_dataset(BIGQUERY_DATASET, exists_ok=True)
+        log.info("local GCS at %s, BigQuery at %s (files under %s)", local_cloud.gcs.url, local_cloud.bigquery.url,
+                 local_cloud.gcs_files)  # fmt: skip
+        return run_chain(workdir, Places(f"gs://{BUCKET}", local_cloud), data, tiny, size, seed)
+
+
+@contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    """``values`` in os.environ (the steps are subprocesses: they inherit it), restored afterwards."""
+    before = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in before.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def run_chain(workdir: Path, places: Places, data: str | None, tiny: bool, size: DemoSize, seed: int) -> dict:
     started = time.monotonic()
-    source = data
-    if source is None:
-        source = str(workdir / "labelled")
-        generate_labelled(Path(source), size, seed)
-    dataset, models = workdir / "dataset", workdir / "models"
-    _step("build data set", "pipelines.build_dataset", "--input", source, "--output_dir", str(dataset))
+    if data is None:
+        generate_labelled(workdir / "labelled", size, seed)
+    source = places.publish(Path(data) if data else workdir / "labelled", "labelled")
+    dataset, models = places.at("dataset"), workdir / "models"
+    _step("build data set", "pipelines.build_dataset", "--input", source, "--output_dir", dataset)
     w = pick_weights(tiny)
     _step(
-        "train classifier", "training.train_classifier", "--data", str(dataset), "--model_dir", str(models / "classifier"),
+        "train classifier", "training.train_classifier", "--data", dataset, "--model_dir", str(models / "classifier"),
         "--set", f"input_size={size.classifier_input_size}", "--head_epochs", str(size.classifier_head_epochs),
         "--fine_tune_epochs", str(size.classifier_fine_tune_epochs), "--weights", w,
     )  # fmt: skip
     _step(
-        "train detector", "training.train_detector", "--data", str(dataset), "--model_dir", str(models / "detector"),
+        "train detector", "training.train_detector", "--data", dataset, "--model_dir", str(models / "detector"),
         "--set", f"model.input_size={size.detector_input_size}", "--head_epochs", str(size.detector_head_epochs),
         "--fine_tune_epochs", str(size.detector_fine_tune_epochs), "--batch_size", str(size.detector_batch_size),
         "--weights", w,
     )  # fmt: skip
     if data is None:
-        night = workdir / "survey_night"
-        generate_night(night, size, seed + 1)
-        inputs = ["--input", str(night / "*")]
+        generate_night(workdir / "survey_night", size, seed + 1)
+        inputs = ["--input", places.publish(workdir / "survey_night", "survey_night") + "/*"]
     else:  # a real folder: score its held-out test split, which no model saw in training
-        inputs = ["--input_list", str(test_split_list(dataset, workdir / "test_images.txt"))]
-    results, report = workdir / "results", workdir / "report" / "index.html"
+        inputs = ["--input_list", test_split_list(dataset, places.at("test_images.txt"))]
+    results, report = places.at("results"), places.at("report", "index.html")
     _step(
         "batch inference", "pipelines.batch_inference", *inputs,
-        "--classifier", str(models / "classifier"), "--detector", str(models / "detector"),
-        "--output", str(results), "--survey_id", "demo-night", "--previews", str(workdir / "report" / "previews"),
-        "--report", str(report),
+        "--classifier", places.publish(models / "classifier", "models", "classifier"),
+        "--detector", places.publish(models / "detector", "models", "detector"),
+        "--output", results, "--survey_id", "demo-night", "--previews", places.at("report", "previews"),
+        "--report", report, *places.job_flags(),
     )  # fmt: skip
-    return summarise(workdir, results, report, time.monotonic() - started)
+    return summarise(workdir, places, results, report, time.monotonic() - started)
 
 
-def test_split_list(dataset: Path, out: Path) -> Path:
+def test_split_list(dataset: str, out: str) -> str:
     """The data set's kept test-split images, one path a line, for --input_list."""
-    with open(dataset / "manifest.csv", newline="") as handle:
-        paths = [r["path"] for r in csv.DictReader(handle) if r["status"] == "kept" and r["split"] == "test"]
-    out.write_text("\n".join(paths) + "\n")
+    rows = csv.DictReader(io.StringIO(io_utils.read_text(io_utils.join(dataset, "manifest.csv"))))
+    paths = [r["path"] for r in rows if r["status"] == "kept" and r["split"] == "test"]
+    io_utils.write_text(out, "\n".join(paths) + "\n")
     log.info("scoring the %d held-out test images of %s", len(paths), dataset)
     return out
 
 
-def summarise(workdir: Path, results: Path, report: Path, seconds: float) -> dict:
-    result_files = sorted(glob.glob(str(results / "date=*" / "*-results-*.csv")))
-    error_files = sorted(glob.glob(str(results / "date=*" / "*-errors-*.csv")))
-    rows = [r for f in result_files for r in csv.DictReader(open(f, newline=""))]
-    errors = [r for f in error_files for r in csv.DictReader(open(f, newline=""))]
+def _matched(pattern: str) -> list[str]:
+    return sorted(m.path for m in FileSystems.match([pattern])[0].metadata_list)
+
+
+def warehouse_rows(places: Places) -> int | None:
+    """Rows of the demo night in the BigQuery table (None without --cloud)."""
+    if places.cloud is None:
+        return None
+    from google.cloud import bigquery
+
+    table = f"{places.cloud.project}.{BIGQUERY_DATASET}.rust"
+    return next(iter(bigquery.Client(project=places.cloud.project).query(f"SELECT COUNT(*) FROM `{table}`").result()))[
+        0
+    ]
+
+
+def summarise(workdir: Path, places: Places, results: str, report: str, seconds: float) -> dict:
+    result_files = _matched(io_utils.join(results, "date=*", "*-results-*.csv"))
+    error_files = _matched(io_utils.join(results, "date=*", "*-errors-*.csv"))
+    rows = [r for f in result_files for r in csv.DictReader(io.StringIO(io_utils.read_text(f)))]
+    errors = [r for f in error_files for r in csv.DictReader(io.StringIO(io_utils.read_text(f)))]
     rust = [r for r in rows if r["is_rust"].lower() == "true"]
     summary = {
         "results_csv": result_files,
         "errors_csv": error_files,
-        "previews": str(workdir / "report" / "previews"),
-        "report": str(report),
+        "previews": places.at("report", "previews"),
+        "report": report,
         "images": len(rows) + len(errors),
         "scored": len(rows),
         "rust_images": len(rust),
         "errors": len(errors),
+        "bigquery_rows": warehouse_rows(places),
         "seconds": round(seconds),
     }
     (workdir / "demo_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
@@ -183,6 +266,10 @@ def summarise(workdir: Path, results: Path, report: Path, seconds: float) -> dic
     print(f"  errors CSV  : {', '.join(error_files)}")
     print(f"  previews    : {summary['previews']}")
     print(f"  HTML report : {report}")
+    if places.cloud is not None:
+        print(f"  BigQuery    : {summary['bigquery_rows']} rows in {places.cloud.project}:{BIGQUERY_DATASET}.rust")
+        on_disk = places.cloud.gcs_files / report.removeprefix("gs://")
+        print(f"  report file : {on_disk} (the emulator keeps objects as files; it is stopped now)")
     print(
         f"Summary: {summary['images']} images, {summary['rust_images']} rust images, {summary['errors']} errors (unreadable files)"
     )
@@ -196,9 +283,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--workdir", default="demo_out", help="where everything goes (wiped first)")
     parser.add_argument("--tiny", action="store_true", help="tiny sizes and random weights (the CI test)")
+    parser.add_argument(
+        "--cloud", action="store_true", help="data, models and outputs on gs:// and rows into BigQuery, both emulated"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s demo: %(message)s")
-    run_demo(Path(args.workdir), args.data, args.tiny)
+    run_demo(Path(args.workdir), args.data, args.tiny, cloud=args.cloud)
     return 0
 
 

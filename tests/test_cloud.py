@@ -16,7 +16,7 @@ import pytest
 from apache_beam.io.filesystems import FileSystems
 from support import model_doubles as doubles
 
-from corrosion.core import cloud_checks, io_utils, listing
+from corrosion.core import cloud_checks, io_utils, listing, staging
 from corrosion.data import layout
 from corrosion.inference import results
 from corrosion.models import serving
@@ -42,13 +42,8 @@ def cloud(tmp_path_factory):
 
 
 def upload(local: Path, prefix: str) -> list[str]:
-    """Every file under ``local`` to ``prefix`` (through the GCS API, as gsutil would)."""
-    uris = []
-    for path in sorted(p for p in local.rglob("*") if p.is_file()):
-        uri = f"{prefix}/{path.relative_to(local).as_posix()}"
-        io_utils.write_bytes(uri, path.read_bytes())
-        uris.append(uri)
-    return uris
+    """Every file under ``local`` to ``prefix`` (through the GCS API, as gsutil would), sorted."""
+    return sorted(staging.upload_folder(str(local), prefix))
 
 
 def listed(prefix: str) -> list[str]:

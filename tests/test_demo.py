@@ -2,6 +2,7 @@
 
 import csv
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -32,3 +33,19 @@ def test_tiny_demo_end_to_end(tmp_path):
     previews = list(Path(summary["previews"]).glob("*.jpg"))
     assert len(previews) == len(rust)
     assert json.loads((tmp_path / "demo" / "demo_summary.json").read_text()) == summary
+
+
+@pytest.mark.slow
+def test_tiny_cloud_demo_runs_the_chain_on_gs_and_loads_bigquery(tmp_path):
+    """make demo-cloud, reduced: every input and output on the GCS emulator, rows in the BigQuery emulator."""
+    summary = demo.run_demo(tmp_path / "demo", data=None, tiny=True, cloud=True)
+    size = demo.load_config(demo.DemoConfig, demo.config_path("demo.yaml")).tiny
+    n_truth = size.night_images + size.night_large
+    assert summary["scored"] == n_truth and summary["errors"] == 4
+    assert summary["bigquery_rows"] == summary["scored"]
+    assert all(f.startswith(f"gs://{demo.BUCKET}/results/") for f in summary["results_csv"] + summary["errors_csv"])
+    assert summary["report"] == f"gs://{demo.BUCKET}/report/index.html"
+    objects = tmp_path / "demo" / "local-cloud" / ".cloudstorage" / demo.BUCKET
+    assert (objects / "report" / "index.html").is_file() and (objects / "dataset" / "manifest.csv").is_file()
+    assert len(list((objects / "report" / "previews").glob("*.jpg"))) == summary["rust_images"]
+    assert "STORAGE_EMULATOR_HOST" not in os.environ  # the demo leaves the caller's environment as it was

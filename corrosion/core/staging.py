@@ -62,3 +62,17 @@ def local_folder(uri: str, refresh: bool = False) -> str:
         log.info("copied %s (%d files) to %s", key, count, destination)
         _copies[key] = destination
         return destination
+
+
+def upload_folder(local: str, uri: str) -> list[str]:
+    """Every file under the local folder ``local`` to ``uri`` (as ``gsutil cp -r`` would): the URIs written."""
+    written = []
+    for folder, _, names in sorted(os.walk(local)):
+        for name in sorted(names):
+            path = os.path.join(folder, name)
+            target = io_utils.join(uri, os.path.relpath(path, local).replace(os.sep, "/"))
+            with open(path, "rb") as src, FileSystems.create(target, compression_type="uncompressed") as dst:
+                while chunk := src.read(8 * 2**20):
+                    dst.write(chunk)
+            written.append(target)
+    return written
