@@ -194,6 +194,7 @@ def test_bigquery_rows_and_table_settings_without_network(work, survey, classifi
 
     monkeypatch.setattr(beam.io, "WriteToBigQuery", FakeWriteToBigQuery)
     monkeypatch.setattr(bi, "clear_bigquery_night", lambda *a: captured.setdefault("cleared", True))
+    monkeypatch.setattr(bi.cloud_checks, "check_bigquery", lambda table: captured.setdefault("checked", table))
     run_pipeline(
         "--input", str(survey.root / "*.jpg"), "--classifier", classifier, "--output", str(work / "bq_out"),
         "--bigquery_table", "proj:surveys.rust", "--survey_id", "hull-7",
@@ -204,7 +205,7 @@ def test_bigquery_rows_and_table_settings_without_network(work, survey, classifi
     for row in rows:
         assert results.validate_row(row, schema) == []
         assert row["num_boxes"] is None and row["detector_version"] is None and row["rust_grade"] is None
-    assert captured["cleared"] and captured["table"] == "proj:surveys.rust"
+    assert captured["cleared"] and captured["table"] == captured["checked"] == "proj:surveys.rust"
     assert captured["method"] == real.Method.FILE_LOADS
     assert captured["additional_bq_parameters"] == {
         "timePartitioning": {"type": "DAY", "field": "processed_at"},

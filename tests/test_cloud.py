@@ -289,3 +289,12 @@ def test_missing_buckets_datasets_and_silent_services_are_refused_at_launch_nami
         item = listing.Found("gs://present/a.jpg", 10)
         with pytest.raises(cloud_checks.ServiceUnreachable, match="stopped answering while reading gs://present/a.jpg"):
             list(reader.process(item))
+
+
+def test_no_credentials_for_bigquery_is_a_message_saying_how_to_get_them(monkeypatch, tmp_path):
+    for name in ("GOOGLE_APPLICATION_CREDENTIALS", "BIGQUERY_EMULATOR_HOST", "GOOGLE_CLOUD_PROJECT"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("NO_GCE_CHECK", "true")  # no metadata server probe
+    monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path))  # no gcloud login of this machine's user
+    with pytest.raises(cloud_checks.CloudLocationError, match="no Google credentials found; run `gcloud auth"):
+        cloud_checks.check_bigquery("proj:surveys.rust")

@@ -84,6 +84,7 @@ def check_bigquery(table: str | None, timeout: float = TIMEOUT_S) -> None:
     if not table:
         return
     from google.api_core import exceptions as api
+    from google.auth import exceptions as auth
     from google.cloud import bigquery
     from requests import exceptions as http
 
@@ -91,7 +92,13 @@ def check_bigquery(table: str | None, timeout: float = TIMEOUT_S) -> None:
     dataset = rest.split(".")[0]
     if not dataset or "." not in rest:
         raise CloudLocationError(f"--bigquery_table {table}: expected PROJECT:DATASET.TABLE (or DATASET.TABLE)")
-    client = bigquery.Client(project=project or None)
+    try:
+        client = bigquery.Client(project=project or None)
+    except auth.DefaultCredentialsError as exc:
+        raise CloudLocationError(
+            f"--bigquery_table {table}: no Google credentials found; run `gcloud auth application-default login` "
+            "or set GOOGLE_APPLICATION_CREDENTIALS to a service account key"
+        ) from exc
     where = f"BigQuery dataset {client.project}:{dataset}"
     try:
         client.get_dataset(f"{client.project}.{dataset}", timeout=timeout, retry=None)
