@@ -28,3 +28,15 @@ def shared_weights_file() -> Path:
     if not path.is_file():
         pytest.skip(f"offline ImageNet weights not found at {path}")
     return path
+
+
+@pytest.fixture(scope="session")
+def local_cloud_servers(tmp_path_factory):
+    """The GCS and BigQuery emulators (``make emulators``) on free ports, once per session, stopped by PID."""
+    from corrosion.testing import emulators
+
+    cloud = emulators.start(tmp_path_factory.mktemp("local-cloud"))
+    try:
+        yield cloud
+    finally:
+        cloud.stop()

@@ -1,7 +1,8 @@
 """The jobs against real protocols: gs:// on the GCS emulator, BigQuery on bqemulator (local servers).
 
-Both emulators are started once for this module on free ports (``corrosion.testing.emulators``;
-``make test`` installs them in .venv-emulators) and stopped by PID at the end.
+Both emulators are started once per test session on free ports (``local_cloud_servers`` in
+conftest, ``corrosion.testing.emulators``; ``make test`` installs them in .venv-emulators) and
+stopped by PID at the end; one test starts a pair of its own to stop them.
 """
 
 from __future__ import annotations
@@ -29,16 +30,13 @@ BUCKET = "survey-bucket"
 
 
 @pytest.fixture(scope="module")
-def cloud(tmp_path_factory):
-    cloud = emulators.start(tmp_path_factory.mktemp("local-cloud"))
+def cloud(local_cloud_servers):
+    """The session's emulators, with Google's clients sent to them while this module runs."""
     with pytest.MonkeyPatch.context() as patch:
-        for name, value in cloud.environment().items():
+        for name, value in local_cloud_servers.environment().items():
             patch.setenv(name, value)
-        cloud.create_bucket(BUCKET)
-        try:
-            yield cloud
-        finally:
-            cloud.stop()
+        local_cloud_servers.create_bucket(BUCKET)
+        yield local_cloud_servers
 
 
 def upload(local: Path, prefix: str) -> list[str]:
@@ -68,7 +66,7 @@ def test_build_dataset_reads_and_writes_gs_as_it_does_local_folders(cloud, tmp_p
     local_manifest = list(csv.DictReader((tmp_path / "local_out" / layout.MANIFEST).open()))
     as_local = {r["path"].replace(f"gs://{BUCKET}/raw", str(local)): (r["status"], r["split"]) for r in manifest}
     assert as_local == {r["path"]: (r["status"], r["split"]) for r in local_manifest}
-    rejects = [json.loads(line) for line in io_utils.read_text(f"gs://{BUCKET}/dataset/rejects.jsonl").splitlines()]
+    rejects = [json.loads(line) for line in io_utils.read_text(f"gs://{BUCKET}/dataset/{layout.REJECTS}").splitlines()]
     assert [r["path"] for r in rejects] == [f"gs://{BUCKET}/raw/voc/bad_00_truncated.jpg"]
     shards = [uri for uri in written if uri.endswith(".tfrecord")]
     assert sorted(uri.rsplit("/", 1)[1] for uri in shards) == sorted(
@@ -298,3 +296,8 @@ def test_no_credentials_for_bigquery_is_a_message_saying_how_to_get_them(monkeyp
     monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path))  # no gcloud login of this machine's user
     with pytest.raises(cloud_checks.CloudLocationError, match="no Google credentials found; run `gcloud auth"):
         cloud_checks.check_bigquery("proj:surveys.rust")
+
+
+def test_training_on_a_gs_folder_without_shards_is_a_data_error_naming_it(cloud):
+    with pytest.raises(records.DatasetError, match=f"no train shards match gs://{BUCKET}/no-such-dataset/train-"):
+        records.shard_files(f"gs://{BUCKET}/no-such-dataset", layout.TRAIN)

@@ -38,7 +38,7 @@ def bigquery_endpoint() -> str:
 
 
 def bucket_and_prefix(uri: str) -> tuple[str, str]:
-    """``gs://bucket/a/b*.jpg`` -> (``bucket``, ``a/``): the listing prefix before any glob character."""
+    """``gs://bucket/a/b*.jpg`` -> (``bucket``, ``a/b``): the listing prefix before any glob character."""
     rest = uri.split("://", 1)[1]
     bucket, _, name = rest.partition("/")
     head = listing.GLOB_CHARS.split(name)[0]
@@ -119,8 +119,8 @@ class ServiceUnreachable(RuntimeError):
 
 
 def unreachable(exc: BaseException) -> str | None:
-    """ "Cloud Storage at ENDPOINT" when ``exc`` (or what it wraps) is a connection that failed or
-    timed out rather than an answer about the object; None otherwise."""
+    """The service (``Cloud Storage at ENDPOINT``) when ``exc``, or what it wraps, is a connection
+    that failed or timed out rather than an answer about the object; None otherwise."""
     from google.api_core import exceptions as api
     from requests import exceptions as http
 

@@ -1,7 +1,7 @@
 """A built data set on disk: its split names and its files, named once for the writer and every reader.
 
 ``pipelines.build_dataset`` writes ``{split}-NNNNN-of-MMMMM.tfrecord`` shards, ``label_map.pbtxt``,
-``manifest.csv`` (``corrosion.data.manifest``), ``rejects.csv`` and ``stats.json``.
+``manifest.csv`` (``corrosion.data.manifest``), ``rejects.jsonl`` and ``stats.json``.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ SPLIT_ALIASES = {
 }
 
 MANIFEST = "manifest.csv"
-REJECTS = "rejects.csv"
+REJECTS = "rejects.jsonl"
 STATS = "stats.json"
 LABEL_MAP = "label_map.pbtxt"
 

@@ -43,8 +43,13 @@ class SplitCounts:
 
 def _shards(data_dir: str, split: str) -> list[str]:
     """Sorted local shard paths: a ``gs://`` data set is read from this process's local copy of it
-    (``corrosion.core.staging``: one storage client, Beam's, for the whole product)."""
-    return sorted(tf.io.gfile.glob(layout.shard_pattern(staging.local_folder(data_dir), split)))
+    (``corrosion.core.staging``: one storage client, Beam's, for the whole product); none when
+    a ``gs://`` folder holds nothing (the caller's DatasetError names it)."""
+    try:
+        local = staging.local_folder(data_dir)
+    except FileNotFoundError:
+        return []
+    return sorted(tf.io.gfile.glob(layout.shard_pattern(local, split)))
 
 
 def shard_files(data_dir: str, split: str) -> list[str]:
