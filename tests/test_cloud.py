@@ -301,3 +301,33 @@ def test_no_credentials_for_bigquery_is_a_message_saying_how_to_get_them(monkeyp
 def test_training_on_a_gs_folder_without_shards_is_a_data_error_naming_it(cloud):
     with pytest.raises(records.DatasetError, match=f"no train shards match gs://{BUCKET}/no-such-dataset/train-"):
         records.shard_files(f"gs://{BUCKET}/no-such-dataset", layout.TRAIN)
+
+
+def test_a_permission_refusal_is_refused_at_launch_naming_the_location_and_the_permission(monkeypatch, tmp_path):
+    """The emulators grant everything, so a stand-in server answers every request 403 as GCS does."""
+    import http.server
+    import threading
+
+    class Forbidden(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 (http.server's naming)
+            body = json.dumps({"error": {"code": 403, "message": "caller does not have storage.objects.list"}})
+            self.send_response(403)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(body.encode())
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Forbidden)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://127.0.0.1:{server.server_port}")
+        monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(emulators.fake_credentials(tmp_path)))
+        monkeypatch.setenv("NO_GCE_CHECK", "true")
+        with pytest.raises(
+            cloud_checks.CloudLocationError, match=r"gs://locked/night/: the job's account may not list"
+        ):
+            cloud_checks.check_storage(["gs://locked/night/*.jpg"])
+    finally:
+        server.shutdown()
