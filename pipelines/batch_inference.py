@@ -44,7 +44,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from corrosion.core import cloud_checks, io_utils, listing
 from corrosion.core.config import add_arguments, from_arguments
 from corrosion.inference import results
-from corrosion.models import lite_runtime, serving
+from corrosion.models import lite_runtime, serving, versions
 from pipelines.inference import steps
 from pipelines.inference.config import InferenceConfig, InferenceJob, RunInfo
 from pipelines.inference.transforms import COUNTERS, ERRORS, FLAGGED, NAMESPACE, AssembleRow
@@ -149,12 +149,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="text file of image paths, one per line, taken literally (no globbing); relative paths are "
         "relative to the list's folder; # starts a comment",
     )
-    parser.add_argument("--classifier", required=True, help="exported classifier model directory")
+    parser.add_argument(
+        "--classifier",
+        required=True,
+        help="exported classifier model directory, or a model root (training.versions) whose current version is used",
+    )
     parser.add_argument(
         "--detector",
-        help="exported detector or rust-region model (training.train_segmenter) directory (no boxes without it); "
-        "a rust-region model gives the rusted area from its pixels",
+        help="exported detector or rust-region model (training.train_segmenter) directory or model root (no boxes "
+        "without it); a rust-region model gives the rusted area from its pixels",
     )
+    parser.add_argument("--classifier_version", help="with a model root: this version instead of the current one")
+    parser.add_argument("--detector_version", help="with a model root: this version instead of the current one")
     parser.add_argument("--output", required=True, help="output prefix; rows go to OUTPUT/date=YYYY-MM-DD/")
     parser.add_argument("--bigquery_table", help="PROJECT:DATASET.TABLE to load result rows into")
     parser.add_argument("--survey_id", help="survey name for every row (default: the input's folder name)")
@@ -206,6 +212,7 @@ def parse_job(argv: Sequence[str] | None = None) -> tuple[InferenceJob, list[str
         + [args.report, args.previews, args.masks]
     )
     cloud_checks.check_bigquery(args.bigquery_table)
+    resolve_models(args)
     check_locations(args)
     cfg = from_arguments(InferenceConfig, args, CONFIG_FILE, SHORTCUTS)
     previews_dir = args.previews or (io_utils.join(io_utils.dirname(args.report), "previews") if args.report else None)
@@ -225,6 +232,24 @@ def parse_job(argv: Sequence[str] | None = None) -> tuple[InferenceJob, list[str
         no_wait=args.no_wait,
     )
     return job, beam_args
+
+
+def resolve_models(args: argparse.Namespace) -> None:
+    """A model root's current (or asked-for) version folder, fixed at launch: a promotion while the
+    job runs changes the next night's model, not this one's."""
+    for flag in ("classifier", "detector"):
+        given, version = getattr(args, flag), getattr(args, f"{flag}_version")
+        if given is None:
+            if version:
+                raise SystemExit(f"--{flag}_version needs --{flag}")
+            continue
+        try:
+            chosen = versions.resolve(given, version)
+        except versions.VersionError as exc:
+            raise SystemExit(f"--{flag}: {exc}") from exc
+        if chosen != given:
+            log.info("--%s %s: version %s", flag, given, io_utils.basename(chosen))
+        setattr(args, flag, chosen)
 
 
 def default_survey_id(args: argparse.Namespace) -> str:

@@ -331,3 +331,34 @@ def test_a_permission_refusal_is_refused_at_launch_naming_the_location_and_the_p
             cloud_checks.check_storage(["gs://locked/night/*.jpg"])
     finally:
         server.shutdown()
+
+
+def test_model_versions_on_gs_publish_promote_and_a_reader_never_sees_a_mix(cloud, models_on_gs, tmp_path):
+    import threading
+
+    from corrosion.models import versions
+
+    root = f"gs://{BUCKET}/model-root"
+    names = ("classifier-20261203T0000-cccccc", "classifier-20261204T0000-dddddd")
+    for i, name in enumerate(names):
+        versions.publish(doubles.export_tiny_classifier(str(tmp_path / name), version=name, seed=i), root)
+    assert versions.versions(root) == list(names) and versions.current(root) is None
+    versions.promote(root, names[0])
+    problems, done = [], threading.Event()
+
+    def reader() -> None:
+        while not done.is_set():
+            folder = versions.resolve(root)
+            if serving.read_metadata(folder).version != folder.rsplit("/", 1)[1]:
+                problems.append(folder)
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    for i in range(40):
+        versions.promote(root, names[i % 2])
+    done.set()
+    thread.join()
+    assert problems == [] and versions.current(root) == names[1]
+    synthetic.generate_survey(tmp_path / "night", "flat", n_rust=1, n_clean=1, size=(64, 48))
+    args = ["--input", str(tmp_path / "night" / "*"), "--classifier", root, "--output", str(tmp_path / "out")]
+    assert bi.run(args)["classifier_version"] == names[1]

@@ -64,15 +64,23 @@ def local_folder(uri: str, refresh: bool = False) -> str:
         return destination
 
 
-def upload_folder(local: str, uri: str) -> list[str]:
-    """Every file under the local folder ``local`` to ``uri`` (as ``gsutil cp -r`` would): the URIs written."""
+def upload_folder(local: str, uri: str, last: str | None = None) -> list[str]:
+    """Every file under the local folder ``local`` to ``uri`` (as ``gsutil cp -r`` would): the URIs
+    written. ``last``: a top-level file name uploaded after all the others (a completeness marker)."""
+    files = sorted(
+        os.path.relpath(os.path.join(folder, name), local).replace(os.sep, "/")
+        for folder, _, names in os.walk(local)
+        for name in names
+    )
+    files.sort(key=lambda name: name == last)  # stable: ``last`` moves to the end
     written = []
-    for folder, _, names in sorted(os.walk(local)):
-        for name in sorted(names):
-            path = os.path.join(folder, name)
-            target = io_utils.join(uri, os.path.relpath(path, local).replace(os.sep, "/"))
-            with open(path, "rb") as src, FileSystems.create(target, compression_type="uncompressed") as dst:
-                while chunk := src.read(8 * 2**20):
-                    dst.write(chunk)
-            written.append(target)
+    for name in files:
+        target = io_utils.join(uri, name)
+        with (
+            open(os.path.join(local, name), "rb") as src,
+            FileSystems.create(target, compression_type="uncompressed") as dst,
+        ):
+            while chunk := src.read(8 * 2**20):
+                dst.write(chunk)
+        written.append(target)
     return written

@@ -1,6 +1,6 @@
 """The one skeleton both training jobs follow, from the command line to the exit status.
 
-    python -m training.train_classifier | training.train_detector --data DATASET --model_dir MODEL
+    python -m training.train_classifier | train_detector | train_segmenter --data DATASET (--model_dir MODEL | --model_root ROOT)
         [--config FILE] [--set KEY=VALUE ...] [shortcut flags]
 
 A job is a ``JobSpec``: its typed config class, default YAML, shortcut flags, and ``run(job)``,
@@ -14,11 +14,13 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from corrosion.core import config
+from corrosion.models import versions
 from training.common.records import DatasetError
 
 log = logging.getLogger("training")
@@ -52,7 +54,13 @@ def parser(spec: JobSpec) -> argparse.ArgumentParser:
     p.add_argument(
         "--data", required=True, help="data set directory written by pipelines.build_dataset (local or gs://)"
     )
-    p.add_argument("--model_dir", required=True, help="where the SavedModel, metadata, metrics and model card go")
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--model_dir", help="where the SavedModel, metadata, metrics and model card go")
+    where.add_argument(
+        "--model_root",
+        help="a model root (local or gs://): the model is published as ROOT/<version>/, the version in use "
+        "untouched (promote it with python -m training.versions promote ROOT VERSION)",
+    )
     config.add_arguments(p, spec.default_file, spec.shortcuts)
     if spec.arguments:
         spec.arguments(p)
@@ -62,7 +70,8 @@ def parser(spec: JobSpec) -> argparse.ArgumentParser:
 def parse(spec: JobSpec, argv: list[str] | None = None) -> Job:
     args = parser(spec).parse_args(argv)
     cfg = config.from_arguments(spec.config_cls, args, spec.default_file, spec.shortcuts)
-    return Job(args.data.rstrip("/"), args.model_dir.rstrip("/"), cfg, args.config, args)
+    model_dir = args.model_dir or tempfile.mkdtemp(prefix="corrosion-model-")
+    return Job(args.data.rstrip("/"), model_dir.rstrip("/"), cfg, args.config, args)
 
 
 def main(spec: JobSpec, argv: list[str] | None = None) -> int:
@@ -72,6 +81,13 @@ def main(spec: JobSpec, argv: list[str] | None = None) -> int:
     try:
         job = parse(spec, argv)
         spec.run(job)
+        if job.args.model_root:
+            version = versions.publish(job.model_dir, job.args.model_root)
+            log.info(
+                "published %s to %s; the nightly job still loads %s until `python -m training.versions promote %s %s`",
+                version, job.args.model_root, versions.current(job.args.model_root) or "nothing",
+                job.args.model_root, version,
+            )  # fmt: skip
     except (DatasetError, config.ConfigError) as exc:
         log.error("%s", exc)
         return 2
