@@ -7,6 +7,7 @@
     corrosion evaluate --model_dir M --data OUT --output E    (= python -m training.evaluate)
     corrosion export-lite ...                                 (= python -m training.export_lite)
     corrosion infer --input 'gs://b/**.jpg' ...               (= python -m pipelines.batch_inference)
+    corrosion review --results GLOB --budget N ...            (= python -m pipelines.review_queue)
     corrosion versions publish|list|promote ...               (= python -m training.versions)
 
 The jobs are imported by name only when run: the library never depends on the jobs built on it,
@@ -27,6 +28,7 @@ COMMANDS = {
     "evaluate": ("training.evaluate", "score an exported model on a data set or a raw labelled folder"),
     "export-lite": ("training.export_lite", "write and check an exported model's LiteRT copy"),
     "infer": ("pipelines.batch_inference", "score a survey archive: rows, errors, previews, report"),
+    "review": ("pipelines.review_queue", "a night's rows -> the photos to review, as pre-annotations"),
     "versions": ("training.versions", "publish, list and promote model versions under a model root"),
 }
 

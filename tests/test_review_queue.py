@@ -1,0 +1,126 @@
+"""The review queue: deterministic selection within the budget, and pre-annotations that the project's
+own readers (what build_dataset runs on corrected folders) read back to the same boxes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from support import model_doubles as doubles
+
+from corrosion.core.labels import load_labels
+from corrosion.data import discovery
+from corrosion.inference import results
+from corrosion.review import selection
+from corrosion.testing import synthetic
+from pipelines import batch_inference as bi
+from pipelines import review_queue
+
+
+def _row(sha: str, p: float, boxes: list | None = None, grade: int | None = None, is_rust: bool | None = None) -> dict:
+    return {
+        "image_uri": f"/night/{sha}.jpg", "image_sha256": sha, "rust_probability": p,
+        "is_rust": p >= 0.5 if is_rust is None else is_rust, "num_boxes": None if boxes is None else len(boxes),
+        "boxes": None if boxes is None else json.dumps(boxes), "rust_grade": grade,
+    }  # fmt: skip
+
+
+def test_selection_ranks_by_reasons_breaks_ties_by_sha_and_keeps_the_budget():
+    rows = [
+        _row("e" * 64, 0.95, [[0, 0, 10, 10, 0.9]], grade=9),  # confident, agreeing, mild: nothing to review
+        _row("d" * 64, 0.50, [[0, 0, 10, 10, 0.9]], grade=9),  # at the threshold
+        _row("c" * 64, 0.90, [], grade=10),  # the classifier sees rust, the region model none
+        _row("b" * 64, 0.90, [[0, 0, 50, 50, 0.3]], grade=2),  # weak regions, severe grade
+        _row("a" * 64, 0.50, [[0, 0, 10, 10, 0.9]], grade=9),  # the same as d: the sha decides
+    ]
+    queue = selection.select(rows, threshold=0.5, budget=4)
+    # b: 0.2 + 1 + 0.7; c: 0.2 + 1 (disagreement); a and d: 1 + 0.1 each, a first by sha
+    assert [c.row["image_sha256"][0] for c in queue] == ["b", "c", "a", "d"]
+    assert queue[0].reasons == ("near_threshold", "severe", "weak_regions") and queue[0].priority == pytest.approx(
+        (1 - 0.4 / 0.5) + 1 + 0.7
+    )
+    assert queue[1].reasons == ("disagreement", "near_threshold") and queue[1].priority == pytest.approx(1.2)
+    assert selection.select(list(reversed(rows)), 0.5, 4) == queue  # input order does not matter
+    assert selection.select(rows, 0.5, 0) == [] and len(selection.select(rows, 0.5, 99)) == 5
+    with pytest.raises(ValueError, match="budget"):
+        selection.select(rows, 0.5, -1)
+
+
+@pytest.fixture(scope="module")
+def night(tmp_path_factory) -> dict:
+    """A scored night: rust photos with boxes from the colour-rule detector double."""
+    work = tmp_path_factory.mktemp("review")
+    survey = synthetic.generate_survey(
+        work / "night", "flat", n_rust=4, n_clean=2, size=(240, 180), hard_negative_fraction=0.0, seed=4
+    )
+    classifier = doubles.export_tiny_classifier(str(work / "classifier"))
+    detector = doubles.export_colour_rule_detector(str(work / "detector"), input_size=64)
+    args = ["--input", str(work / "night" / "*"), "--classifier", classifier, "--detector", detector]
+    summary = bi.run([*args, "--output", str(work / "out"), "--survey_id", "s"])
+    return {"work": work, "survey": survey, "classifier": classifier, "results": summary["results"]}
+
+
+def _queue(night: dict, out: Path, budget: int) -> list[dict]:
+    argv = ["--results", night["results"], "--classifier", night["classifier"], "--budget", str(budget)]
+    assert review_queue.main([*argv, "--output", str(out)]) == 0
+    import csv
+
+    return list(csv.DictReader((out / "queue.csv").open()))
+
+
+def _read_back(folder: Path) -> dict[str, list[tuple[float, ...]]]:
+    scan = discovery.scan(str(folder), load_labels())
+    assert scan.rejects == []
+    return {Path(i.image_path).name: sorted((b.xmin, b.ymin, b.xmax, b.ymax) for b in i.boxes) for i in scan.images}
+
+
+def test_the_queue_is_deterministic_and_every_format_reads_back_to_the_models_boxes(night, tmp_path):
+    queue = _queue(night, tmp_path / "q1", budget=4)
+    assert len(queue) == 4 and [int(r["rank"]) for r in queue] == [1, 2, 3, 4]
+    again = _queue(night, tmp_path / "q2", budget=4)
+    assert again == queue
+    for name in ("voc", "labelme", "coco/annotations.json", "label_studio/tasks.json"):
+        a, b = tmp_path / "q1" / name, tmp_path / "q2" / name
+        if a.is_file():
+            assert a.read_bytes() == b.read_bytes()
+        else:
+            assert sorted(p.name for p in a.iterdir()) == sorted(p.name for p in b.iterdir())
+
+    by_uri = {
+        r["image_uri"]: r
+        for r in results.read_csv_rows(sorted(str(p) for p in Path("/").glob(night["results"].lstrip("/"))))
+    }
+    expected = {q["copy"]: sorted(tuple(b[:4]) for b in json.loads(by_uri[q["image_uri"]]["boxes"])) for q in queue}
+    assert any(expected.values())  # some queued photo has boxes to compare
+    for folder in ("voc", "labelme", "coco"):
+        found = _read_back(tmp_path / "q1" / folder)
+        assert sorted(found) == sorted(expected), folder
+        for name, boxes in expected.items():
+            assert len(found[name]) == len(boxes), (folder, name)
+            for got, want in zip(found[name], boxes, strict=True):
+                assert max(abs(g - w) for g, w in zip(got, want, strict=True)) <= 1.0, (folder, name, got, want)
+
+
+def test_label_studio_tasks_carry_predictions_with_version_and_scores_in_percent(night, tmp_path):
+    queue = _queue(night, tmp_path / "q", budget=6)
+    tasks = json.loads((tmp_path / "q" / "label_studio" / "tasks.json").read_text())
+    assert len(tasks) == len(queue) == 6
+    for task, q in zip(tasks, queue, strict=True):
+        assert task["data"]["image"] == "/data/local-files/?d=voc/" + q["copy"]
+        (prediction,) = task["predictions"]
+        assert prediction["model_version"] == "tiny-classifier-test+colour-rule-detector-test-double"
+        assert prediction["score"] == pytest.approx(float(q["rust_probability"]))
+        assert len(prediction["result"]) == int(q["num_boxes"])
+        for r in prediction["result"]:
+            assert r["type"] == "rectanglelabels" and r["value"]["rectanglelabels"] == ["rust"]
+            v = r["value"]
+            assert 0 <= v["x"] and 0 <= v["y"] and v["x"] + v["width"] <= 100 and v["y"] + v["height"] <= 100
+            assert 0 < r["score"] <= 1 and r["original_width"] == 240 and r["original_height"] == 180
+
+
+def test_rows_of_another_classifier_are_refused(night, tmp_path):
+    other = doubles.export_tiny_classifier(str(tmp_path / "other"), version="another-classifier")
+    argv = ["--results", night["results"], "--classifier", other, "--budget", "2", "--output", str(tmp_path / "q")]
+    with pytest.raises(SystemExit, match="scored by tiny-classifier-test, not --classifier's another-classifier"):
+        review_queue.main(argv)
