@@ -203,3 +203,17 @@ def test_average_precision_and_threshold_for_recall():
     }
     with pytest.raises(ValueError, match="positive"):
         cm.threshold_for_recall([0, 0], [0.1, 0.2], 0.9)
+
+
+def test_threshold_reaching_the_recall_target_on_every_large_source():
+    # source a: easy, 4 rust photos scored high; source b: 3 rust photos scored lower, 2 clean ones
+    y = [1, 1, 1, 1, 1, 1, 1, 0, 0]
+    p = [0.9, 0.9, 0.9, 0.9, 0.6, 0.5, 0.3, 0.2, 0.4]
+    sources = ["a"] * 4 + ["b"] * 5
+    # pooled: recall 6/7 = 0.857 >= 0.8 at 0.5
+    assert cm.threshold_for_recall(y, p, 0.8) == 0.5
+    # b on its own reaches 0.8 only at 0.3 (2/3 at 0.5); with b counted, it sets the threshold
+    assert cm.threshold_for_recall_per_source(y, p, sources, 0.8, min_rust=3) == (0.3, "b")
+    # too few rust photos to count on its own (3 < 4): the pooled choice stands
+    assert cm.threshold_for_recall_per_source(y, p, sources, 0.8, min_rust=4) == (0.5, None)
+    assert cm.threshold_for_recall_per_source(y, p, sources, 0.8, min_rust=0) == (0.5, None)

@@ -57,6 +57,8 @@ class ClassifierConfig:
     clean_crop_margin: float = 0.02  # of the long side, kept from every rust pixel and box
     # evaluation
     target_recall: float = 0.95  # the threshold is chosen on validation to reach this recall
+    # ... pooled and on every validation source with at least this many rust photos (0: pooled only)
+    threshold_min_source_rust: int = 20
     min_precision: float = 0.90  # reported: best recall at this precision
     baseline: bool = True  # frozen-features + logistic-regression baseline on the same splits
     baseline_steps: int = 500  # full-batch steps; the logistic loss is convex, this converges

@@ -94,8 +94,14 @@ def _threshold_section(metrics: dict) -> list[str]:
     lines = [
         "## Decision threshold",
         f"Chosen on **validation** as the highest threshold reaching recall {target['target_recall']:.2f} "
-        f"(a missed rust patch costs more than a false alarm): {metrics['threshold']:.4f}. "
-        "The test figures below use it unchanged.",
+        + (
+            f"pooled and on every source with at least {target['min_source_rust']} rust photos "
+            if target.get("min_source_rust")
+            else ""
+        )
+        + f"(a missed rust patch costs more than a false alarm): {metrics['threshold']:.4f}"
+        + (f", set by {target['set_by_source']}" if target.get("set_by_source") else "")
+        + ". The test figures below use it unchanged.",
     ]
     if at_precision:
         lines += [

@@ -400,7 +400,10 @@ class Trainer:
         del acts
 
         scores = {split: predict_scores(parts.inference, ds[split]) for split in (layout.VALIDATION, layout.TEST)}
-        threshold = cm.threshold_for_recall(y[layout.VALIDATION], scores[layout.VALIDATION], c.target_recall)
+        sources = [m["source"] for m in records.record_metadata(self.data_dir, layout.VALIDATION)]
+        threshold, binding = cm.threshold_for_recall_per_source(
+            y[layout.VALIDATION], scores[layout.VALIDATION], sources, c.target_recall, c.threshold_min_source_rust
+        )
         summaries = self.summaries(y, scores, threshold)
         seconds = time.time() - started
         metadata = self.metadata(source, threshold, summaries)
@@ -412,6 +415,8 @@ class Trainer:
                 "split": layout.VALIDATION,
                 "target_recall": c.target_recall,
                 "min_precision": c.min_precision,
+                "min_source_rust": c.threshold_min_source_rust,
+                "set_by_source": binding,
             },
             layout.VALIDATION: summaries[layout.VALIDATION],
             layout.TEST: summaries[layout.TEST],
