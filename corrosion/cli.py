@@ -9,6 +9,7 @@
     corrosion infer --input 'gs://b/**.jpg' ...               (= python -m pipelines.batch_inference)
     corrosion review --results GLOB --budget N ...            (= python -m pipelines.review_queue)
     corrosion versions publish|list|promote ...               (= python -m training.versions)
+    corrosion compare --baseline ROOT --candidate M ...       (= python -m training.compare)
 
 The jobs are imported by name only when run: the library never depends on the jobs built on it,
 and ``corrosion --help`` answers without loading TensorFlow.
@@ -30,6 +31,7 @@ COMMANDS = {
     "infer": ("pipelines.batch_inference", "score a survey archive: rows, errors, previews, report"),
     "review": ("pipelines.review_queue", "a night's rows -> the photos to review, as pre-annotations"),
     "versions": ("training.versions", "publish, list and promote model versions under a model root"),
+    "compare": ("training.compare", "a candidate classifier against the one in use; promoted only if not worse"),
 }
 
 

@@ -49,6 +49,20 @@ def export_colour_rule_detector(
     return export_model(model_dir, predict, tf.Module(), meta)
 
 
+def export_colour_rule_classifier(
+    model_dir: str, input_size: int = 64, version: str = "colour-rule-classifier-test-double"
+) -> str:
+    """A classifier double that is right on generated photos: rust probability rises with the share
+    of rust-coloured pixels (0.5 at 0.2 % of the photo). A known-good model for comparisons."""
+
+    def predict(images: tf.Tensor) -> dict[str, tf.Tensor]:
+        share = tf.reduce_mean(tf.cast(rust_colour_mask(images), tf.float32), axis=[1, 2])
+        return {serving.CLASSIFIER_OUTPUT: tf.sigmoid(2000.0 * (share - 0.002))}
+
+    meta = serving.ModelMetadata("classifier", version, input_size, 0.5, ("no_rust", "rust"), "colour-rule", "none")
+    return export_model(model_dir, predict, tf.Module(), meta)
+
+
 def tiny_classifier(input_size: int = 32, seed: int = 0):
     """A seeded random-weight Keras CNN of the classifier's input and output shapes."""
     import keras
