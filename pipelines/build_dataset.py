@@ -34,6 +34,13 @@ log = logging.getLogger("pipelines.build_dataset")
 def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--input", action="append", required=True, help="input folder (local or gs://); repeatable")
+    parser.add_argument(
+        "--corrections",
+        action="append",
+        default=[],
+        help="folder of reviewed labels (e.g. a corrected review queue); its copy of a photo replaces every "
+        "other copy's labels; repeatable",
+    )
     parser.add_argument("--output_dir", required=True, help="output folder (local or gs://)")
     add_arguments(parser, "dataset.yaml", {})
     parser.add_argument(
@@ -43,13 +50,18 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
 
 
 def build(
-    p: beam.Pipeline, inputs: list[str], output_dir: str, config: DatasetConfig, previous_manifest: str | None = None
+    p: beam.Pipeline,
+    inputs: list[str],
+    output_dir: str,
+    config: DatasetConfig,
+    previous_manifest: str | None = None,
+    corrections: tuple[str, ...] = (),
 ) -> None:
     """The pipeline graph (separate from running it, so tests can run it on any runner)."""
     labels = config.load_labels()
     found = p | "Inputs" >> beam.Create(inputs) | "FindImages" >> steps.FindImages(output_dir, labels)
     validated = found | "ValidateImages" >> steps.ValidateImages(labels, config)
-    unique = validated.valid | "CollapseCopies" >> steps.CollapseCopies()
+    unique = validated.valid | "CollapseCopies" >> steps.CollapseCopies(corrections)
     split = unique.unique | "SplitAndShard" >> steps.SplitAndShard(output_dir, config, previous_manifest)
     stages = (validated, unique, split["placed"])
     flattened = {
@@ -69,7 +81,8 @@ def run(argv: list[str] | None = None) -> dict:
     """Build the data set; returns the stats it wrote."""
     args, beam_args = parse_args(argv)
     config = from_arguments(DatasetConfig, args, "dataset.yaml", {})
-    inputs = [paths.normalise(i) for i in args.input]
+    corrections = tuple(paths.normalise(c) for c in args.corrections)
+    inputs = [paths.normalise(i) for i in args.input] + list(corrections)
     for i in inputs:
         if not io_utils.is_remote(i) and not io_utils.exists(i):
             raise SystemExit(f"input folder {i} does not exist")
@@ -94,7 +107,7 @@ def run(argv: list[str] | None = None) -> dict:
     options.view_as(SetupOptions).save_main_session = False
     log.info("building data set from %s into %s", ", ".join(inputs), output_dir)
     pipeline = beam.Pipeline(options=options)
-    build(pipeline, inputs, output_dir, config, previous)
+    build(pipeline, inputs, output_dir, config, previous, corrections)
     result = pipeline.run()
     result.wait_until_finish()
     _log_counters(result)

@@ -124,3 +124,51 @@ def test_rows_of_another_classifier_are_refused(night, tmp_path):
     argv = ["--results", night["results"], "--classifier", other, "--budget", "2", "--output", str(tmp_path / "q")]
     with pytest.raises(SystemExit, match="scored by tiny-classifier-test, not --classifier's another-classifier"):
         review_queue.main(argv)
+
+
+def test_corrections_replace_the_labels_of_their_photos_and_keep_their_splits(tmp_path):
+    """The loop's return leg: reviewed pre-annotations go back through build_dataset as a corrections
+    folder; each corrected photo keeps its split (--previous_manifest) and carries the reviewed labels."""
+    import csv
+    import shutil
+
+    import tensorflow as tf
+
+    from corrosion.data import layout, schema
+    from corrosion.review import exports
+    from pipelines import build_dataset
+
+    survey = synthetic.generate_survey(
+        tmp_path / "survey", "voc", n_rust=10, n_clean=6, size=(120, 90), seed=8, hard_negative_fraction=0.0
+    )
+    build_dataset.run(["--input", str(tmp_path / "survey"), "--output_dir", str(tmp_path / "d1")])
+    first = {r["path"]: r for r in csv.DictReader((tmp_path / "d1" / "manifest.csv").open()) if r["status"] == "kept"}
+    rust = sorted(i.path for i in survey.images if i.image_class == "rust")
+    # the inspector redraws one photo's rust as one box, and finds no rust at all on another
+    redrawn, cleared = rust[0], rust[1]
+    fixes = tmp_path / "corrections"
+    fixes.mkdir()
+    for name, boxes in ((redrawn, ((10.0, 12.0, 50.0, 40.0, 1.0),)), (cleared, ())):
+        shutil.copy(tmp_path / "survey" / name, fixes / name)
+        item = exports.ReviewItem(name, 120, 90, boxes, 0.5)
+        (fixes / name).with_suffix(".xml").write_text(exports.voc_xml(item, "corrections"))
+    argv = ["--input", str(tmp_path / "survey"), "--corrections", str(fixes), "--output_dir", str(tmp_path / "d2")]
+    stats = build_dataset.run([*argv, "--previous_manifest", str(tmp_path / "d1" / "manifest.csv")])
+
+    assert stats["records_total"] == len(first) and stats["rejects_by_reason"] == {}
+    second = {
+        r["sha256"]: r for r in csv.DictReader((tmp_path / "d2" / "manifest.csv").open()) if r["status"] == "kept"
+    }
+    records = {}
+    for split in layout.SPLITS:
+        for raw in tf.data.TFRecordDataset(sorted(str(p) for p in (tmp_path / "d2").glob(f"{split}-*.tfrecord"))):
+            record = schema.from_example(raw.numpy())
+            records[record.sha256] = (split, record)
+    for name in (redrawn, cleared):
+        before = first[str(tmp_path / "survey" / name)]
+        after = second[before["sha256"]]
+        assert after["path"] == str(fixes / name) and after["split"] == before["split"]
+        assert records[before["sha256"]][0] == before["split"]
+    split, record = records[first[str(tmp_path / "survey" / redrawn)]["sha256"]]
+    assert [(b.xmin, b.ymin, b.xmax, b.ymax) for b in record.boxes] == [pytest.approx((10, 12, 50, 40), abs=1e-4)]
+    assert records[first[str(tmp_path / "survey" / cleared)]["sha256"]][1].image_class == "no_rust"

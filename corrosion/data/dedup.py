@@ -2,7 +2,9 @@
 
 * **Identical**: the sha256 of the decoded, oriented pixels (``pixel_hash``) catches byte-identical
   files and re-saves whose pixels did not change. Copies collapse to one record; the copy with
-  boxes wins, and copies labelled both rust and no_rust reject the whole set.
+  boxes wins, and copies labelled both rust and no_rust reject the whole set. A copy from a
+  corrections folder (an inspector's reviewed labels, ``build_dataset --corrections``) wins over
+  every other copy, whatever they say.
 * **Near-duplicate**: the same photo resized or re-encoded. A 64-bit dHash within
   ``max_hamming`` bits finds candidates (bucketed by hash bands: two hashes within *t* bits agree
   exactly on at least one of *t + 1* bands, so only same-bucket pairs are compared), and a second,
@@ -172,12 +174,15 @@ class Copy:
     n_boxes: int
     boxes_known: bool  # False for class-folder images, which say nothing about boxes
     has_mask: bool = False  # the copy's source outlines every rust pixel
+    corrected: bool = False  # from a corrections folder: its labels replace the other copies'
 
 
 def pick_representative(copies: Iterable[Copy]) -> tuple[Copy, str | None]:
-    """The copy whose labels the record keeps (a rust mask wins, then boxes), and a conflict message
-    if classes disagree."""
+    """The copy whose labels the record keeps (a correction wins, then a rust mask, then boxes), and
+    a conflict message if the deciding copies' classes disagree (corrections among themselves, else all)."""
     copies = list(copies)
+    corrected = [c for c in copies if c.corrected]
+    copies = corrected or copies
     classes = sorted({c.image_class for c in copies})
     rep = min(copies, key=lambda c: (not c.has_mask, c.n_boxes == 0, not c.boxes_known, -c.n_boxes, c.path))
     if len(classes) > 1:

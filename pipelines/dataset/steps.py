@@ -73,7 +73,12 @@ class ValidateImages(beam.PTransform):
 
 
 class CollapseCopies(beam.PTransform):
-    """Files with identical pixels -> one unique image (copies labelled both ways are rejected)."""
+    """Files with identical pixels -> one unique image (copies labelled both ways are rejected);
+    a copy under one of ``corrections`` carries the labels."""
+
+    def __init__(self, corrections: tuple[str, ...] = ()) -> None:
+        super().__init__()
+        self.corrections = corrections
 
     def expand(self, valid):
         return (
@@ -81,7 +86,7 @@ class CollapseCopies(beam.PTransform):
             | "KeyByPixels" >> beam.Map(lambda c: (c.pixel_hash, c))
             | "GroupIdentical" >> beam.GroupByKey()
             | "CollapseIdentical"
-            >> beam.ParDo(T.CollapseIdentical()).with_outputs(T.REJECTS, T.MANIFEST, T.EVENTS, main="unique")
+            >> beam.ParDo(T.CollapseIdentical(self.corrections)).with_outputs(T.REJECTS, T.MANIFEST, T.EVENTS, main="unique")
         )
 
 

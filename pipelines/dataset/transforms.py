@@ -241,13 +241,24 @@ class ProcessImage(beam.DoFn):
 
 
 class CollapseIdentical(beam.DoFn):
-    """Identical pixels -> one Unique (boxes win); copies labelled rust and no_rust are all rejected."""
+    """Identical pixels -> one Unique (a correction wins, then boxes); copies labelled rust and no_rust
+    are all rejected, unless a correction settles it."""
+
+    def __init__(self, corrections: tuple[str, ...] = ()) -> None:
+        self._corrections = corrections
 
     def process(self, element):
         _, candidates = element
         candidates = sorted(candidates, key=lambda c: c.path)
         copies = [
-            dedup.Copy(c.path, c.record.image_class, len(c.record.boxes), c.boxes_known, c.record.mask is not None)
+            dedup.Copy(
+                c.path,
+                c.record.image_class,
+                len(c.record.boxes),
+                c.boxes_known,
+                c.record.mask is not None,
+                corrected=any(paths.is_within(c.path, root) for root in self._corrections),
+            )
             for c in candidates
         ]
         rep_copy, conflict = dedup.pick_representative(copies)
@@ -259,6 +270,8 @@ class CollapseIdentical(beam.DoFn):
                 yield beam.pvalue.TaggedOutput(MANIFEST, _reject_row(reject, c.sha256, c.annotation, c.source))
             return
         rep = next(c for c in candidates if c.path == rep_copy.path)
+        if rep_copy.corrected and len(candidates) > 1:
+            yield beam.pvalue.TaggedOutput(EVENTS, stats.note("labels_replaced_by_a_correction"))
         others = tuple(replace(c, thumb=b"", record=_stub(c.record)) for c in candidates if c.path != rep.path)
         rep_boxes = rep.record.boxes
         if any(len(o.record.boxes) and o.record.boxes != rep_boxes for o in others):
