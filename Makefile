@@ -10,7 +10,7 @@ export KERAS_HOME ?= $(CURDIR)/.cache/keras
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONHASHSEED ?= 0
 
-.PHONY: venv emulators test demo demo-cloud bench lint weights clean
+.PHONY: venv emulators test demo demo-cloud demo-cycle bench lint weights clean
 
 venv: $(STAMP)
 
@@ -47,6 +47,10 @@ demo: venv weights
 # The demo night as Dataflow runs it: gs:// and BigQuery, on the local emulators (no account needed).
 demo-cloud: venv weights emulators
 	$(BIN)/python -m scripts.demo --cloud --workdir demo_cloud_out $(if $(DATA),--data $(DATA))
+
+# Two nights with the review loop between them: review queue, corrections, retrain, compare, promote.
+demo-cycle: venv weights
+	$(BIN)/python -m scripts.demo_cycle --workdir demo_cycle_out
 
 bench: venv weights
 	$(BIN)/python -m benchmarks.run_all

@@ -49,3 +49,21 @@ def test_tiny_cloud_demo_runs_the_chain_on_gs_and_loads_bigquery(tmp_path):
     assert (objects / "report" / "index.html").is_file() and (objects / "dataset" / "manifest.csv").is_file()
     assert len(list((objects / "report" / "previews").glob("*.jpg"))) == summary["rust_images"]
     assert "STORAGE_EMULATOR_HOST" not in os.environ  # the demo leaves the caller's environment as it was
+
+
+@pytest.mark.slow
+def test_tiny_cycle_two_nights_with_review_corrections_retraining_and_a_decided_promotion(tmp_path):
+    from scripts import demo_cycle
+
+    summary = demo_cycle.run_cycle(tmp_path / "cycle", tiny=True)
+    size = demo.load_config(demo.DemoConfig, demo.config_path("demo.yaml")).tiny
+    assert summary["night_1"] == {"classifier": summary["v1"], "scored": size.night_images}
+    assert summary["corrected_photos"] == max(2, size.night_images // 2)
+    assert summary["v1"] != summary["v2"]
+    comparison = json.loads((tmp_path / "cycle" / "compare" / "comparison.json").read_text())
+    assert comparison["promote"] == summary["promoted"]
+    night_2 = summary["night_2"]
+    if summary["promoted"]:  # a new classifier version: every photo is scored again
+        assert night_2 == {"classifier": summary["v2"], "scored": size.night_images + 4, "skipped": 0}
+    else:  # the same version: only the four new photos
+        assert night_2 == {"classifier": summary["v1"], "scored": 4, "skipped": size.night_images}
