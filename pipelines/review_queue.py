@@ -7,7 +7,8 @@ Reads the night's result rows (batch inference's CSV, local or ``gs://``), ranks
 (``corrosion.review.selection``) and writes, for the top ``--budget``:
 - ``queue.csv``: rank, photo, priority and the reasons;
 - ``voc/``: a copy of each photo with labelImg's VOC XML beside it (open the folder in labelImg);
-- ``labelme/``: a copy of each photo with its LabelMe JSON (``labelme labelme/``);
+- ``labelme/``: a copy of each photo with its LabelMe JSON (``labelme labelme/``): with ``--masks``
+  (the folder batch inference's ``--masks`` wrote) the rust mask's outlines as polygons;
 - ``coco/annotations.json`` with ``coco/images/``: import into CVAT as "COCO 1.0";
 - ``label_studio/tasks.json``: import into Label Studio; boxes arrive as predictions with the
   model version and scores (serve ``voc/`` as local files and set ``--image_url`` to its URL).
@@ -18,16 +19,19 @@ The corrected folders go back through ``pipelines.build_dataset`` like any label
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import logging
 import posixpath
 import sys
 from collections.abc import Sequence
 
+import numpy as np
 from apache_beam.io.filesystems import FileSystems
+from PIL import Image
 
 from corrosion.core import csv_rows, io_utils
-from corrosion.inference import results
+from corrosion.inference import previews, results
 from corrosion.models import serving, versions
 from corrosion.review import exports, selection
 
@@ -47,7 +51,22 @@ def review_item(candidate: selection.Candidate) -> exports.ReviewItem:
     return exports.ReviewItem(copy_name(row), int(row["width"]), int(row["height"]), boxes, row["rust_probability"])
 
 
-def write_queue(queue: Sequence[selection.Candidate], output: str, image_url: str) -> None:
+def mask_outlines(masks_dir: str | None, row: dict) -> list[list[float]] | None:
+    """The row's rust mask (written by batch inference's --masks) as polygons in photo pixels; None
+    without a masks folder or a mask for this photo."""
+    if masks_dir is None:
+        return None
+    name = posixpath.splitext(previews.preview_name(row["image_uri"], row["image_sha256"]))[0] + ".png"
+    path = io_utils.join(masks_dir, name)
+    if not io_utils.exists(path):
+        return None
+    mask = np.asarray(Image.open(io.BytesIO(io_utils.read_bytes(path))).convert("L"))
+    return exports.mask_polygons(mask, int(row["width"]), int(row["height"]))
+
+
+def write_queue(
+    queue: Sequence[selection.Candidate], output: str, image_url: str, masks_dir: str | None = None
+) -> None:
     items = [review_item(c) for c in queue]
     for candidate, item in zip(queue, items, strict=True):
         photo = io_utils.read_bytes(candidate.row["image_uri"])
@@ -55,7 +74,7 @@ def write_queue(queue: Sequence[selection.Candidate], output: str, image_url: st
             io_utils.write_bytes(io_utils.join(output, folder, item.name), photo)
         stem = posixpath.splitext(item.name)[0]
         io_utils.write_text(io_utils.join(output, "voc", f"{stem}.xml"), exports.voc_xml(item, "voc"))
-        labelme = exports.labelme_json(item, item.name)
+        labelme = exports.labelme_json(item, item.name, mask_outlines(masks_dir, candidate.row))
         io_utils.write_text(io_utils.join(output, "labelme", f"{stem}.json"), json.dumps(labelme, indent=2) + "\n")
     coco = exports.coco_document(items, "images")
     io_utils.write_text(io_utils.join(output, "coco", "annotations.json"), json.dumps(coco, indent=2) + "\n")
@@ -92,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--budget", type=int, required=True, help="how many photos to queue")
     p.add_argument("--output", required=True, help="folder for the queue and its pre-annotations")
     p.add_argument("--image_url", default="/data/local-files/?d=voc/", help="Label Studio's URL prefix of voc/")
+    p.add_argument("--masks", help="the night's masks folder (batch inference --masks): LabelMe gets the outlines")
     args = p.parse_args(argv)
     meta = serving.read_metadata(versions.resolve(args.classifier))
     rows = read_night(args.results)
@@ -99,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     if other:
         raise SystemExit(f"--results were scored by {', '.join(other)}, not --classifier's {meta.version}")
     queue = selection.select(rows, meta.threshold, args.budget)
-    write_queue(queue, args.output, args.image_url)
+    write_queue(queue, args.output, args.image_url, args.masks)
     log.info("queued %d of %d photos in %s (threshold %.3f)", len(queue), len(rows), args.output, meta.threshold)
     return 0
 

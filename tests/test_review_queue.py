@@ -172,3 +172,47 @@ def test_corrections_replace_the_labels_of_their_photos_and_keep_their_splits(tm
     split, record = records[first[str(tmp_path / "survey" / redrawn)]["sha256"]]
     assert [(b.xmin, b.ymin, b.xmax, b.ymax) for b in record.boxes] == [pytest.approx((10, 12, 50, 40), abs=1e-4)]
     assert records[first[str(tmp_path / "survey" / cleared)]["sha256"]][1].image_class == "no_rust"
+
+
+def test_labelme_polygons_from_a_nights_mask_read_back_to_the_same_rust_pixels(tmp_path):
+    """A mask at the scale the night scored it (half the photo) -> polygons in photo pixels -> the LabelMe
+    reader -> rasterised: the same rust pixels as the mask upscaled (IoU >= 0.9), a hole included."""
+    import numpy as np
+    from PIL import Image
+
+    from corrosion.data import regions
+    from corrosion.inference import previews
+
+    width, height = 200, 120
+    mask = np.zeros((60, 100), np.uint8)
+    mask[10:40, 5:45] = 255
+    mask[20:30, 15:30] = 0  # a hole
+    yy, xx = np.mgrid[:60, :100]
+    mask[(yy - 35) ** 2 + (xx - 75) ** 2 <= 15**2] = 255  # a disc
+    mask[55:60, 90:100] = 255  # touching the corner
+    row = {"image_uri": "/night/deck 3.jpg", "image_sha256": "ab" * 32, "width": width, "height": height}
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    png = masks / (Path(previews.preview_name(row["image_uri"], row["image_sha256"])).stem + ".png")
+    Image.fromarray(mask).save(png)
+
+    polygons = review_queue.mask_outlines(str(masks), row)
+    assert review_queue.mask_outlines(None, row) is None and len(polygons) == 4  # 3 regions and the hole
+    folder = tmp_path / "labelme"
+    folder.mkdir()
+    Image.new("RGB", (width, height), (90, 90, 90)).save(folder / "deck.jpg")
+    item = review_queue.exports.ReviewItem("deck.jpg", width, height, (), 0.9)
+    (folder / "deck.json").write_text(json.dumps(review_queue.exports.labelme_json(item, "deck.jpg", polygons)))
+    (image,) = _scan(folder)
+    read = regions.rasterise([p for b in image.boxes for p in b.polygons], width, height) > 0
+    truth = np.asarray(Image.fromarray(mask).resize((width, height), Image.Resampling.NEAREST)) > 0
+    truth_filled = truth.copy()
+    truth_filled[40:60, 30:60] = True  # the hole reads back as rust: polygons have no holes
+    iou = (read & truth_filled).sum() / (read | truth_filled).sum()
+    assert iou >= 0.9, iou
+
+
+def _scan(folder: Path):
+    scan = discovery.scan(str(folder), load_labels())
+    assert scan.rejects == []
+    return scan.images

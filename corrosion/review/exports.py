@@ -1,7 +1,8 @@
 """Pre-annotations in the formats labelling tools open directly, from the model's boxes.
 
 - labelImg: Pascal VOC XML beside a copy of the photo (``voc/``);
-- LabelMe: one JSON per photo, rectangles, ``imagePath`` relative to the JSON (``labelme/``);
+- LabelMe: one JSON per photo, ``imagePath`` relative to the JSON (``labelme/``): the rust mask's
+  outlines as polygons where the night wrote masks (``--masks``), else the boxes as rectangles;
 - CVAT: one COCO instances file, ``bbox`` with a ``score`` (``coco/annotations.json``);
 - Label Studio: a tasks JSON whose ``predictions`` carry the model version and scores
   (``rectanglelabels`` in percent of the photo, as Label Studio stores them).
@@ -15,6 +16,8 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+import numpy as np
 
 LABEL = "rust"
 
@@ -59,19 +62,54 @@ def voc_xml(item: ReviewItem, folder: str) -> str:
     return ET.tostring(root, encoding="unicode") + "\n"
 
 
-def labelme_json(item: ReviewItem, image_path: str) -> dict:
-    """LabelMe's document for ``item``: rectangles, the photo at ``image_path`` relative to the JSON."""
-    shapes = [
-        {
-            "label": LABEL,
-            "points": [[x0, y0], [x1, y1]],
-            "group_id": None,
-            "description": f"score {score:.3f}",
-            "shape_type": "rectangle",
-            "flags": {},
-        }
-        for x0, y0, x1, y1, score in _clip(item)
-    ]
+def mask_polygons(mask: np.ndarray, width: int, height: int, tolerance: float = 1.0) -> list[list[float]]:
+    """Outlines of a rust mask (any scale; nonzero = rust) as polygons in the photo's ``width`` x
+    ``height`` pixels, simplified to ``tolerance`` mask pixels (scikit-image's marching squares and
+    Douglas-Peucker). Holes come out as polygons of their own, so they read back as rust."""
+    from skimage import measure
+
+    padded = np.pad(mask > 0, 1).astype(np.float32)  # regions touching the border close
+    sx, sy = width / mask.shape[1], height / mask.shape[0]
+    out = []
+    for contour in measure.find_contours(padded, 0.5):
+        ring = measure.approximate_polygon(contour, tolerance)
+        if len(ring) < 4:  # a closed ring repeats its first point: fewer than 3 corners is no area
+            continue
+        points = [
+            (float(np.clip((c - 1 + 0.5) * sx, 0, width)), float(np.clip((r - 1 + 0.5) * sy, 0, height)))
+            for r, c in ring[:-1]
+        ]
+        out.append([v for point in points for v in point])
+    return out
+
+
+def labelme_json(item: ReviewItem, image_path: str, polygons: Sequence[Sequence[float]] | None = None) -> dict:
+    """LabelMe's document for ``item``, the photo at ``image_path`` relative to the JSON: ``polygons``
+    (flat x, y lists in photo pixels) when given, else the boxes as rectangles."""
+    if polygons is not None:
+        shapes = [
+            {
+                "label": LABEL,
+                "points": [[p[i], p[i + 1]] for i in range(0, len(p), 2)],
+                "group_id": None,
+                "description": "rust mask outline",
+                "shape_type": "polygon",
+                "flags": {},
+            }
+            for p in polygons
+        ]
+    else:
+        shapes = [
+            {
+                "label": LABEL,
+                "points": [[x0, y0], [x1, y1]],
+                "group_id": None,
+                "description": f"score {score:.3f}",
+                "shape_type": "rectangle",
+                "flags": {},
+            }
+            for x0, y0, x1, y1, score in _clip(item)
+        ]
     return {
         "version": "5.4.1",
         "flags": {},

@@ -86,7 +86,9 @@ class CollapseCopies(beam.PTransform):
             | "KeyByPixels" >> beam.Map(lambda c: (c.pixel_hash, c))
             | "GroupIdentical" >> beam.GroupByKey()
             | "CollapseIdentical"
-            >> beam.ParDo(T.CollapseIdentical(self.corrections)).with_outputs(T.REJECTS, T.MANIFEST, T.EVENTS, main="unique")
+            >> beam.ParDo(T.CollapseIdentical(self.corrections)).with_outputs(
+                T.REJECTS, T.MANIFEST, T.EVENTS, main="unique"
+            )
         )
 
 
