@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -83,6 +84,7 @@ def main(spec: JobSpec, argv: list[str] | None = None) -> int:
         spec.run(job)
         if job.args.model_root:
             version = versions.publish(job.model_dir, job.args.model_root)
+            shutil.rmtree(job.model_dir, ignore_errors=True)  # the temporary folder it was trained into
             log.info(
                 "published %s to %s; the nightly job still loads %s until `python -m training.versions promote %s %s`",
                 version, job.args.model_root, versions.current(job.args.model_root) or "nothing",
