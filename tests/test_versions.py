@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 import pytest
 from support import model_doubles as doubles
+from support import races
 
 from corrosion.models import serving, versions
 from corrosion.testing import synthetic
@@ -52,24 +52,7 @@ def test_a_reader_during_promotions_sees_one_whole_version_never_a_mix(trained, 
     for name in names:
         versions.publish(trained[name], root)
     versions.promote(root, names[0])
-    seen, problems, done = [], [], threading.Event()
-
-    def reader() -> None:
-        while not done.is_set():
-            try:
-                folder = versions.resolve(root)
-                if serving.read_metadata(folder).version != Path(folder).name:
-                    problems.append(folder)
-                seen.append(Path(folder).name)
-            except Exception as exc:  # a half-written pointer would land here
-                problems.append(repr(exc))
-
-    thread = threading.Thread(target=reader)
-    thread.start()
-    for i in range(300):
-        versions.promote(root, names[i % 2])
-    done.set()
-    thread.join()
+    seen, problems = races.read_during_promotions(root, names, 300)
     assert problems == [] and set(seen) <= set(names) and len(seen) > 10
 
 
