@@ -56,8 +56,7 @@ def mask_outlines(masks_dir: str | None, row: dict) -> list[list[float]] | None:
     without a masks folder or a mask for this photo."""
     if masks_dir is None:
         return None
-    name = posixpath.splitext(previews.preview_name(row["image_uri"], row["image_sha256"]))[0] + ".png"
-    path = io_utils.join(masks_dir, name)
+    path = io_utils.join(masks_dir, previews.mask_name(row["image_uri"], row["image_sha256"]))
     if not io_utils.exists(path):
         return None
     mask = np.asarray(Image.open(io.BytesIO(io_utils.read_bytes(path))).convert("L"))

@@ -193,7 +193,7 @@ def test_labelme_polygons_from_a_nights_mask_read_back_to_the_same_rust_pixels(t
     row = {"image_uri": "/night/deck 3.jpg", "image_sha256": "ab" * 32, "width": width, "height": height}
     masks = tmp_path / "masks"
     masks.mkdir()
-    png = masks / (Path(previews.preview_name(row["image_uri"], row["image_sha256"])).stem + ".png")
+    png = masks / previews.mask_name(row["image_uri"], row["image_sha256"])
     Image.fromarray(mask).save(png)
 
     polygons = review_queue.mask_outlines(str(masks), row)

@@ -27,6 +27,11 @@ def preview_name(image_uri: str, sha256: str) -> str:
     return f"{safe}_{sha256[:12]}.jpg"
 
 
+def mask_name(image_uri: str, sha256: str) -> str:
+    """File name of an image's rust mask (batch inference's --masks): the preview's, as a PNG."""
+    return posixpath.splitext(preview_name(image_uri, sha256))[0] + ".png"
+
+
 def _font(size: int) -> ImageFont.ImageFont:
     try:
         return ImageFont.load_default(size=size)

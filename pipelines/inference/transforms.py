@@ -12,7 +12,6 @@ import hashlib
 import json
 import logging
 import os
-import posixpath
 import re
 import shutil
 import time
@@ -260,8 +259,7 @@ def result_row(scored: ScoredImage, det: Detections | None, info: RunInfo) -> re
 
 def write_mask(masks_dir: str, row: results.ResultRow, png: bytes) -> str:
     """MASKS/<preview name>.png: the image's rust mask (255 rust, 0 clean) at the scale it was scored."""
-    name = posixpath.splitext(previews.preview_name(row.image_uri, row.image_sha256))[0] + ".png"
-    uri = io_utils.join(masks_dir, name)
+    uri = io_utils.join(masks_dir, previews.mask_name(row.image_uri, row.image_sha256))
     io_utils.write_bytes(uri, png)
     Metrics.counter(NAMESPACE, "masks_written").inc()
     return uri
