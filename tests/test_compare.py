@@ -11,26 +11,41 @@ from support import model_doubles as doubles
 from corrosion.models import versions
 from corrosion.testing import synthetic
 from training import compare
+from training.comparison import bootstrap
+from training.comparison.classifiers import FIGURES, Scored, same_photos
 
 
 def test_paired_bootstrap_and_verdict_on_known_scores():
     rng = np.random.default_rng(0)
     y = np.array([1] * 30 + [0] * 30)
-    good = compare.Scored("good", 0.5, y, np.where(y == 1, 0.9, 0.1) + rng.normal(0, 0.05, 60))
-    coin = compare.Scored("coin", 0.5, y, rng.random(60))
-    worse = compare.paired_bootstrap(good, coin, draws=500)
+    good = Scored("good", 0.5, y, np.where(y == 1, 0.9, 0.1) + rng.normal(0, 0.05, 60))
+    coin = Scored("coin", 0.5, y, rng.random(60))
+
+    def table(baseline: Scored, candidate: Scored, draws: int) -> dict:
+        return bootstrap.paired_bootstrap(baseline.figures, candidate.figures, FIGURES, np.arange(60), draws)
+
+    worse = table(good, coin, 500)
     assert worse["roc_auc"]["baseline"] == 1.0 and worse["roc_auc"]["high"] < 0
-    assert compare.verdict(worse)[0] is False and "worse on recall, roc_auc" in compare.verdict(worse)[1]
-    better = compare.paired_bootstrap(coin, good, draws=500)
-    assert better["roc_auc"]["low"] > 0 and compare.verdict(better)[0] is True
-    same = compare.paired_bootstrap(good, good, draws=200)
-    assert same["recall"]["difference"] == 0 and compare.verdict(same) == (
+    assert bootstrap.verdict(worse, FIGURES)[0] is False
+    assert "worse on recall, roc_auc" in bootstrap.verdict(worse, FIGURES)[1]
+    better = table(coin, good, 500)
+    assert better["roc_auc"]["low"] > 0 and bootstrap.verdict(better, FIGURES)[0] is True
+    same = table(good, good, 200)
+    assert same["recall"]["difference"] == 0 and bootstrap.verdict(same, FIGURES) == (
         True,
         "promoted: worse on none of recall, roc_auc; no figure better beyond the intervals "
         "(recall +0.000, roc_auc +0.000, precision +0.000)",
     )
     with pytest.raises(ValueError, match="same photos"):
-        compare.paired_bootstrap(good, compare.Scored("x", 0.5, y[::-1], good.scores))
+        same_photos(good, Scored("x", 0.5, y[::-1], good.scores))
+
+
+def test_a_lower_is_better_figure_counts_against_a_candidate_whose_error_rose():
+    error = bootstrap.Figure("mae", "error", higher_is_better=False, deciding=True)
+    rows = {"mae": {"baseline": 2.0, "candidate": 6.0, "difference": 4.0, "low": 3.0, "high": 5.0}}
+    assert bootstrap.verdict(rows, [error]) == (False, "not promoted: worse on mae (mae +4.000)")
+    rows["mae"] |= {"difference": -4.0, "low": -5.0, "high": -3.0}
+    assert bootstrap.verdict(rows, [error]) == (True, "promoted: worse on none of mae; better on mae (mae -4.000)")
 
 
 def test_promotion_refuses_a_worse_candidate_and_accepts_a_better_one(tmp_path):
@@ -55,3 +70,100 @@ def test_promotion_refuses_a_worse_candidate_and_accepts_a_better_one(tmp_path):
     versions.promote(root, "classifier-coin")  # the weak model in use; the good one comes back
     assert run(good, "c2") == 0 and versions.current(root) == "classifier-good"
     assert json.loads((tmp_path / "c2" / "comparison.json").read_text())["figures"]["roc_auc"]["low"] > 0
+
+
+def _region_folder(root, n: int = 12, seed: int = 3) -> str:
+    """LabelMe photos with exactly known rust (polygons) and a few clean ones (no shapes)."""
+    from corrosion.testing import region_files as rf
+
+    rng = np.random.default_rng(seed)
+    root.mkdir(parents=True)
+    for i in range(n):
+        photo = rf.region_photo(rng, 96, 72, int(rng.integers(0, 3)))
+        (root / f"p{i}.jpg").write_bytes(photo.jpeg())
+        (root / f"p{i}.json").write_text(rf.labelme_json(f"p{i}.jpg", 96, 72, photo.polygons))
+    return str(root)
+
+
+def test_ap50_from_kept_matches_equals_cocoeval_at_any_weighting():
+    from training.detector.metrics import ImageResult, ap50, box_matches, coco_metrics
+
+    rng = np.random.default_rng(1)
+    for _ in range(10):
+        results = []
+        for i in range(int(rng.integers(3, 20))):
+            corners = rng.uniform(0, 80, (int(rng.integers(0, 4)), 2))
+            truth = np.concatenate([corners, corners + rng.uniform(5, 40, corners.shape)], 1)
+            found = np.concatenate([truth + rng.normal(0, 4, truth.shape), rng.uniform(0, 60, (2, 4)) + [0, 0, 30, 30]])
+            results.append(ImageResult(f"i{i}", 128, 128, truth, found, rng.random(len(found))))
+        matches = box_matches(results)
+        assert ap50(matches) == pytest.approx(coco_metrics(results)["AP50"], abs=1e-12)
+        weights = rng.integers(0, 3, len(results))
+        repeated = [r for r, k in zip(results, weights, strict=True) for _ in range(k)]
+        expected = coco_metrics(repeated)["AP50"] if repeated else None
+        assert ap50(matches, weights) == (None if expected is None else pytest.approx(expected, abs=1e-12))
+
+
+def test_group_draws_take_near_duplicates_together():
+    from training.comparison import bootstrap
+
+    groups = np.array([0, 0, 0, 1, 2, 2])
+    weights = bootstrap.draws_weights(groups, draws=50, seed=0)
+    assert weights.shape == (50, 6) and (weights[:, [0, 3, 4]].sum(axis=1) == 3).all()  # three groups per draw
+    assert (weights[:, 0] == weights[:, 1]).all() and (weights[:, 1] == weights[:, 2]).all()
+    assert (weights[:, 4] == weights[:, 5]).all() and weights[:, 0].max() > 0 and weights[:, 0].min() == 0
+
+
+def test_region_models_promotion_refuses_the_worse_and_accepts_the_better(tmp_path):
+    photos = _region_folder(tmp_path / "photos")
+    root = str(tmp_path / "root")
+    good = doubles.export_colour_rule_segmenter(str(tmp_path / "good"), version="segmenter-good")
+    wrong = doubles.export_colour_rule_segmenter(str(tmp_path / "wrong"), version="segmenter-wrong", everywhere=True)
+    versions.publish(good, root)
+    versions.promote(root, "segmenter-good")
+
+    def run(candidate: str, out: str) -> int:
+        argv = ["--baseline", root, "--candidate", candidate, "--data", photos, "--output", str(tmp_path / out)]
+        return compare.main([*argv, "--promote", root])
+
+    assert run(wrong, "r1") == compare.REFUSED and versions.current(root) == "segmenter-good"
+    result = json.loads((tmp_path / "r1" / "comparison.json").read_text())
+    assert result["kind"] == "region model" and result["photos"] == "12 photos, 12 groups"
+    mae = result["figures"]["rusted_pct_mae"]
+    assert mae["baseline"] < 5 and mae["candidate"] > 50 and mae["low"] > 0  # the wrong one's error is higher
+    assert "not promoted: worse on rusted_pct_mae, AP50" in result["verdict"]
+
+    versions.publish(wrong, root)
+    versions.promote(root, "segmenter-wrong")
+    assert run(good, "r2") == 0 and versions.current(root) == "segmenter-good"
+    text = (tmp_path / "r2" / "comparison.md").read_text()
+    assert "| rusted-% MAE (points) (deciding) | lower |" in text and "better on rusted_pct_mae" in text
+
+
+def test_a_classifier_is_not_compared_with_a_region_model(tmp_path):
+    seg = doubles.export_colour_rule_segmenter(str(tmp_path / "seg"))
+    cls = doubles.export_colour_rule_classifier(str(tmp_path / "cls"))
+    with pytest.raises(SystemExit, match="the baseline is a classifier and the candidate a segmenter"):
+        compare.main(["--baseline", cls, "--candidate", seg, "--data", str(tmp_path), "--output", str(tmp_path / "o")])
+
+
+def test_near_duplicates_in_a_data_set_are_one_group_in_the_draws(tmp_path):
+    from PIL import Image
+
+    from corrosion.data import manifest
+    from pipelines import build_dataset
+    from training.comparison import regions
+
+    folder = tmp_path / "photos"
+    _region_folder(folder, n=8)
+    Image.open(folder / "p1.jpg").save(folder / "p1_again.jpg", "JPEG", quality=60)  # a near-duplicate view
+    (folder / "p1_again.json").write_text((folder / "p1.json").read_text().replace('"p1.jpg"', '"p1_again.jpg"'))
+    build_dataset.run(["--input", str(folder), "--output_dir", str(tmp_path / "ds")])
+    rows = {r.path.rsplit("/", 1)[-1]: r for r in manifest.read(str(tmp_path / "ds" / "manifest.csv"))}
+    pair = rows["p1.jpg"], rows["p1_again.jpg"]
+    assert pair[0].group == pair[1].group != "" and pair[0].split == pair[1].split
+
+    photos = regions.load_photos([str(tmp_path / "ds")], pair[0].split, 96)
+    index = {key: i for i, key in enumerate(photos.data.keys)}
+    mine = [photos.groups[index[r.sha256]] for r in pair]
+    assert mine[0] == mine[1] and photos.groups.max() + 1 == photos.groups.size - 1  # the others stand alone

@@ -1,127 +1,96 @@
-"""Is the candidate classifier at least as good as the one in use? Both on the same photos, side by side.
+"""Is the candidate model at least as good as the one in use? Both on the same photos, side by side.
 
     python -m training.compare --baseline ROOT_OR_DIR [--baseline_version V1] --candidate DIR_OR_ROOT \\
-        [--candidate_version V2] --data DATASET_OR_FOLDER [--split test] --output DIR [--promote ROOT]
+        [--candidate_version V2] --data DATASET_OR_FOLDER [--data MORE ...] [--split test] --output DIR \\
+        [--promote ROOT]
 
-Both models score the same photos (``training.evaluate``, each at its own shipped threshold). For
-the figures that matter (recall at the operating point, ROC-AUC, precision) the difference
-candidate - baseline comes with a 95 % interval from a paired bootstrap over photos (the same
-resampled photos for both models, 2,000 draws, seeded). The candidate is *worse* on a figure when
-the whole interval lies below zero; it is promoted (``--promote ROOT``: ``ROOT/current`` names its
-version, ``corrosion.models.versions``) only when it is worse on none of recall and ROC-AUC.
-Classifiers only for now; region models are compared by ``training.compare_region_models``.
+Two classifiers are compared on recall at each one's operating point and ROC-AUC (precision
+shown), two rust-region models (segmenters or detectors) on rusted-% error and box AP50 (rust-pixel
+F1 and D610 agreement shown): ``training.comparison``. Each difference candidate - baseline comes
+with a 95 % interval from a paired bootstrap (the same resampled photos, or near-duplicate groups,
+for both models; 2,000 draws, seeded). The candidate is promoted (``--promote ROOT``: ``ROOT/current``
+names its version, ``corrosion.models.versions``) only when it is worse on no deciding figure.
+Exit status 0 when it passes, 3 when it is refused.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import json
 import logging
 import sys
-from dataclasses import dataclass
 
 import numpy as np
 
 from corrosion.core import io_utils
 from corrosion.data import layout
 from corrosion.models import serving, versions
-from training.classifier import metrics as cm
+from training.comparison import bootstrap, classifiers, regions
 
 log = logging.getLogger("training.compare")
-DRAWS = 2000
-DECIDING = ("recall", "roc_auc")  # a candidate worse on either is not promoted
-FIGURES = ("recall", "roc_auc", "precision")
+REFUSED = 3
 
 
-@dataclass(frozen=True)
-class Scored:
-    version: str
-    threshold: float
-    labels: np.ndarray  # 1 = rust
-    scores: np.ndarray
-
-
-def figures(labels: np.ndarray, scores: np.ndarray, threshold: float) -> dict[str, float | None]:
-    s = cm.summarise(labels, scores, threshold)
-    return {k: s[k] for k in FIGURES}
-
-
-def paired_bootstrap(baseline: Scored, candidate: Scored, draws: int = DRAWS, seed: int = 0) -> dict[str, dict]:
-    """Per figure: both values, the difference and its 95 % interval over photos resampled in pairs."""
-    if baseline.labels.tolist() != candidate.labels.tolist():
-        raise ValueError("the two models were not scored on the same photos")
-    rng = np.random.default_rng(seed)
-    n = baseline.labels.size
-    diffs: dict[str, list[float]] = {k: [] for k in FIGURES}
-    for _ in range(draws):
-        pick = rng.integers(0, n, n)
-        y = baseline.labels[pick]
-        if y.min() == y.max():  # a draw with one class has no ROC-AUC: drawn again by the next one
-            continue
-        b = figures(y, baseline.scores[pick], baseline.threshold)
-        c = figures(y, candidate.scores[pick], candidate.threshold)
-        for k in FIGURES:
-            if b[k] is not None and c[k] is not None:
-                diffs[k].append(c[k] - b[k])
-    b = figures(baseline.labels, baseline.scores, baseline.threshold)
-    c = figures(candidate.labels, candidate.scores, candidate.threshold)
-    out = {}
-    for k in FIGURES:
-        low, high = np.percentile(diffs[k], [2.5, 97.5]) if diffs[k] else (None, None)
-        out[k] = {
-            "baseline": b[k],
-            "candidate": c[k],
-            "difference": None if b[k] is None or c[k] is None else c[k] - b[k],
-        }
-        out[k] |= {"low": None if low is None else float(low), "high": None if high is None else float(high)}
-    return out
-
-
-def verdict(table: dict[str, dict]) -> tuple[bool, str]:
-    """Promote unless the candidate is worse (interval wholly below zero) on a deciding figure."""
-    worse = [k for k in DECIDING if table[k]["high"] is not None and table[k]["high"] < 0]
-    better = [k for k in FIGURES if table[k]["low"] is not None and table[k]["low"] > 0]
-    said = ", ".join(f"{k} {table[k]['difference']:+.3f}" for k in FIGURES if table[k]["difference"] is not None)
-    if worse:
-        return False, f"not promoted: worse on {', '.join(worse)} ({said})"
-    beat = f"better on {', '.join(better)}" if better else "no figure better beyond the intervals"
-    return True, f"promoted: worse on none of {', '.join(DECIDING)}; {beat} ({said})"
-
-
-def scored(model_dir: str, data: str, split: str, output: str) -> Scored:
-    """The model's scores on ``split`` of ``data`` (a data set, or a raw folder's photos), via training.evaluate."""
-    from training import evaluate
-
-    meta = serving.read_metadata(model_dir)
-    if meta.kind != "classifier":
-        raise SystemExit(f"{model_dir} holds a {meta.kind}: training.compare compares classifiers")
-    result = evaluate.evaluate(model_dir, data, output, (split,))
-    names = [s for s in result["splits"] if s == split] or list(result["splits"])
-    rows = list(csv.DictReader(io.StringIO(io_utils.read_text(io_utils.join(output, f"predictions_{names[0]}.csv")))))
-    labels = np.array([r["label"] == "rust" for r in rows], np.int64)
-    return Scored(
-        meta.version, float(result["threshold"]), labels, np.array([float(r["rust_probability"]) for r in rows])
-    )
-
-
-def markdown(table: dict, baseline: Scored, candidate: Scored, decision: str) -> str:
-    def cell(v):
-        return "n/a" if v is None else f"{v:.3f}"
-
-    lines = [
-        f"| figure ({baseline.labels.size} photos) | baseline `{baseline.version}` | candidate `{candidate.version}` "
-        "| difference | 95 % interval |",
-        "|---|---|---|---|---|",
-    ]
-    for k in FIGURES:
-        t = table[k]
-        lines.append(
-            f"| {k} | {cell(t['baseline'])} | {cell(t['candidate'])} | {cell(t['difference'])} "
-            f"| {cell(t['low'])} .. {cell(t['high'])} |"
+def compare_classifiers(dirs: dict[str, str], data: list[str], split: str, output: str) -> tuple[dict, str]:
+    runs = {}
+    for role, model_dir in dirs.items():
+        parts = [
+            classifiers.scored(model_dir, path, split, io_utils.join(output, role, f"{i}-{_folder(path)}"))
+            for i, path in enumerate(data)
+        ]
+        runs[role] = classifiers.Scored(
+            parts[0].version,
+            parts[0].threshold,
+            np.concatenate([p.labels for p in parts]),
+            np.concatenate([p.scores for p in parts]),
         )
-    return "\n".join([*lines, "", decision, ""])
+    classifiers.same_photos(runs["baseline"], runs["candidate"])
+    groups = np.arange(runs["baseline"].photos)
+    table = bootstrap.paired_bootstrap(runs["baseline"].figures, runs["candidate"].figures, classifiers.FIGURES, groups)
+    return _report(table, classifiers.FIGURES, f"{groups.size} photos", runs, "classifier")
+
+
+def compare_region_models(dirs: dict[str, str], data: list[str], split: str) -> tuple[dict, str]:
+    photos = regions.load_photos(data, split, regions.grid_size(list(dirs.values())))
+    log.info(
+        "%d photos (%d near-duplicate groups) on a %d px grid; %d files refused",
+        photos.groups.size, photos.groups.max() + 1, photos.size, len(photos.rejects),
+    )  # fmt: skip
+    runs = {role: regions.score(model_dir, photos) for role, model_dir in dirs.items()}
+    table = bootstrap.paired_bootstrap(
+        runs["baseline"].figures, runs["candidate"].figures, regions.FIGURES, photos.groups
+    )
+    said = f"{photos.groups.size} photos, {photos.groups.max() + 1} groups"
+    return _report(table, regions.FIGURES, said, runs, "region model")
+
+
+def _report(table: dict, figures, photos: str, runs: dict, kind: str) -> tuple[dict, str]:
+    promote, decision = bootstrap.verdict(table, figures)
+    names = {role: run.version for role, run in runs.items()}
+    text = bootstrap.markdown(table, figures, photos, names["baseline"], names["candidate"], decision)
+    result = {"kind": kind, "versions": names, "photos": photos, "figures": table, "promote": promote}
+    return result | {"verdict": decision}, text
+
+
+def _folder(path: str) -> str:
+    return path.rstrip("/").rsplit("/", 1)[-1]
+
+
+def kind_of(dirs: dict[str, str]) -> str:
+    """ "classifier" or "region": the two models must do the same job."""
+    kinds = {role: serving.read_metadata(d).kind for role, d in dirs.items()}
+    families = {
+        "classifier" if k == "classifier" else "region" if k in regions.REGION_KINDS else k for k in kinds.values()
+    }
+    if len(families) > 1:
+        raise SystemExit(
+            f"the baseline is a {kinds['baseline']} and the candidate a {kinds['candidate']}: "
+            "compare a classifier with a classifier, a rust-region model with a rust-region model"
+        )
+    family = families.pop()
+    if family not in ("classifier", "region"):
+        raise SystemExit(f"{dirs['baseline']} holds a {family}: nothing to compare it on")
+    return family
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -130,31 +99,31 @@ def main(argv: list[str] | None = None) -> int:
     for role in ("baseline", "candidate"):
         p.add_argument(f"--{role}", required=True, help="model folder or model root")
         p.add_argument(f"--{role}_version", help="with a model root: this version (default: its current one)")
-    p.add_argument("--data", required=True, help="data set directory or raw labelled folder")
+    p.add_argument(
+        "--data", required=True, action="append", help="data set directory or raw labelled folder (repeat to pool)"
+    )
     p.add_argument("--split", default=layout.TEST, help="split of a data set to score (default test)")
-    p.add_argument("--output", required=True, help="each model's evaluation and comparison.md / .json")
+    p.add_argument("--output", required=True, help="comparison.md / .json (and a classifier's evaluations)")
     p.add_argument("--promote", help="model root whose current version becomes the candidate if it is not worse")
     args = p.parse_args(argv)
     dirs = {
         role: versions.resolve(getattr(args, role), getattr(args, f"{role}_version"))
         for role in ("baseline", "candidate")
     }
-    runs = {role: scored(d, args.data, args.split, io_utils.join(args.output, role)) for role, d in dirs.items()}
-    table = paired_bootstrap(runs["baseline"], runs["candidate"])
-    promote, decision = verdict(table)
-    text = markdown(table, runs["baseline"], runs["candidate"], decision)
-    result = {"baseline": dirs["baseline"], "candidate": dirs["candidate"], "figures": table, "promote": promote}
-    io_utils.write_text(
-        io_utils.join(args.output, "comparison.json"), json.dumps(result | {"verdict": decision}, indent=2) + "\n"
-    )
+    if kind_of(dirs) == "classifier":
+        result, text = compare_classifiers(dirs, args.data, args.split, args.output)
+    else:
+        result, text = compare_region_models(dirs, args.data, args.split)
+    result |= {"baseline": dirs["baseline"], "candidate": dirs["candidate"], "data": args.data, "split": args.split}
+    io_utils.write_text(io_utils.join(args.output, "comparison.json"), json.dumps(result, indent=2) + "\n")
     io_utils.write_text(io_utils.join(args.output, "comparison.md"), text)
     print(text)
-    if args.promote and promote:
-        version = runs["candidate"].version
+    if args.promote and result["promote"]:
+        version = result["versions"]["candidate"]
         if not versions.is_complete(args.promote, version):
             versions.publish(dirs["candidate"], args.promote)
         versions.promote(args.promote, version)
-    return 0 if promote else 3
+    return 0 if result["promote"] else REFUSED
 
 
 if __name__ == "__main__":

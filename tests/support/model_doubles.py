@@ -5,6 +5,8 @@
   the pipeline feeds it (a tile resized to the input size), so it sees a small spot in a tile and
   loses it in a downscaled whole image exactly as a real detector would. It is not a detector of
   rust in real photos.
+- ``export_colour_rule_classifier`` / ``export_colour_rule_segmenter``: right on generated photos
+  (rust-coloured pixels), the known-good side of comparisons; ``everywhere`` makes a wrong segmenter.
 - ``export_tiny_classifier``: a seeded random-weight Keras CNN: real SavedModel, meaningless scores.
   Classifiers are exported with their LiteRT copy (``training.export_lite``) when asked (``lite``).
 - ``export_mobilenet_classifier``: a MobileNetV2 classifier of the production shape, for speed.
@@ -60,6 +62,21 @@ def export_colour_rule_classifier(
         return {serving.CLASSIFIER_OUTPUT: tf.sigmoid(2000.0 * (share - 0.002))}
 
     meta = serving.ModelMetadata("classifier", version, input_size, 0.5, ("no_rust", "rust"), "colour-rule", "none")
+    return export_model(model_dir, predict, tf.Module(), meta)
+
+
+def export_colour_rule_segmenter(
+    model_dir: str, input_size: int = 96, version: str = "colour-rule-segmenter-test-double", everywhere: bool = False
+) -> str:
+    """A segmenter double that is right on generated photos: a pixel's rust probability is 1 where
+    it is rust-coloured (a stride-1 map). ``everywhere``: a wrong one that calls every pixel rust."""
+
+    def predict(images: tf.Tensor) -> dict[str, tf.Tensor]:
+        found = tf.cast(rust_colour_mask(images), tf.float32)
+        return {serving.SEGMENTER_OUTPUT: tf.fill(tf.shape(found), 0.9) if everywhere else found}
+
+    extra = {"output": serving.SEGMENTER_OUTPUT, "stride": 1, "region_merge_radius": 0.02, "min_region_area": 0.002}
+    meta = serving.ModelMetadata("segmenter", version, input_size, 0.5, ("rust",), "colour-rule", "none", extra=extra)
     return export_model(model_dir, predict, tf.Module(), meta)
 
 

@@ -44,6 +44,7 @@ class SplitData:
     left_out: int = 0  # rust photos that say nothing about their pixels
     counts: dict[str, int] = field(default_factory=dict)
     sample_encoded: list[bytes] = field(default_factory=list)  # the first photos' bytes, to check the export
+    keys: list[str] = field(default_factory=list)  # sha256 per photo (evaluation: near-duplicate groups)
 
     def __len__(self) -> int:
         return len(self.kinds)

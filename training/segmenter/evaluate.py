@@ -61,6 +61,7 @@ def as_split(recs: list[Record], config: SegmenterConfig) -> SplitData:
         out.truth.append(mask)
         out.boxes.append(boxes)
         out.sample_encoded.append(r.encoded)
+        out.keys.append(r.sha256)
     return out
 
 
