@@ -10,6 +10,7 @@
     corrosion review --results GLOB --budget N ...            (= python -m pipelines.review_queue)
     corrosion versions publish|list|promote ...               (= python -m training.versions)
     corrosion compare --baseline ROOT --candidate M ...       (= python -m training.compare)
+    corrosion compare-nights --baseline GLOB --candidate GLOB (= python -m pipelines.compare_nights)
 
 The jobs are imported by name only when run: the library never depends on the jobs built on it,
 and ``corrosion --help`` answers without loading TensorFlow.
@@ -31,7 +32,8 @@ COMMANDS = {
     "infer": ("pipelines.batch_inference", "score a survey archive: rows, errors, previews, report"),
     "review": ("pipelines.review_queue", "a night's rows -> the photos to review, as pre-annotations"),
     "versions": ("training.versions", "publish, list and promote model versions under a model root"),
-    "compare": ("training.compare", "a candidate classifier against the one in use; promoted only if not worse"),
+    "compare": ("training.compare", "a candidate model against the one in use; promoted only if not worse"),
+    "compare-nights": ("pipelines.compare_nights", "one night scored by two versions, photo by photo"),
 }
 
 

@@ -27,7 +27,6 @@ import sys
 from collections.abc import Sequence
 
 import numpy as np
-from apache_beam.io.filesystems import FileSystems
 from PIL import Image
 
 from corrosion.core import csv_rows, io_utils
@@ -93,15 +92,6 @@ def queue_csv(queue: Sequence[selection.Candidate], items: Sequence[exports.Revi
     return "".join(line + "\n" for line in lines)
 
 
-def read_night(pattern: str) -> list[dict]:
-    paths = sorted(m.path for m in FileSystems.match([pattern])[0].metadata_list)
-    if not paths:
-        raise SystemExit(
-            f"--results {pattern} matches no result CSV (batch inference writes OUT/date=DAY/*-results-*.csv)"
-        )
-    return results.read_csv_rows(paths)
-
-
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -113,7 +103,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--masks", help="the night's masks folder (batch inference --masks): LabelMe gets the outlines")
     args = p.parse_args(argv)
     meta = serving.read_metadata(versions.resolve(args.classifier))
-    rows = read_night(args.results)
+    try:
+        rows = results.read_night(args.results)
+    except FileNotFoundError as exc:
+        raise SystemExit(f"--results {exc}") from None
     other = sorted({r["classifier_version"] for r in rows} - {meta.version})
     if other:
         raise SystemExit(f"--results were scored by {', '.join(other)}, not --classifier's {meta.version}")

@@ -150,6 +150,34 @@ def read_csv_rows(paths: Iterable[str], schema: Sequence[SchemaField] | None = N
     return rows
 
 
+def matching(pattern: str) -> list[str]:
+    """The files a glob matches, local or ``gs://`` (Beam's file systems), sorted."""
+    from apache_beam.io.filesystems import FileSystems
+
+    return sorted(m.path for m in FileSystems.match([pattern])[0].metadata_list)
+
+
+def read_night(pattern: str) -> list[dict[str, Any]]:
+    """A night's result rows from its CSV shards (a glob, e.g. ``OUT/date=DAY/SURVEY-results-*.csv``)."""
+    paths = matching(pattern)
+    if not paths:
+        raise FileNotFoundError(
+            f"{pattern} matches no result CSV (batch inference writes OUT/date=DAY/SURVEY-results-*.csv)"
+        )
+    return read_csv_rows(paths)
+
+
+def errors_pattern(results_pattern: str) -> str:
+    """The error shards written beside the result shards a glob names."""
+    head, _, tail = results_pattern.rpartition("-results-")
+    return f"{head}-errors-{tail}" if head else results_pattern
+
+
+def read_errors(pattern: str) -> list[dict[str, str]]:
+    """Error rows (``ERROR_COLUMNS``) from the shards a glob matches; none when it matches none."""
+    return [row for path in matching(pattern) for row in csv.DictReader(io.StringIO(io_utils.read_text(path)))]
+
+
 # Python type of a column -> its BigQuery type; a field may name another in its metadata (TIMESTAMP).
 BIGQUERY_TYPES = {str: "STRING", int: "INTEGER", float: "FLOAT", bool: "BOOLEAN"}
 
