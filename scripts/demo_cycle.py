@@ -1,11 +1,13 @@
 """``make demo-cycle``: two survey nights with the review loop between them, on generated photos.
 
-labelled photos -> data set -> classifier V1 (published to a model root and promoted) -> night 1
-scored by V1 (+ the detector) -> review queue -> corrections (the photos' known truth written as
-labelImg files, standing in for the inspector) -> data set rebuilt with them (--corrections,
---previous_manifest) -> classifier V2 trained into the root (not promoted) -> training.compare V2
-against V1 on the test split -> promoted only if not worse -> night 2 (night 1's photos plus new
-ones) scored by what the root then serves, with --skip_processed re-scoring what the new version must.
+labelled photos -> data set -> classifier and detector V1 (each published to its model root and
+promoted) -> night 1 scored by V1 -> review queue -> corrections (the photos' known truth written
+as labelImg files, standing in for the inspector) -> data set rebuilt with them (--corrections,
+--previous_manifest) -> classifier and detector V2 trained into their roots (not promoted) ->
+training.compare V2 against V1 on the test split, each promoted only if not worse -> night 2
+(night 1's photos plus new ones) scored by what the roots then serve, with --skip_processed
+re-scoring what a new version must -> pipelines.compare_nights: night 1's rows against night 2's,
+photo by photo, when anything was re-scored.
 
 Every step is the real command a user would run (``python -m ...``).
 """
@@ -29,18 +31,27 @@ from scripts.demo import DemoConfig, DemoSize, _step, generate_labelled, pick_we
 log = logging.getLogger("demo_cycle")
 
 
-def train_classifier(dataset: Path, size: DemoSize, weights: str, *where: str) -> None:
+def train_classifier(dataset: Path, size: DemoSize, weights: str, root: Path) -> None:
     _step(
-        "train classifier", "training.train_classifier", "--data", str(dataset), *where,
+        "train classifier", "training.train_classifier", "--data", str(dataset), "--model_root", str(root),
         "--set", f"input_size={size.classifier_input_size}", "--head_epochs", str(size.classifier_head_epochs),
         "--fine_tune_epochs", str(size.classifier_fine_tune_epochs), "--weights", weights,
     )  # fmt: skip
 
 
-def night(photos: Path, root: Path, detector: Path, out: Path, date: str) -> dict:
+def train_detector(dataset: Path, size: DemoSize, weights: str, root: Path) -> None:
     _step(
-        f"night {date}", "pipelines.batch_inference", "--input", str(photos / "*"), "--classifier", str(root),
-        "--detector", str(detector), "--output", str(out), "--skip_processed", str(out), "--survey_id", "hull-7",
+        "train detector", "training.train_detector", "--data", str(dataset), "--model_root", str(root),
+        "--set", f"model.input_size={size.detector_input_size}", "--head_epochs", str(size.detector_head_epochs),
+        "--fine_tune_epochs", str(size.detector_fine_tune_epochs), "--batch_size", str(size.detector_batch_size),
+        "--weights", weights,
+    )  # fmt: skip
+
+
+def night(photos: Path, roots: dict[str, Path], out: Path, date: str) -> dict:
+    _step(
+        f"night {date}", "pipelines.batch_inference", "--input", str(photos / "*"), "--classifier",
+        str(roots["classifier"]), "--detector", str(roots["detector"]), "--output", str(out), "--skip_processed", str(out), "--survey_id", "hull-7",
         "--run_date", date,
     )  # fmt: skip
     return json.loads((out / f"date={date}" / "hull-7-summary.json").read_text())
@@ -66,84 +77,81 @@ def run_cycle(workdir: Path, tiny: bool, seed: int = 11) -> dict:
     if workdir.exists():
         shutil.rmtree(workdir)
     workdir.mkdir(parents=True)
-    w, root, detector = pick_weights(tiny), workdir / "models" / "classifier", workdir / "models" / "detector"
+    w = pick_weights(tiny)
+    roots = {kind: workdir / "models" / kind for kind in ("classifier", "detector")}
+    trainers = {"classifier": train_classifier, "detector": train_detector}
     generate_labelled(workdir / "labelled", size, seed)
-    _step(
-        "build data set",
-        "pipelines.build_dataset",
-        "--input",
-        str(workdir / "labelled"),
-        "--output_dir",
-        str(workdir / "d1"),
-    )
-    train_classifier(workdir / "d1", size, w, "--model_root", str(root))
-    _step("promote V1", "training.versions", "promote", str(root), versions.versions(str(root))[0])
-    _step(
-        "train detector", "training.train_detector", "--data", str(workdir / "d1"), "--model_dir", str(detector),
-        "--set", f"model.input_size={size.detector_input_size}", "--head_epochs", str(size.detector_head_epochs),
-        "--fine_tune_epochs", str(size.detector_fine_tune_epochs), "--batch_size", str(size.detector_batch_size),
-        "--weights", w,
-    )  # fmt: skip
+    _step("build data set", "pipelines.build_dataset", "--input", str(workdir / "labelled"),
+          "--output_dir", str(workdir / "d1"))  # fmt: skip
+    for kind, root in roots.items():
+        trainers[kind](workdir / "d1", size, w, root)
+        _step(f"promote {kind} V1", "training.versions", "promote", str(root), versions.versions(str(root))[0])
     photos = workdir / "night"
     truth = synthetic.generate_survey(
         photos, "flat", n_rust=size.night_images // 2, n_clean=size.night_images - size.night_images // 2,
         size=[tuple(s) for s in size.night_sizes], seed=seed + 1, hard_negative_fraction=0.4,
     )  # fmt: skip
-    first = night(photos, root, detector, workdir / "results", "2026-12-01")
+    first = night(photos, roots, workdir / "results", "2026-12-01")
     results_glob = str(workdir / "results" / "date=2026-12-01" / "hull-7-results-*.csv")
     budget = str(max(2, size.night_images // 2))
-    _step("review queue", "pipelines.review_queue", "--results", results_glob, "--classifier", str(root),
-          "--budget", budget, "--output", str(workdir / "review"))  # fmt: skip
+    _step("review queue", "pipelines.review_queue", "--results", results_glob, "--classifier",
+          str(roots["classifier"]), "--budget", budget, "--output", str(workdir / "review"))  # fmt: skip
     corrected = correct(workdir / "review", truth, workdir / "corrections")
     _step(
         "rebuild data set", "pipelines.build_dataset", "--input", str(workdir / "labelled"),
         "--corrections", str(workdir / "corrections"), "--previous_manifest", str(workdir / "d1" / "manifest.csv"),
         "--output_dir", str(workdir / "d2"),
     )  # fmt: skip
-    train_classifier(workdir / "d2", size, w, "--model_root", str(root))
-    v1 = versions.current(str(root))
-    v2 = [v for v in versions.versions(str(root)) if v != v1][0]
-    promoted = compare(root, v1, v2, workdir)
+    models = {}
+    for kind, root in roots.items():
+        trainers[kind](workdir / "d2", size, w, root)
+        v1 = versions.current(str(root))
+        v2 = [v for v in versions.versions(str(root)) if v != v1][0]
+        models[kind] = {"v1": v1, "v2": v2, "promoted": compare(root, v1, v2, workdir / "compare" / kind)}
     more = synthetic.generate_survey(workdir / "more", "flat", n_rust=2, n_clean=2, size=[(320, 240)], seed=seed + 2)
     for image in more.images:
         shutil.copy(workdir / "more" / image.path, photos / f"new_{Path(image.path).name}")
-    second = night(photos, root, detector, workdir / "results", "2026-12-02")
-    return summarise(workdir, first, second, corrected, v1, v2, promoted)
+    second = night(photos, roots, workdir / "results", "2026-12-02")
+    if any(m["promoted"] for m in models.values()):  # night 1's photos were scored again by a new version
+        _step("compare nights", "pipelines.compare_nights", "--baseline", results_glob, "--candidate",
+              results_glob.replace("2026-12-01", "2026-12-02"), "--output", str(workdir / "night_diff"))  # fmt: skip
+    return summarise(workdir, first, second, corrected, models)
 
 
-def compare(root: Path, v1: str, v2: str, workdir: Path) -> bool:
+def compare(root: Path, v1: str, v2: str, output: Path) -> bool:
     """training.compare V2 against V1 on the rebuilt data set's test split; True when promoted."""
     import subprocess
 
     cmd = [
         sys.executable, "-m", "training.compare", "--baseline", str(root), "--baseline_version", v1,
-        "--candidate", str(root), "--candidate_version", v2, "--data", str(workdir / "d2"),
-        "--output", str(workdir / "compare"), "--promote", str(root),
+        "--candidate", str(root), "--candidate_version", v2, "--data", str(output.parents[1] / "d2"),
+        "--output", str(output), "--promote", str(root),
     ]  # fmt: skip
-    log.info("[compare] %s", " ".join(cmd))
+    log.info("[compare %s] %s", root.name, " ".join(cmd))
     code = subprocess.run(cmd).returncode
     if code not in (0, 3):
-        raise SystemExit(f"demo step 'compare' failed (exit {code})")
+        raise SystemExit(f"demo step 'compare {root.name}' failed (exit {code})")
     return code == 0
 
 
-def summarise(workdir: Path, first: dict, second: dict, corrected: int, v1: str, v2: str, promoted: bool) -> dict:
+def summarise(workdir: Path, first: dict, second: dict, corrected: int, models: dict) -> dict:
+    def served(night: dict) -> dict:
+        return {"classifier": night["classifier_version"], "detector": night["detector_version"]}
+
+    diff = workdir / "night_diff" / "summary.json"
     summary = {
-        "night_1": {"classifier": first["classifier_version"], "scored": first["counters"]["images_scored"]},
+        "night_1": served(first) | {"scored": first["counters"]["images_scored"]},
         "corrected_photos": corrected,
-        "v1": v1,
-        "v2": v2,
-        "promoted": promoted,
-        "night_2": {
-            "classifier": second["classifier_version"],
-            "scored": second["counters"]["images_scored"],
-            "skipped": second["counters"]["images_skipped"],
-        },
-        "comparison": str(workdir / "compare" / "comparison.md"),
+        "models": models,
+        "night_2": served(second)
+        | {"scored": second["counters"]["images_scored"], "skipped": second["counters"]["images_skipped"]},
+        "night_diff": json.loads(diff.read_text()) if diff.exists() else None,
+        "comparisons": [str(workdir / "compare" / kind / "comparison.md") for kind in models],
     }
     (workdir / "cycle_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(json.dumps(summary, indent=2))
-    print((workdir / "compare" / "comparison.md").read_text())
+    for path in summary["comparisons"]:
+        print(Path(path).read_text())
     return summary
 
 

@@ -57,13 +57,21 @@ def test_tiny_cycle_two_nights_with_review_corrections_retraining_and_a_decided_
 
     summary = demo_cycle.run_cycle(tmp_path / "cycle", tiny=True)
     size = demo.load_config(demo.DemoConfig, demo.config_path("demo.yaml")).tiny
-    assert summary["night_1"] == {"classifier": summary["v1"], "scored": size.night_images}
+    models = summary["models"]
+    served_1 = {kind: m["v1"] for kind, m in models.items()}
+    assert summary["night_1"] == served_1 | {"scored": size.night_images}
     assert summary["corrected_photos"] == max(2, size.night_images // 2)
-    assert summary["v1"] != summary["v2"]
-    comparison = json.loads((tmp_path / "cycle" / "compare" / "comparison.json").read_text())
-    assert comparison["promote"] == summary["promoted"]
-    night_2 = summary["night_2"]
-    if summary["promoted"]:  # a new classifier version: every photo is scored again
-        assert night_2 == {"classifier": summary["v2"], "scored": size.night_images + 4, "skipped": 0}
-    else:  # the same version: only the four new photos
-        assert night_2 == {"classifier": summary["v1"], "scored": 4, "skipped": size.night_images}
+    for kind, m in models.items():
+        assert m["v1"] != m["v2"] and m["v1"].startswith(kind)
+        comparison = json.loads((tmp_path / "cycle" / "compare" / kind / "comparison.json").read_text())
+        assert comparison["promote"] == m["promoted"]
+        assert comparison["kind"] == ("classifier" if kind == "classifier" else "region model")
+    served_2 = {kind: m["v2"] if m["promoted"] else m["v1"] for kind, m in models.items()}
+    night_2, diff = summary["night_2"], summary["night_diff"]
+    if served_2 != served_1:  # a new version: every photo is scored again, and the two nights compared
+        assert night_2 == served_2 | {"scored": size.night_images + 4, "skipped": 0}
+        assert diff["photos"] == {"both": size.night_images, "candidate only": 4}
+        assert diff["versions"]["candidate"]["classifier_version"] == [served_2["classifier"]]
+    else:  # the same versions: only the four new photos, nothing to compare
+        assert night_2 == served_2 | {"scored": 4, "skipped": size.night_images}
+        assert diff is None
