@@ -349,3 +349,22 @@ def test_model_versions_on_gs_publish_promote_and_a_reader_never_sees_a_mix(clou
     synthetic.generate_survey(tmp_path / "night", "flat", n_rust=1, n_clean=1, size=(64, 48))
     args = ["--input", str(tmp_path / "night" / "*"), "--classifier", root, "--output", str(tmp_path / "out")]
     assert bi.run(args)["classifier_version"] == names[1]
+
+
+def test_a_staged_copy_is_removed_when_a_fresh_one_replaces_it_and_at_exit(cloud, tmp_path, monkeypatch):
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "metadata.json").write_text("{}")
+    upload(model, f"gs://{BUCKET}/models/staged")
+    monkeypatch.setenv("CORROSION_STAGING_DIR", str(tmp_path / "staging"))
+    (tmp_path / "staging").mkdir()
+    first = staging.local_folder(f"gs://{BUCKET}/models/staged")
+    assert staging.local_folder(f"gs://{BUCKET}/models/staged") == first  # once per process
+    second = staging.local_folder(f"gs://{BUCKET}/models/staged", refresh=True)  # a model reloaded
+    assert second != first and (Path(second) / "metadata.json").read_text() == "{}"
+    assert sorted(p.name for p in (tmp_path / "staging").iterdir()) == [Path(second).name]
+    with pytest.raises(FileNotFoundError, match="holds no files"):
+        staging.local_folder(f"gs://{BUCKET}/models/missing")
+    assert sorted(p.name for p in (tmp_path / "staging").iterdir()) == [Path(second).name]  # no empty leftover
+    staging.remove_copies()
+    assert list((tmp_path / "staging").iterdir()) == []

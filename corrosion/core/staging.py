@@ -5,13 +5,17 @@ other part of the product uses (Beam ``FileSystems`` over google-cloud-storage):
 ``STORAGE_EMULATOR_HOST``, proxies set for the Google clients, and the credentials Beam was given.
 So a ``gs://`` model or data set is copied once per process through ``FileSystems`` into a local
 temporary folder, and TensorFlow reads that: one storage client for the whole product, and a
-worker reads a model's files from its own disk rather than over the network at every load.
+worker reads a model's files from its own disk rather than over the network at every load. A copy
+is removed when a fresh one replaces it (a model reloaded) and when the process exits: a loaded
+SavedModel holds its weights in memory and no longer needs its files.
 """
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
+import shutil
 import tempfile
 import threading
 
@@ -58,10 +62,25 @@ def local_folder(uri: str, refresh: bool = False) -> str:
         if key in _copies and not refresh:
             return _copies[key]
         destination = tempfile.mkdtemp(prefix="corrosion-", dir=staging_root())
-        count = copy_folder(key, destination)
+        try:
+            count = copy_folder(key, destination)
+        except BaseException:
+            shutil.rmtree(destination, ignore_errors=True)
+            raise
         log.info("copied %s (%d files) to %s", key, count, destination)
-        _copies[key] = destination
+        replaced, _copies[key] = _copies.get(key), destination
+        if replaced:
+            shutil.rmtree(replaced, ignore_errors=True)
         return destination
+
+
+@atexit.register
+def remove_copies() -> None:
+    """Every local copy this process made (also run at exit)."""
+    with _lock:
+        for folder in _copies.values():
+            shutil.rmtree(folder, ignore_errors=True)
+        _copies.clear()
 
 
 def upload_folder(local: str, uri: str, last: str | None = None) -> list[str]:

@@ -14,7 +14,7 @@ import apache_beam as beam
 
 from corrosion.core import paths
 from corrosion.core.labels import LabelConfig
-from corrosion.data import manifest, stats
+from corrosion.data import layout, manifest, stats
 from corrosion.data.dataset_config import DatasetConfig
 from pipelines.dataset import transforms as T
 
@@ -144,9 +144,9 @@ class WriteReports(beam.PTransform):
     def expand(self, outputs):
         rejects, rows = outputs[T.REJECTS], outputs[T.MANIFEST]
         self._write_lines(
-            rows | "ManifestCsv" >> beam.Map(lambda r: r.to_csv()), "Manifest", "manifest", ".csv", manifest.header()
+            rows | "ManifestCsv" >> beam.Map(lambda r: r.to_csv()), "Manifest", layout.MANIFEST, manifest.header()
         )
-        self._write_lines(rejects | "RejectJson" >> beam.Map(lambda r: r.to_json()), "Rejects", "rejects", ".jsonl")
+        self._write_lines(rejects | "RejectJson" >> beam.Map(lambda r: r.to_json()), "Rejects", layout.REJECTS)
         events = (
             rows | "ManifestEvents" >> beam.FlatMap(stats.manifest_events),
             rejects | "RejectEvents" >> beam.FlatMap(stats.reject_events),
@@ -172,7 +172,9 @@ class WriteReports(beam.PTransform):
         )
         return beam.pvalue.PDone(outputs[T.IGNORED].pipeline)
 
-    def _write_lines(self, lines, label: str, stem: str, suffix: str, header: str | None = None) -> None:
+    def _write_lines(self, lines, label: str, name: str, header: str | None = None) -> None:
+        """One unsharded text file ``name`` (a ``layout`` name) in the output folder."""
+        stem, dot, suffix = name.rpartition(".")
         _ = lines | f"Write{label}" >> beam.io.WriteToText(
-            paths.join(self.output_dir, stem), suffix, num_shards=1, shard_name_template="", header=header
+            paths.join(self.output_dir, stem), dot + suffix, num_shards=1, shard_name_template="", header=header
         )
