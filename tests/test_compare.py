@@ -46,6 +46,12 @@ def test_a_lower_is_better_figure_counts_against_a_candidate_whose_error_rose():
     assert bootstrap.verdict(rows, [error]) == (False, "not promoted: worse on mae (mae +4.000)")
     rows["mae"] |= {"difference": -4.0, "low": -5.0, "high": -3.0}
     assert bootstrap.verdict(rows, [error]) == (True, "promoted: worse on none of mae; better on mae (mae -4.000)")
+    ap = bootstrap.Figure("ap", "AP", deciding=True)  # e.g. photos with no true box: AP undefined
+    rows["ap"] = {"baseline": None, "candidate": None, "difference": None, "low": None, "high": None}
+    assert bootstrap.verdict(rows, [error, ap]) == (
+        True,
+        "promoted: worse on none of mae, ap; better on mae (mae -4.000); not measurable on these photos: ap",
+    )
 
 
 def test_promotion_refuses_a_worse_candidate_and_accepts_a_better_one(tmp_path):

@@ -87,10 +87,12 @@ def verdict(table: dict[str, dict], figures: Sequence[Figure]) -> tuple[bool, st
     said = ", ".join(
         f"{f.key} {table[f.key]['difference']:+.3f}" for f in figures if table[f.key]["difference"] is not None
     )
+    unmeasured = [f.key for f in figures if f.deciding and gains[f.key] is None]
+    caveat = f"; not measurable on these photos: {', '.join(unmeasured)}" if unmeasured else ""
     if worse:
-        return False, f"not promoted: worse on {', '.join(worse)} ({said})"
+        return False, f"not promoted: worse on {', '.join(worse)} ({said}){caveat}"
     beat = f"better on {', '.join(better)}" if better else "no figure better beyond the intervals"
-    return True, f"promoted: worse on none of {deciding}; {beat} ({said})"
+    return True, f"promoted: worse on none of {deciding}; {beat} ({said}){caveat}"
 
 
 def markdown(table: dict, figures: Sequence[Figure], photos: str, baseline: str, candidate: str, decision: str) -> str:
