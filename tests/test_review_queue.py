@@ -216,3 +216,30 @@ def _scan(folder: Path):
     scan = discovery.scan(str(folder), load_labels())
     assert scan.rejects == []
     return scan.images
+
+
+def test_every_pre_annotation_file_has_its_tools_documented_shape(night, tmp_path):
+    from support import tool_formats as tf
+
+    queue = _queue(night, tmp_path / "q", budget=6)
+    tasks = [
+        tf.LabelStudioTask.model_validate(t) for t in json.loads((tmp_path / "q/label_studio/tasks.json").read_text())
+    ]
+    assert len(tasks) == len(queue) and sum(len(t.predictions[0].result) for t in tasks) > 0
+    labelme = sorted((tmp_path / "q" / "labelme").glob("*.json"))
+    assert len(labelme) == len(queue)
+    for path in labelme:
+        document = tf.LabelMeFile.model_validate(json.loads(path.read_text()))
+        assert (path.parent / document.imagePath).is_file()
+    coco = tf.CocoFile.model_validate(json.loads((tmp_path / "q" / "coco" / "annotations.json").read_text()))
+    assert len(coco.images) == len(queue) and all((tmp_path / "q/coco" / i.file_name).is_file() for i in coco.images)
+    assert {a.image_id for a in coco.annotations} <= {i.id for i in coco.images}
+    boxed = next(
+        t for t in json.loads((tmp_path / "q/label_studio/tasks.json").read_text()) if t["predictions"][0]["result"]
+    )
+    boxed["predictions"][0]["result"][0]["type"] = "rectangle"  # Label Studio's tag name, not its result type
+    with pytest.raises(ValueError, match="rectanglelabels"):  # the models do catch a wrong file
+        tf.LabelStudioTask.model_validate(boxed)
+    boxed["predictions"][0]["result"][0] |= {"type": "rectanglelabels", "orig_width": 240}
+    with pytest.raises(ValueError, match="orig_width"):
+        tf.LabelStudioTask.model_validate(boxed)
