@@ -173,3 +173,11 @@ def test_near_duplicates_in_a_data_set_are_one_group_in_the_draws(tmp_path):
     index = {key: i for i, key in enumerate(photos.data.keys)}
     mine = [photos.groups[index[r.sha256]] for r in pair]
     assert mine[0] == mine[1] and photos.groups.max() + 1 == photos.groups.size - 1  # the others stand alone
+
+
+def test_region_models_without_photos_to_score_say_so(tmp_path):
+    seg = doubles.export_colour_rule_segmenter(str(tmp_path / "seg"))
+    (tmp_path / "empty").mkdir()
+    argv = ["--baseline", seg, "--candidate", seg, "--data", str(tmp_path / "empty"), "--output", str(tmp_path / "o")]
+    with pytest.raises(SystemExit, match="training.compare: no photo with rust masks, boxes or no_rust labels"):
+        compare.main(argv)

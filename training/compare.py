@@ -50,7 +50,7 @@ def compare_classifiers(dirs: dict[str, str], data: list[str], split: str, outpu
     return _report(table, classifiers.FIGURES, f"{groups.size} photos", runs, "classifier")
 
 
-def compare_region_models(dirs: dict[str, str], data: list[str], split: str) -> tuple[dict, str]:
+def compare_regions(dirs: dict[str, str], data: list[str], split: str) -> tuple[dict, str]:
     photos = regions.load_photos(data, split, regions.grid_size(list(dirs.values())))
     log.info(
         "%d photos (%d near-duplicate groups) on a %d px grid; %d files refused",
@@ -110,10 +110,13 @@ def main(argv: list[str] | None = None) -> int:
         role: versions.resolve(getattr(args, role), getattr(args, f"{role}_version"))
         for role in ("baseline", "candidate")
     }
-    if kind_of(dirs) == "classifier":
-        result, text = compare_classifiers(dirs, args.data, args.split, args.output)
-    else:
-        result, text = compare_region_models(dirs, args.data, args.split)
+    try:
+        if kind_of(dirs) == "classifier":
+            result, text = compare_classifiers(dirs, args.data, args.split, args.output)
+        else:
+            result, text = compare_regions(dirs, args.data, args.split)
+    except (ValueError, FileNotFoundError) as exc:  # no usable photos, a missing data set
+        raise SystemExit(f"training.compare: {exc}") from None
     result |= {"baseline": dirs["baseline"], "candidate": dirs["candidate"], "data": args.data, "split": args.split}
     io_utils.write_text(io_utils.join(args.output, "comparison.json"), json.dumps(result, indent=2) + "\n")
     io_utils.write_text(io_utils.join(args.output, "comparison.md"), text)
