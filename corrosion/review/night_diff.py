@@ -124,7 +124,8 @@ def markdown(s: dict, top: pd.DataFrame) -> str:
         "",
         "Photos: " + (", ".join(f"{n} {k}" for k, n in s["photos"].items()) or "none") + ".",
         f"Calls flipped: {s['calls']['flipped_to_rust']} clean -> rust, {s['calls']['flipped_to_clean']} rust -> clean "
-        f"(rust calls {s['calls']['rust_baseline']} -> {s['calls']['rust_candidate']}).",
+        f"(rust calls {s['calls']['rust_baseline']} -> {s['calls']['rust_candidate']}; each version calls rust at its own "
+        "threshold, so a call can flip while the probability barely moves).",
         f"D610 grades: {s['grades']['moved_by_1']} moved by one, {s['grades']['moved_by_2_or_more']} by two or more "
         f"({s['grades']['worse']} to more rust, {s['grades']['better']} to less) of {s['grades']['compared']} graded.",
         "",
