@@ -77,6 +77,10 @@ def test_promotion_refuses_a_worse_candidate_and_accepts_a_better_one(tmp_path):
     assert run(good, "c2") == 0 and versions.current(root) == "classifier-good"
     assert json.loads((tmp_path / "c2" / "comparison.json").read_text())["figures"]["roc_auc"]["low"] > 0
 
+    twice = ["--baseline", coin, "--candidate", good, "--data", str(photos), "--data", str(photos)]
+    assert compare.main([*twice, "--output", str(tmp_path / "c3")]) == 0  # extra folders are pooled
+    assert json.loads((tmp_path / "c3" / "comparison.json").read_text())["photos"] == "48 photos"
+
 
 def _region_folder(root, n: int = 12, seed: int = 3) -> str:
     """LabelMe photos with exactly known rust (polygons) and a few clean ones (no shapes)."""
