@@ -92,6 +92,8 @@ def _region_folder(root, n: int = 12, seed: int = 3) -> str:
         photo = rf.region_photo(rng, 96, 72, int(rng.integers(0, 3)))
         (root / f"p{i}.jpg").write_bytes(photo.jpeg())
         (root / f"p{i}.json").write_text(rf.labelme_json(f"p{i}.jpg", 96, 72, photo.polygons))
+    (root / "broken.jpg").write_bytes(photo.jpeg()[:200])  # refused, and listed as refused
+    (root / "broken.json").write_text(rf.labelme_json("broken.jpg", 96, 72, photo.polygons))
     return str(root)
 
 
@@ -139,6 +141,9 @@ def test_region_models_promotion_refuses_the_worse_and_accepts_the_better(tmp_pa
     assert run(wrong, "r1") == compare.REFUSED and versions.current(root) == "segmenter-good"
     result = json.loads((tmp_path / "r1" / "comparison.json").read_text())
     assert result["kind"] == "region model" and result["photos"] == "12 photos, 12 groups"
+    assert result["rejects"] == [
+        {"path": photos + "/broken.jpg", "reason": "corrupt_image", "detail": result["rejects"][0]["detail"]}
+    ]
     mae = result["figures"]["rusted_pct_mae"]
     assert mae["baseline"] < 5 and mae["candidate"] > 50 and mae["low"] > 0  # the wrong one's error is higher
     assert "not promoted: worse on rusted_pct_mae, AP50" in result["verdict"]

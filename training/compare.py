@@ -53,15 +53,18 @@ def compare_classifiers(dirs: dict[str, str], data: list[str], split: str, outpu
 def compare_regions(dirs: dict[str, str], data: list[str], split: str) -> tuple[dict, str]:
     photos = regions.load_photos(data, split, regions.grid_size(list(dirs.values())))
     log.info(
-        "%d photos (%d near-duplicate groups) on a %d px grid; %d files refused",
-        photos.groups.size, photos.groups.max() + 1, photos.size, len(photos.rejects),
+        "%d photos (%d near-duplicate groups) on a %d px grid; %d rust photos without regions or boxes left out; "
+        "%d files refused (comparison.json lists them)",
+        photos.groups.size, photos.groups.max() + 1, photos.size, photos.data.left_out, len(photos.rejects),
     )  # fmt: skip
     runs = {role: regions.score(model_dir, photos) for role, model_dir in dirs.items()}
     table = bootstrap.paired_bootstrap(
         runs["baseline"].figures, runs["candidate"].figures, regions.FIGURES, photos.groups
     )
     said = f"{photos.groups.size} photos, {photos.groups.max() + 1} groups"
-    return _report(table, regions.FIGURES, said, runs, "region model")
+    result, text = _report(table, regions.FIGURES, said, runs, "region model")
+    refused = [{"path": r.path, "reason": r.reason, "detail": r.detail} for r in photos.rejects]
+    return result | {"left_out": photos.data.left_out, "rejects": refused}, text
 
 
 def _report(table: dict, figures, photos: str, runs: dict, kind: str) -> tuple[dict, str]:
