@@ -244,3 +244,33 @@ def test_a_second_run_reads_the_frozen_features_its_first_run_cached(trained, tm
         again = train_segmenter.train(out["data"], str(tmp_path / "m"), config)
     assert caplog.text.count("features of") == 3  # train, validation, test: none recomputed
     assert again["data_counts"] == out["data_counts"]
+
+
+def test_features_stream_into_the_cache_files_equal_to_memory_and_an_older_cache_still_loads(trained, tmp_path):
+    import dataclasses
+    import pickle
+
+    from corrosion.models.weights import resolve_weights
+    from training.segmenter import data as seg_data
+    from training.segmenter.model import build_feature_extractor
+
+    out, _ = trained
+    config = load_segmenter_config(None, {"input_size": 64, "weights": "none", "batch_size": 16})
+    features = build_feature_extractor(config, resolve_weights("none"))
+    in_memory = seg_data.load_split(out["data"], "train", features, config, flip=True)
+    streamed = seg_data.load_split(out["data"], "train", features, config, flip=True, folder=str(tmp_path / "c"))
+    assert len(streamed) == len(in_memory) == len(in_memory.target) and streamed.names == in_memory.names
+    for name, values in in_memory.features.items():
+        assert isinstance(streamed.features[name], np.memmap) and len(values) == len(in_memory)
+        assert np.array_equal(np.asarray(streamed.features[name]), values)  # photos first, then their mirrors
+    s8, half = in_memory.features["s8"], len(in_memory) // 2
+    assert not np.array_equal(s8[:half], s8[half:]) and np.any(s8 != 0)
+    seg_data.save(streamed, str(tmp_path / "c"))
+    assert sorted(p.name for p in (tmp_path / "c").iterdir()) == ["rest.pkl", "s16.npy", "s32.npy", "s8.npy"]
+
+    older = dataclasses.replace(streamed, features={})  # a cache pickled before SplitData had ``keys``
+    del older.__dict__["keys"]
+    (tmp_path / "c" / "rest.pkl").write_bytes(pickle.dumps(older))
+    loaded = seg_data.load(str(tmp_path / "c"))
+    assert loaded.keys == [] and loaded.names == streamed.names
+    assert np.array_equal(np.asarray(loaded.features["s8"]), in_memory.features["s8"])

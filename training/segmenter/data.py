@@ -80,31 +80,27 @@ def mask_at(mask_png: bytes, size: int) -> np.ndarray:
     return np.asarray(img, dtype=np.uint8)
 
 
-def load_split(data_dir: str, split: str, features, config: SegmenterConfig, flip: bool = False) -> SplitData:
+def load_split(
+    data_dir: str, split: str, features, config: SegmenterConfig, flip: bool = False, folder: str | None = None
+) -> SplitData:
     """Every photo of ``split`` with pixel facts, its targets and frozen features (and mirrored copies).
 
-    Photos are decoded with the serving graph's own preprocessing and their features extracted a
-    batch at a time, so no decoded photo is kept.
+    Two passes over the split: the first reads the pixel facts and counts the photos, the second
+    decodes them a batch at a time (the serving graph's own preprocessing) and writes each batch's
+    features straight into arrays of their final size: in ``folder`` as memory-mapped ``.npy`` files
+    when it is given (the feature cache), so memory holds one batch of photos whatever the input
+    size, never the split's features twice.
     """
     negative_label = load_labels().image_label_id(NO_RUST)
     out = SplitData({}, np.zeros(0), np.zeros(0), [], [], [], [], [])
-    targets, weights, batch, parts, mirrored = [], [], [], [], []
-
-    def flush() -> None:
-        if batch:
-            images = np.stack(batch)
-            parts.append(extract(features, images, config.batch_size))
-            if flip:
-                mirrored.append(extract(features, images[:, :, ::-1], config.batch_size))
-            batch.clear()
-
+    targets, weights, kept = [], [], []
     for ex in parsed_dataset(data_dir, split).as_numpy_iterator():
         mask = mask_at(ex["mask"], config.input_size) if ex["mask"] else None
         facts = cell_targets(mask, ex["boxes"], int(ex["label"]) == negative_label and mask is None, config)
+        kept.append(facts is not None)
         if facts is None:
             out.left_out += 1
             continue
-        batch.append(preprocess.decode_and_resize(tf.constant(ex["encoded"]), config.input_size).numpy())
         targets.append(facts[0])
         weights.append(facts[1])
         out.kinds.append(facts[2])
@@ -114,18 +110,69 @@ def load_split(data_dir: str, split: str, features, config: SegmenterConfig, fli
         out.boxes.append(ex["boxes"])
         if len(out.sample_encoded) < SAMPLE_PHOTOS:
             out.sample_encoded.append(ex["encoded"])
-        if len(batch) == config.batch_size:
-            flush()
-    flush()
     if not targets:
         raise DatasetError(f"the {split} split of {data_dir} has no photo with rust masks, boxes or no_rust labels")
     out.target, out.weight = np.stack(targets), np.stack(weights)
-    out.features = {n: np.concatenate([p[n] for p in parts]) for n in FEATURE_NAMES}
+    photos = len(targets)
+    arrays = FeatureArrays(photos * (2 if flip else 1), folder)
+    batch: list[np.ndarray] = []
+    written = 0
+
+    def flush() -> None:
+        nonlocal written
+        if batch:
+            images = np.stack(batch)
+            arrays.put(written, extract(features, images, config.batch_size))
+            if flip:
+                arrays.put(photos + written, extract(features, images[:, :, ::-1], config.batch_size))
+            written += len(batch)
+            batch.clear()
+            if written % (config.batch_size * 20) == 0:
+                log.info("%s: features of %d / %d photos", split, written, photos)
+
+    examples = parsed_dataset(data_dir, split).as_numpy_iterator()
+    for ex, use in zip(examples, kept, strict=True):
+        if use:
+            batch.append(preprocess.decode_and_resize(tf.constant(ex["encoded"]), config.input_size).numpy())
+            if len(batch) == config.batch_size:
+                flush()
+    flush()
+    out.features = arrays.done()
     if flip:
-        out = _with_mirrors(out, {n: np.concatenate([p[n] for p in mirrored]) for n in FEATURE_NAMES})
+        out = _with_mirrors(out)
     out.counts = {kind: out.kinds.count(kind) for kind in (REGIONS, BOXES, NEGATIVE)} | {"left_out": out.left_out}
     log.info("%s: %s, %d feature views", split, out.counts, len(out))
     return out
+
+
+class FeatureArrays:
+    """Each feature tap's array for ``rows`` views, made at the first batch (its shapes are the
+    backbone's); in ``folder``, as the ``.npy`` files ``load`` maps, when one is given."""
+
+    def __init__(self, rows: int, folder: str | None) -> None:
+        self.rows, self.folder = rows, folder
+        self.arrays: dict[str, np.ndarray] = {}
+
+    def put(self, start: int, batch: dict[str, np.ndarray]) -> None:
+        if not self.arrays:
+            for name, values in batch.items():
+                shape = (self.rows, *values.shape[1:])
+                if self.folder is None:
+                    self.arrays[name] = np.empty(shape, np.float16)
+                else:
+                    from pathlib import Path
+
+                    Path(self.folder).mkdir(parents=True, exist_ok=True)
+                    path = str(Path(self.folder) / f"{name}.npy")
+                    self.arrays[name] = np.lib.format.open_memmap(path, mode="w+", dtype=np.float16, shape=shape)
+        for name, values in batch.items():
+            self.arrays[name][start : start + len(values)] = values
+
+    def done(self) -> dict[str, np.ndarray]:
+        for values in self.arrays.values():
+            if isinstance(values, np.memmap):
+                values.flush()
+        return self.arrays
 
 
 def sample_photos(data_dir: str, split: str, config: SegmenterConfig, count: int) -> np.ndarray:
@@ -147,10 +194,11 @@ def extract(features, images: np.ndarray, batch_size: int) -> dict[str, np.ndarr
     return {name: np.concatenate(parts) for name, parts in found.items()}
 
 
-def _with_mirrors(data: SplitData, mirrored: dict[str, np.ndarray]) -> SplitData:
-    """Training views: each photo and its left-right mirror (features of the mirrored photo, targets mirrored)."""
+def _with_mirrors(data: SplitData) -> SplitData:
+    """Training views: each photo, then its left-right mirror (``data.features`` already holds the
+    mirrored photos' features after the photos'; targets and masks are mirrored here)."""
     return SplitData(
-        {n: np.concatenate([data.features[n], mirrored[n]]) for n in FEATURE_NAMES},
+        data.features,
         np.concatenate([data.target, data.target[:, :, ::-1]]),
         np.concatenate([data.weight, data.weight[:, :, ::-1]]),
         data.kinds * 2,
@@ -190,7 +238,12 @@ def save(data: SplitData, folder: str) -> None:
     path = Path(folder)
     path.mkdir(parents=True, exist_ok=True)
     for name, values in data.features.items():
-        np.save(path / f"{name}.npy", values)
+        target = path / f"{name}.npy"
+        if isinstance(values, np.memmap) and Path(values.filename).resolve() == target.resolve():
+            values.flush()  # written there by load_split
+        else:
+            np.save(target, values)
+    # last: a folder without it (a run cut off while extracting) is extracted again
     (path / "rest.pkl").write_bytes(pickle.dumps(dataclasses.replace(data, features={})))
 
 
@@ -203,6 +256,9 @@ def load(folder: str) -> SplitData | None:
     if not (path / "rest.pkl").exists():
         return None
     data = pickle.loads((path / "rest.pkl").read_bytes())
+    for f in dataclasses.fields(data):  # a cache written before a field was added: the field's default
+        if f.name not in vars(data):
+            setattr(data, f.name, f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default)
     features = {name: np.load(path / f"{name}.npy", mmap_mode="r") for name in FEATURE_NAMES}
     log.info("features of %d views read from %s", len(data), folder)
     return dataclasses.replace(data, features=features)

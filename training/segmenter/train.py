@@ -59,7 +59,7 @@ def cached_split(data: str, split: str, features, config: SegmenterConfig, weigh
     folder = io_utils.join(config.feature_cache, f"{split}-{cache_key(data, split, config, weights, flip)}")
     found = load_cached(folder)
     if found is None:
-        found = load_split(data, split, features, config, flip=flip)
+        found = load_split(data, split, features, config, flip=flip, folder=folder)
         save_cached(found, folder)
     return found
 
