@@ -91,6 +91,17 @@ def load_split(
     when it is given (the feature cache), so memory holds one batch of photos whatever the input
     size, never the split's features twice.
     """
+    out, kept = _pixel_facts(data_dir, split, config)
+    out.features = _features(data_dir, split, features, config, kept, len(out.target), flip, folder)
+    if flip:
+        out = _with_mirrors(out)
+    out.counts = {kind: out.kinds.count(kind) for kind in (REGIONS, BOXES, NEGATIVE)} | {"left_out": out.left_out}
+    log.info("%s: %s, %d feature views", split, out.counts, len(out))
+    return out
+
+
+def _pixel_facts(data_dir: str, split: str, config: SegmenterConfig) -> tuple[SplitData, list[bool]]:
+    """The split's photos with pixel facts (no features yet) and, per record, whether it is one of them."""
     negative_label = load_labels().image_label_id(NO_RUST)
     out = SplitData({}, np.zeros(0), np.zeros(0), [], [], [], [], [])
     targets, weights, kept = [], [], []
@@ -113,7 +124,14 @@ def load_split(
     if not targets:
         raise DatasetError(f"the {split} split of {data_dir} has no photo with rust masks, boxes or no_rust labels")
     out.target, out.weight = np.stack(targets), np.stack(weights)
-    photos = len(targets)
+    return out, kept
+
+
+def _features(
+    data_dir: str, split: str, features, config: SegmenterConfig, kept: list[bool], photos: int, flip: bool,
+    folder: str | None,
+) -> dict[str, np.ndarray]:  # fmt: skip
+    """The kept photos' features, then (``flip``) their mirrors', written a batch at a time."""
     arrays = FeatureArrays(photos * (2 if flip else 1), folder)
     batch: list[np.ndarray] = []
     written = 0
@@ -130,19 +148,13 @@ def load_split(
             if written % (config.batch_size * 20) == 0:
                 log.info("%s: features of %d / %d photos", split, written, photos)
 
-    examples = parsed_dataset(data_dir, split).as_numpy_iterator()
-    for ex, use in zip(examples, kept, strict=True):
+    for ex, use in zip(parsed_dataset(data_dir, split).as_numpy_iterator(), kept, strict=True):
         if use:
             batch.append(preprocess.decode_and_resize(tf.constant(ex["encoded"]), config.input_size).numpy())
             if len(batch) == config.batch_size:
                 flush()
     flush()
-    out.features = arrays.done()
-    if flip:
-        out = _with_mirrors(out)
-    out.counts = {kind: out.kinds.count(kind) for kind in (REGIONS, BOXES, NEGATIVE)} | {"left_out": out.left_out}
-    log.info("%s: %s, %d feature views", split, out.counts, len(out))
-    return out
+    return arrays.done()
 
 
 class FeatureArrays:
