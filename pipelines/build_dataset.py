@@ -148,8 +148,8 @@ def _remove_stale_shards(output_dir: str, shard_counts: dict[str, int]) -> None:
     from apache_beam.io.filesystems import FileSystems
 
     current = {T.shard_path(output_dir, s, i, n) for s, n in shard_counts.items() for i in range(n)}
-    found = [m.path for m in FileSystems.match([paths.join(output_dir, "*.tfrecord*")])[0].metadata_list]
-    stale = sorted(p for p in found if paths.normalise(p) not in current)
+    found = io_utils.matching(paths.join(output_dir, "*.tfrecord*"))
+    stale = [p for p in found if paths.normalise(p) not in current]
     if stale:
         log.info("removing %d shards left by an earlier build in %s", len(stale), output_dir)
         FileSystems.delete(stale)

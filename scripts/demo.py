@@ -30,7 +30,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from apache_beam.io.filesystems import FileSystems
 
 from corrosion.core import io_utils, staging
 from corrosion.core.config import config_path, load_config
@@ -226,10 +225,6 @@ def test_split_list(dataset: str, out: str) -> str:
     return out
 
 
-def _matched(pattern: str) -> list[str]:
-    return sorted(m.path for m in FileSystems.match([pattern])[0].metadata_list)
-
-
 def warehouse_rows(places: Places) -> int | None:
     """Rows of the demo night in the BigQuery table (None without --cloud)."""
     if places.cloud is None:
@@ -243,8 +238,8 @@ def warehouse_rows(places: Places) -> int | None:
 
 
 def summarise(workdir: Path, places: Places, results: str, report: str, seconds: float) -> dict:
-    result_files = _matched(io_utils.join(results, "date=*", "*-results-*.csv"))
-    error_files = _matched(io_utils.join(results, "date=*", "*-errors-*.csv"))
+    result_files = io_utils.matching(io_utils.join(results, "date=*", "*-results-*.csv"))
+    error_files = io_utils.matching(io_utils.join(results, "date=*", "*-errors-*.csv"))
     rows = [r for f in result_files for r in csv.DictReader(io.StringIO(io_utils.read_text(f)))]
     errors = [r for f in error_files for r in csv.DictReader(io.StringIO(io_utils.read_text(f)))]
     rust = [r for r in rows if r["is_rust"].lower() == "true"]

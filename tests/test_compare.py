@@ -190,3 +190,16 @@ def test_region_models_without_photos_to_score_say_so(tmp_path):
     argv = ["--baseline", seg, "--candidate", seg, "--data", str(tmp_path / "empty"), "--output", str(tmp_path / "o")]
     with pytest.raises(SystemExit, match="training.compare: no photo with rust masks, boxes or no_rust labels"):
         compare.main(argv)
+
+
+def test_a_detector_is_compared_with_a_segmenter_by_its_box_union_and_its_own_boxes(tmp_path):
+    photos = _region_folder(tmp_path / "photos")
+    seg = doubles.export_colour_rule_segmenter(str(tmp_path / "seg"), version="segmenter-good")
+    det = doubles.export_colour_rule_detector(str(tmp_path / "det"), input_size=96, version="detector-box")
+    argv = ["--baseline", seg, "--candidate", det, "--data", photos, "--output", str(tmp_path / "o")]
+    compare.main(argv)
+    result = json.loads((tmp_path / "o" / "comparison.json").read_text())
+    mae, ap = result["figures"]["rusted_pct_mae"], result["figures"]["AP50"]
+    assert result["versions"] == {"baseline": "segmenter-good", "candidate": "detector-box"}
+    assert mae["candidate"] > mae["baseline"]  # one box around all the rust covers clean steel too
+    assert 0 < ap["candidate"] <= 1 and ap["draws"] > 0

@@ -87,6 +87,11 @@ def make_dirs(path: str) -> None:
         os.makedirs(path, exist_ok=True)
 
 
+def matching(pattern: str) -> list[str]:
+    """The paths a glob matches, local or ``gs://``, sorted."""
+    return sorted(m.path for m in FileSystems.match([pattern])[0].metadata_list)
+
+
 def is_remote(path: str) -> bool:
     return "://" in path
 

@@ -150,16 +150,9 @@ def read_csv_rows(paths: Iterable[str], schema: Sequence[SchemaField] | None = N
     return rows
 
 
-def matching(pattern: str) -> list[str]:
-    """The files a glob matches, local or ``gs://`` (Beam's file systems), sorted."""
-    from apache_beam.io.filesystems import FileSystems
-
-    return sorted(m.path for m in FileSystems.match([pattern])[0].metadata_list)
-
-
 def read_night(pattern: str) -> list[dict[str, Any]]:
     """A night's result rows from its CSV shards (a glob, e.g. ``OUT/date=DAY/SURVEY-results-*.csv``)."""
-    paths = matching(pattern)
+    paths = io_utils.matching(pattern)
     if not paths:
         raise FileNotFoundError(
             f"{pattern} matches no result CSV (batch inference writes OUT/date=DAY/SURVEY-results-*.csv)"
@@ -175,7 +168,7 @@ def errors_pattern(results_pattern: str) -> str:
 
 def read_errors(pattern: str) -> list[dict[str, str]]:
     """Error rows (``ERROR_COLUMNS``) from the shards a glob matches; none when it matches none."""
-    return [row for path in matching(pattern) for row in csv.DictReader(io.StringIO(io_utils.read_text(path)))]
+    return [row for path in io_utils.matching(pattern) for row in csv.DictReader(io.StringIO(io_utils.read_text(path)))]
 
 
 # Python type of a column -> its BigQuery type; a field may name another in its metadata (TIMESTAMP).

@@ -106,5 +106,4 @@ def promote(root: str, version: str) -> str | None:
 def versions(root: str) -> list[str]:
     """Complete versions under ``root``, sorted by name (training's versions sort by time)."""
     pattern = io_utils.join(root, "*", serving.METADATA_FILE)
-    found = FileSystems.match([pattern])[0].metadata_list
-    return sorted(io_utils.basename(io_utils.dirname(m.path)) for m in found)
+    return sorted(io_utils.basename(io_utils.dirname(path)) for path in io_utils.matching(pattern))

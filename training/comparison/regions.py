@@ -13,7 +13,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import tensorflow as tf
 
 from corrosion.core import io_utils
 from corrosion.core.rejects import Reject
@@ -132,15 +131,8 @@ def score(model_dir: str, photos: Photos) -> RegionScored:
 
 def own_boxes(model_dir: str, encoded: list[bytes], truth: list[ImageResult], size: int) -> list[ImageResult]:
     """A detector's own boxes (every score, as COCO ranks them) on the ``size`` grid, beside the truth."""
-    from training.detector.evaluate import exported_detect, to_pixels
+    from training.detector.evaluate import Example, detect_examples, exported_detect
 
     detect, _ = exported_detect(model_dir)
-    out = []
-    for start in range(0, len(encoded), 16):
-        found = detect(tf.constant(encoded[start : start + 16]))
-        for t, b, s, n in zip(
-            truth[start : start + 16], found["detection_boxes"].numpy(), found["detection_scores"].numpy(),
-            found["num_detections"].numpy().astype(int), strict=True,
-        ):  # fmt: skip
-            out.append(ImageResult(t.name, size, size, t.true_boxes, to_pixels(b[:n], size, size), s[:n]))
-    return out
+    examples = [Example(t.name, e, size, size, t.true_boxes) for t, e in zip(truth, encoded, strict=True)]
+    return detect_examples(detect, examples)
