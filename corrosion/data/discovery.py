@@ -21,16 +21,15 @@ folder; otherwise it is rejected.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 
-from corrosion.core import io_utils, listing, paths
+from corrosion.core import io_utils, listing, paths, safe_json
 from corrosion.core.annotations import LabelledImage
 from corrosion.core.labels import NO_RUST, LabelConfig
-from corrosion.core.rejects import ANNOTATION, DISCOVER, AnnotationError, Reject
+from corrosion.core.rejects import ANNOTATION, DISCOVER, AnnotationError, Reject, short_repr
 from corrosion.data.layout import canonical_split
 from corrosion.data.readers import class_folders, coco, labelme, voc, yolo
 
@@ -351,7 +350,7 @@ def parse_annotations(
     if paths.ext(task.path) != ".json":
         return [parse_annotation(task, read, exists)]
     try:
-        doc = json.loads(read_json(task.path).decode("utf-8-sig"))
+        doc = safe_json.loads(read_json(task.path))
     except OSError as exc:
         reason = io_utils.read_error_reason(exc)
         return [
@@ -362,8 +361,8 @@ def parse_annotations(
                 ),
             )
         ]
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        detail = f"{task.path}: not valid UTF-8 JSON ({type(exc).__name__}: {exc})"
+    except safe_json.JsonError as exc:  # not UTF-8 JSON, or a number no float holds (10**400, 1e999, NaN)
+        detail = f"{task.path}: {exc}"
         return [
             (
                 task.default_image,
@@ -399,20 +398,41 @@ def _labelme_claim(
 
 
 def _coco_claims(found: coco.CocoFile, exists: Callable[[str], bool]) -> list[tuple[str | None, ParsedAnnotation]]:
-    claims = []
+    """One claim per image entry, each carrying only that image's slice of the file; a row for
+    every entry that cannot be used (missing image, an id listed twice, an annotation of no image)."""
+    claims: list[tuple[str | None, ParsedAnnotation]] = []
+    shared: dict[int, list[str]] = defaultdict(list)  # a duplicated id -> the file names listed under it
+    for image in found.images:
+        if image.id in found.duplicate_ids:
+            shared[image.id].append(image.file_name)
     for image in found.images:
         path = coco.resolve(found.path, image.file_name, exists)
-        if path is None:
+        if image.id in found.duplicate_ids:
+            names = shared[image.id]
+            detail = (
+                f"{found.path}: image id {image.id} is listed {len(names)} times ({short_repr(names)}); "
+                f"its annotations cannot be told apart, so no entry with that id is used ({image.file_name!r})"
+            )
+            claims.append((path, _refused(found.path, "duplicate_image_id", detail)))
+        elif path is None:
             where = coco.candidates(found.path, image.file_name)[0]
             detail = (
                 f"{found.path}: image {image.file_name!r} (id {image.id}) is not at {where} or in an images/ folder"
             )
-            claims.append(
-                (None, ParsedAnnotation(found.path, error=Reject(found.path, ANNOTATION, "missing_image", detail)))
-            )
+            claims.append((None, _refused(found.path, "missing_image", detail)))
         else:
-            claims.append((path, ParsedAnnotation(found.path, CocoEntry(found, image))))
+            claims.append((path, ParsedAnnotation(found.path, CocoEntry(found.for_image(image), image))))
+    for a in found.orphans:
+        detail = (
+            f"{found.path}: annotation {short_repr(a.get('id', '?'))} names image_id {a['image_id']}, "
+            "which no image entry has; it is not used"
+        )
+        claims.append((None, _refused(found.path, "unknown_image_id", detail)))
     return claims
+
+
+def _refused(annotation_path: str, reason: str, detail: str) -> ParsedAnnotation:
+    return ParsedAnnotation(annotation_path, error=Reject(annotation_path, ANNOTATION, reason, detail))
 
 
 # ---------------------------------------------------------------- labelling
@@ -432,18 +452,21 @@ def label_image(
 ) -> Labelling:
     """Decide what an image is labelled as: VOC XML, else YOLO label file, else class folder.
 
-    ``data`` (the image bytes) is needed only for YOLO, whose boxes are relative to the image size.
-    Annotation problems reject the image with the annotation's reason, so nothing is half-labelled.
+    ``data`` (the image bytes) is needed only for YOLO, whose boxes are relative to the image size,
+    and for COCO RLE, which must be the image's size. Annotation problems reject the image with the
+    annotation's reason, so nothing is half-labelled. Of several annotations claiming the image, the
+    one named after it wins (``_claim_rank``); when that one is refused, so is the image.
     """
-    annotations = sorted(annotations, key=lambda a: a.annotation_path)
+    annotations = sorted(annotations, key=lambda a: _claim_rank(task.path, a.annotation_path))
     good = [a for a in annotations if a.annotation is not None]
     bad = [a for a in annotations if a.error is not None]
-    if good:
-        return _label_annotated(task, good, labels)
+    if good and not (bad and _owns(task, bad[0]) and not _owns(task, good[0])):
+        return _label_annotated(task, good, labels, lambda: data if data is not None else read(task.path))
     if bad:
         err = bad[0].error
+        unused = tuple(_duplicate_claim(task, o, bad[0], "was refused") for o in good)
         return Labelling(
-            None, _image_reject(task, err.reason, f"{task.path}: its annotation was refused: {err.detail}")
+            None, _image_reject(task, err.reason, f"{task.path}: its annotation was refused: {err.detail}"), unused
         )
     if task.label_path is not None:
         return _label_yolo(task, labels, data, read)
@@ -462,7 +485,30 @@ def label_image(
     return _label_without_annotation(task, missing_annotation_is_negative)
 
 
-def _to_labelled(task: ImageTask, parsed: ParsedAnnotation, labels: LabelConfig) -> LabelledImage:
+def _claim_rank(image: str, annotation_path: str) -> tuple[bool, bool, str]:
+    """The order in which annotations claiming ``image`` are taken: the one named after it (same
+    stem: ``a.xml`` beside ``a.jpg``, CCSC's ``labelme/a.json`` for ``images/a.jpg``) first, beside it
+    before elsewhere, then by path. A JSON elsewhere naming the image through ``../`` never
+    overrides the image's own, however its path sorts."""
+    same_stem = paths.stem(annotation_path) == paths.stem(image)
+    return (not same_stem, paths.parent(annotation_path) != paths.parent(image), annotation_path)
+
+
+def _owns(task: ImageTask, parsed: ParsedAnnotation) -> bool:
+    return paths.stem(parsed.annotation_path) == paths.stem(task.path)
+
+
+def _duplicate_claim(task: ImageTask, other: ParsedAnnotation, chosen: ParsedAnnotation, what: str) -> Reject:
+    detail = (
+        f"{other.annotation_path} also claims {task.path}, whose annotation {chosen.annotation_path} {what} "
+        "(an image's own annotation, named after it, wins); it is not used"
+    )
+    return Reject(other.annotation_path, ANNOTATION, "duplicate_annotation", detail)
+
+
+def _to_labelled(
+    task: ImageTask, parsed: ParsedAnnotation, labels: LabelConfig, image_bytes: Callable[[], bytes]
+) -> LabelledImage:
     """An annotation of any kind as the image's labels; a mask beside the image gives its pixels."""
     a = parsed.annotation
     if isinstance(a, voc.VocAnnotation):
@@ -470,27 +516,52 @@ def _to_labelled(task: ImageTask, parsed: ParsedAnnotation, labels: LabelConfig)
     elif isinstance(a, labelme.LabelMeAnnotation):
         labelled = replace(labelme.to_labelled(a, labels, task.source, task.source_split), image_path=task.path)
     else:
-        boxes = coco.to_boxes(a.coco, a.coco.annotations.get(a.image.id, ()), labels)
-        labelled = coco.to_labelled(task.path, a.coco.path, boxes, a.image.size, task.source, task.source_split)
+        labelled = _coco_labelled(task, a, labels, image_bytes)
     if task.mask_path is not None:
         labelled = replace(labelled, regions=True, mask_path=task.mask_path)
     return labelled
 
 
-def _label_annotated(task: ImageTask, good: list[ParsedAnnotation], labels: LabelConfig) -> Labelling:
-    """The first annotation file (by path) labels the image; any other claiming it is refused."""
-    chosen, others = good[0], good[1:]
-    extra = [
-        Reject(
-            o.annotation_path,
-            ANNOTATION,
-            "duplicate_annotation",
-            f"{task.path} is already annotated by {chosen.annotation_path}",
-        )
-        for o in others
-    ]
+def _coco_labelled(
+    task: ImageTask, entry: CocoEntry, labels: LabelConfig, image_bytes: Callable[[], bytes]
+) -> LabelledImage:
+    """A COCO entry's boxes; each RLE is checked against the image's own size (its header) before
+    anything decodes it: one of another size is refused, never decoded at its declared size."""
+    found, image = entry.coco, entry.image
+    boxes = coco.to_boxes(found, found.annotations.get(image.id, ()), labels, image.size)
+    if any(b.rle is not None for b in boxes):
+        drawn = _drawn_size(image_bytes, task.path, image.size)
+        if drawn is not None:
+            coco.check_rle_sizes(boxes, drawn, task.path, found.path)
+    return coco.to_labelled(task.path, found.path, boxes, image.size, task.source, task.source_split)
+
+
+def _drawn_size(
+    image_bytes: Callable[[], bytes], path: str, declared: tuple[int, int] | None
+) -> tuple[int, int] | None:
+    """The size validation draws regions at (``validate._fit_declared_size``): the raw pixels', or
+    the turned image's when the declared size is that; None when the image cannot be read (it is
+    refused as such when validated)."""
+    from corrosion.imaging import images
+
     try:
-        labelled = _to_labelled(task, chosen, labels)
+        info = images.probe(image_bytes(), path, max_pixels=2**62)  # the header alone: any size is read
+    except (images.ImageError, OSError):
+        return None
+    turned = (info.width, info.height)
+    if declared is not None and declared != info.raw_size and images.swaps_sides(info.orientation):
+        return turned if declared == turned else info.raw_size
+    return info.raw_size
+
+
+def _label_annotated(
+    task: ImageTask, good: list[ParsedAnnotation], labels: LabelConfig, image_bytes: Callable[[], bytes]
+) -> Labelling:
+    """The first annotation (``_claim_rank``) labels the image; any other claiming it is refused."""
+    chosen, others = good[0], good[1:]
+    extra = [_duplicate_claim(task, o, chosen, "is used") for o in others]
+    try:
+        labelled = _to_labelled(task, chosen, labels, image_bytes)
     except AnnotationError as exc:
         row = exc.to_reject()
         return Labelling(

@@ -104,15 +104,24 @@ def boxes_from_mask(mask: np.ndarray, merge_radius: int, min_pixels: int) -> lis
 
 
 def decode_rle(rle: tuple[int, int, bytes], size: tuple[int, int]) -> np.ndarray:
-    """COCO RLE (height, width, compressed counts) as a 0/1 mask of ``size`` (width, height); an RLE
-    of another size (a resized export) is scaled to it, nearest neighbour."""
+    """COCO RLE (height, width, compressed counts) as a 0/1 mask of ``size`` (width, height).
+
+    Checked before pycocotools sees it, which would allocate the RLE's own size (30000 x 30000:
+    0.9 GB) and read past counts short of height x width into memory it never set: an RLE of
+    another size than its image, or counts not covering it exactly, is a MaskError (the COCO
+    reader and discovery refuse both first; this is the last guard)."""
     from pycocotools import mask as mask_utils
 
+    from corrosion.data.readers.coco import rle_runs
+
     height, width, counts = rle
-    mask = mask_utils.decode({"size": [height, width], "counts": counts}).astype(np.uint8)
     if (width, height) != tuple(size):
-        mask = np.asarray(Image.fromarray(mask).resize(size, Image.Resampling.NEAREST), dtype=np.uint8)
-    return mask
+        raise MaskError("mask_size_mismatch", f"RLE is {width}x{height}, its image {size[0]}x{size[1]}")
+    try:
+        rle_runs(counts, height * width)
+    except ValueError as exc:
+        raise MaskError("corrupt_mask", f"RLE counts do not decode ({exc})") from exc
+    return mask_utils.decode({"size": [height, width], "counts": counts}).astype(np.uint8)
 
 
 def region_settings(width: int, height: int, merge_radius: float, min_area: float) -> tuple[int, int]:

@@ -3,15 +3,15 @@
 ``imagePath`` names the image relative to the JSON's folder (``../images/N.jpg`` in CCSC);
 ``imageData`` (an embedded base64 copy) is ignored, the named file is the image. Shapes other than
 polygons and rectangles (points, lines, circles) mark no area and are refused with the file.
-Coordinates refer to the stored (raw) pixels, like labelImg's.
+Coordinates refer to the stored (raw) pixels, like labelImg's; each must be a JSON number that
+is a finite float (not ``true``, not a string, not ``10**400``: ``corrosion.core.safe_json``).
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
-from corrosion.core import paths
+from corrosion.core import paths, safe_json
 from corrosion.core.annotations import Box, LabelledImage
 from corrosion.core.labels import NO_RUST, RUST, LabelConfig
 from corrosion.core.rejects import AnnotationError, box_class_or_reject, short_repr
@@ -59,7 +59,7 @@ def resolve_image_path(json_path: str, image_path: str) -> str:
 
 def _declared_size(doc: dict) -> tuple[int, int] | None:
     w, h = doc.get("imageWidth"), doc.get("imageHeight")
-    if isinstance(w, int) and isinstance(h, int) and w > 0 and h > 0:
+    if safe_json.is_int(w) and safe_json.is_int(h) and w > 0 and h > 0:
         return (w, h)
     return None
 
@@ -78,12 +78,12 @@ def _shape(shape: object, number: int, path: str) -> Shape:
             f"shape #{number} ({label!r}) is a {short_repr(kind)}: only polygons and rectangles mark rust areas",
         )
     try:
-        flat = tuple(float(v) for point in points for v in _pair(point))
+        flat = tuple(safe_json.number(v) for point in points for v in _pair(point))
     except (TypeError, ValueError) as exc:
         raise AnnotationError(
             "malformed_labelme", path, f"shape #{number} has points that are not [x, y] numbers"
         ) from exc
-    if not all(math.isfinite(v) for v in flat):
+    if None in flat:
         raise AnnotationError(
             "malformed_labelme", path, f"shape #{number} has a coordinate that is not a finite number"
         )
