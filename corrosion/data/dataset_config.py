@@ -9,6 +9,8 @@ from corrosion.core.config import config_path, load_config
 from corrosion.core.labels import LabelConfig, load_labels
 from corrosion.data.layout import TEST, TRAIN, VALIDATION
 
+TF_MAX_PNG_SIDE = 1_000_000  # libpng's default user limit, which tf.io.decode_png keeps
+
 
 @dataclass(frozen=True)
 class ValidationConfig:
@@ -21,6 +23,17 @@ class ValidationConfig:
     # long side are one region (one box); regions under region_min_area of the image get no box.
     region_merge_radius: float = 0.01
     region_min_area: float = 0.0005
+    # A longer side is refused (extreme_aspect_ratio) before decoding: training resizes every photo,
+    # and TensorFlow's PNG decoder refuses a side over 1,000,000 px (libpng's limit), so a 20,000,000 x 1
+    # strip was rejected as "damaged image data" after a full decode.
+    max_side: int = 100_000
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.max_side <= TF_MAX_PNG_SIDE:
+            raise ValueError(
+                f"validation.max_side must be in [1, {TF_MAX_PNG_SIDE:,}] (TensorFlow's PNG decoder refuses "
+                f"a longer side), got {self.max_side}"
+            )
 
 
 @dataclass(frozen=True)

@@ -73,7 +73,7 @@ def validate(
     cfg = validation_config(config)
     path = labelled.image_path
     try:
-        info, img = images.decode_probed(data, path, cfg.max_pixels)
+        info, img = images.decode_probed(data, path, cfg.max_pixels, max_side=cfg.max_side)
     except images.ImageError as exc:
         raise ValidationError(exc.reason, path, str(exc)) from exc
     if labelled.image_class is None and labelled.boxes is None and labelled.mask_path is None:

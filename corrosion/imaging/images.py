@@ -13,12 +13,17 @@ import warnings
 from dataclasses import dataclass, replace
 
 import numpy as np
-from PIL import Image
+from PIL import Image, PngImagePlugin
 
 from corrosion.core.annotations import Box
 
 # Pillow's own bomb guard; we check sizes ourselves before decoding, so disable its warning path.
 Image.MAX_IMAGE_PIXELS = None
+# Pillow refuses a PNG whose ICC profile or text chunk inflates past 1 MB (its zlib-bomb guard) as if
+# the file were broken: a valid photo with an 8 MB printer profile was rejected as corrupt. 64 MB
+# still bounds what one chunk may cost; beyond it the file is ``too_large``, saying why.
+MAX_METADATA_CHUNK = 64 * 2**20
+PngImagePlugin.MAX_TEXT_CHUNK = MAX_METADATA_CHUNK
 
 DEFAULT_MAX_PIXELS = 100_000_000  # 100 MP: above any survey camera, below what would exhaust memory
 EXIF_ORIENTATION_TAG = 0x0112
@@ -35,6 +40,12 @@ _TRANSPOSE = {
     8: Image.Transpose.ROTATE_90,
 }
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
+# The first marker after a scan's entropy-coded data: 0xFF not followed by a stuffed 0x00, a
+# restart marker (RST0-7) or another fill byte.
+_MARKER_AFTER_SCAN = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
+_ARITHMETIC_FRAMES = (0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF)  # SOF9-11, SOF13-15
+_SCAN_PADDING = b"\0" * 8  # lets libjpeg's bit reader look ahead past a complete scan's last byte
+_SCAN_BLOCK = 4096  # bytes Pillow hands the JPEG decoder at a time: where it stopped is known to this
 
 
 class ImageError(ValueError):
@@ -84,6 +95,14 @@ def _open(data: bytes, name: str) -> Image.Image:
             return Image.open(io.BytesIO(data))
     except Image.UnidentifiedImageError as exc:
         raise ImageError("not_an_image", f"{name}: not a readable image (no image format recognised)") from exc
+    except ValueError as exc:
+        if "MAX_TEXT_CHUNK" in str(exc) or "text chunks" in str(exc):
+            raise ImageError(
+                "too_large",
+                f"{name}: a metadata chunk (ICC profile or text) inflates past {MAX_METADATA_CHUNK // 2**20} MB "
+                f"({stable_message(exc)})",
+            ) from exc
+        raise ImageError("corrupt_image", f"{name}: cannot read image header ({stable_message(exc)})") from exc
     except Exception as exc:  # Pillow raises many types for broken headers
         raise ImageError("corrupt_image", f"{name}: cannot read image header ({stable_message(exc)})") from exc
 
@@ -101,12 +120,14 @@ def _orientation(img: Image.Image) -> int:
     return value if 1 <= value <= 8 else 1
 
 
-def probe(data: bytes, name: str = "<bytes>", max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageInfo:
-    """Header facts, refusing decompression bombs before any pixel is decoded."""
-    return _header(_open(data, name), name, max_pixels)
+def probe(
+    data: bytes, name: str = "<bytes>", max_pixels: int = DEFAULT_MAX_PIXELS, max_side: int | None = None
+) -> ImageInfo:
+    """Header facts, refusing decompression bombs (and, with ``max_side``, strips) before any pixel is decoded."""
+    return _header(_open(data, name), name, max_pixels, max_side)
 
 
-def _header(img: Image.Image, name: str, max_pixels: int) -> ImageInfo:
+def _header(img: Image.Image, name: str, max_pixels: int, max_side: int | None = None) -> ImageInfo:
     width, height = img.size
     if width <= 0 or height <= 0:
         raise ImageError("corrupt_image", f"{name}: image has no pixels ({width}x{height})")
@@ -116,10 +137,26 @@ def _header(img: Image.Image, name: str, max_pixels: int) -> ImageInfo:
             f"{name}: {width}x{height} = {width * height / 1e6:.0f} MP exceeds the limit of "
             f"{max_pixels / 1e6:.0f} MP (possible decompression bomb); raise max_pixels in the config to allow it",
         )
+    if max_side is not None:
+        check_side(width, height, name, max_side)
     orientation = _orientation(img)
     if swaps_sides(orientation):
         width, height = height, width
     return ImageInfo((img.format or "").upper(), width, height, orientation, img.mode)
+
+
+def check_side(width: int, height: int, name: str, max_side: int) -> None:
+    """Refuse a photo whose long side exceeds ``max_side``: tiling and resizing grow with the long
+    side, not the pixel count (a 20,000,000 x 1 strip is 20 MP, yet some 24,000 detector tiles and a
+    53 GB resize). Within 100 MP and a 100,000 px ``max_side`` such a photo is at least 100:1."""
+    long, short = max(width, height), max(1, min(width, height))
+    if long > max_side:
+        raise ImageError(
+            "extreme_aspect_ratio",
+            f"{name}: {width}x{height} (aspect ratio {long / short:,.0f}:1) is longer than max_side={max_side:,} px; "
+            "its tiles and resizes grow with the long side, not the pixel count: split the strip, "
+            "or raise max_side in the config",
+        )
 
 
 def decode_probed(
@@ -127,33 +164,31 @@ def decode_probed(
     name: str = "<bytes>",
     max_pixels: int = DEFAULT_MAX_PIXELS,
     reduce_to: tuple[int, int] | None = None,
+    max_side: int | None = None,
 ) -> tuple[ImageInfo, Image.Image]:
     """The header facts and the fully decoded 8-bit RGB image with EXIF orientation applied.
 
     ``reduce_to`` (width, height of the oriented image) bounds the work and the memory: JPEG
     decodes at 1/2, 1/4 or 1/8 scale (DCT scaling), any other format is box-reduced by an integer
-    factor right after decoding, both staying at least that large. A 100 MP PNG going to a 224 px
-    model then holds its full pixels only once, briefly, never as a copy per step.
+    factor right after decoding (``_reduce_towards``), both staying at least that large. A 100 MP PNG
+    going to a 224 px model then holds its full pixels only once, briefly, never as a copy per step.
     High-bit-depth pixels (16-bit grey, 32-bit integer, float) are scaled to 0..255, not clipped.
+    A JPEG's scan must hold the pixels its header declares (``_load``). ``max_side``: ``check_side``.
     """
     img = _open(data, name)
-    info = _header(img, name, max_pixels)  # the one header read: bombs are refused before decoding
+    info = _header(img, name, max_pixels, max_side)  # the one header read: bombs are refused before decoding
     try:
         orientation = info.orientation
         target = (
             None if reduce_to is None else ((reduce_to[1], reduce_to[0]) if swaps_sides(orientation) else reduce_to)
         )
         is_jpeg = img.format == "JPEG"
-        if target is not None and is_jpeg:
-            img.draft("RGB", target)
-        img.load()
+        img = _load(img, data, name, target)
         img = to_eight_bit(img)
         if img.mode not in ("L", "RGB"):  # palette, 1-bit, CMYK, alpha: reduce() takes only some modes
             img = img.convert("RGB")
         if target is not None and not is_jpeg:  # JPEG's draft already decoded near the target
-            k = min(img.width // max(1, target[0]), img.height // max(1, target[1]))
-            if k >= 2:
-                img = img.reduce(k)
+            img = _reduce_towards(img, target)
         if orientation != 1:  # as ImageOps.exif_transpose, on the (smaller) decoded pixels
             img = img.transpose(_TRANSPOSE[orientation])
         return info, (img if img.mode == "RGB" else img.convert("RGB"))
@@ -167,14 +202,109 @@ def decode_probed(
         ) from exc
 
 
+def _reduce_towards(img: Image.Image, target: tuple[int, int]) -> Image.Image:
+    """Box-reduced by the largest integer factor that keeps both sides at least ``target``; where
+    one side is already within twice its target (a strip), the other side alone is reduced, so a
+    20,000,000 x 1 strip going to 224 px ends 225 x 1, not 20,000,000 x 1 for the resize to spread."""
+    kx, ky = (max(1, side // max(1, t)) for side, t in zip(img.size, target, strict=True))
+    factors = (min(kx, ky),) * 2 if min(kx, ky) >= 2 else (kx, ky)
+    return img.reduce(factors) if max(factors) >= 2 else img
+
+
+def _load(img: Image.Image, data: bytes, name: str, target: tuple[int, int] | None) -> Image.Image:
+    """The decoded pixels (JPEG: DCT-scaled towards ``target``). A single-scan JPEG is decoded from
+    its scan without the end-of-image marker after it: libjpeg, finding that marker early, fills the
+    missing pixels with grey and only warns (neither Pillow nor TensorFlow reports it), so a 200 x 120
+    scan under a 9000 x 9000 header was kept as a whole photo. Without the marker a short scan leaves
+    the decoder waiting for data, which Pillow reports as truncated; a decoder that stops well before
+    the scan's end shows a header declaring fewer pixels than the scan holds."""
+    scan_end, source, declared = None, None, img.size
+    if img.format in ("JPEG", "MPO"):
+        img, source, scan_end = _scan_only(img, data, name)
+        if target is not None and img.format == "JPEG":
+            img.draft("RGB", target)
+    try:
+        img.load()
+    except OSError as exc:
+        if scan_end is None or "truncated" not in str(exc):
+            raise
+        raise ImageError(
+            "corrupt_image",
+            f"{name}: truncated: its scan data ends before the {declared[0]}x{declared[1]} pixels its header "
+            "declares (a decoder would fill the rest with grey)",
+        ) from exc
+    unread = 0 if source is None else scan_end - source.tell()
+    if unread > 2 * _SCAN_BLOCK:
+        raise ImageError(
+            "corrupt_image",
+            f"{name}: its scan holds {unread:,} bytes more than the {declared[0]}x{declared[1]} pixels its header "
+            "declares (a damaged or forged header)",
+        )
+    return img
+
+
+def _scan_only(img: Image.Image, data: bytes, name: str) -> tuple[Image.Image, io.BytesIO | None, int | None]:
+    """(image to decode, its source, where its scan ends): a single-scan JPEG reopened on its
+    markers and scan alone, read in small blocks so where the decoder stopped is known. Progressive
+    and other multi-scan files stay as they are (libjpeg needs their end marker to finish)."""
+    frame, scan_end, huffman = jpeg_layout(data)
+    if frame in _ARITHMETIC_FRAMES:
+        sof = f"SOF{frame - 0xC0}"
+        if huffman:
+            raise ImageError(
+                "corrupt_image",
+                f"{name}: its frame header declares arithmetic coding ({sof}) over Huffman-coded data "
+                "(it carries Huffman tables): read as arithmetic data the scan decodes to noise",
+            )
+        raise ImageError(
+            "unsupported_jpeg",
+            f"{name}: an arithmetic-coded JPEG ({sof}): Pillow decodes such files only up to 64 KB and most "
+            "viewers not at all; re-save it as a baseline JPEG (e.g. jpegtran without -arithmetic)",
+        )
+    if scan_end is None:
+        return img, None, None
+    source = io.BytesIO(data[:scan_end] + _SCAN_PADDING)
+    scanned = Image.open(source)
+    scanned.decodermaxblock = _SCAN_BLOCK
+    return scanned, source, scan_end
+
+
+def jpeg_layout(data: bytes) -> tuple[int | None, int | None, bool]:
+    """(frame marker, end of the first scan's data when the end-of-image marker comes next, whether
+    Huffman tables were defined before it), from the marker segments; None where not found."""
+    i, frame, huffman = 2, None, False
+    while i + 4 <= len(data) and data[i] == 0xFF:
+        marker = data[i + 1]
+        if marker == 0xFF or marker == 0x01 or 0xD0 <= marker <= 0xD8:  # fill byte, standalone markers
+            i += 1 if marker == 0xFF else 2
+            continue
+        if marker == 0xD9:
+            break
+        end = i + 2 + int.from_bytes(data[i + 2 : i + 4], "big")
+        huffman |= marker == 0xC4
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            frame = marker
+        if marker == 0xDA:
+            found = _MARKER_AFTER_SCAN.search(data, end)
+            if found is None or data[found.start() + 1] != 0xD9:
+                return frame, None, huffman
+            stop = found.start()
+            while stop > end and data[stop - 1] == 0xFF:  # fill bytes before the marker
+                stop -= 1
+            return frame, stop, huffman
+        i = end
+    return frame, None, huffman
+
+
 def decode(
     data: bytes,
     name: str = "<bytes>",
     max_pixels: int = DEFAULT_MAX_PIXELS,
     reduce_to: tuple[int, int] | None = None,
+    max_side: int | None = None,
 ) -> Image.Image:
     """Fully decoded 8-bit RGB image with EXIF orientation applied (``decode_probed`` without the header)."""
-    return decode_probed(data, name, max_pixels, reduce_to)[1]
+    return decode_probed(data, name, max_pixels, reduce_to, max_side)[1]
 
 
 def to_eight_bit(img: Image.Image) -> Image.Image:

@@ -56,6 +56,10 @@ class InferenceConfig:
     tile_batch_size: int = 32
     detector_gate: float | None = None  # None: detector on every image; else only where rust_probability >= gate
     max_pixels: int = 100_000_000
+    # Longer photos are error rows (extreme_aspect_ratio) on the detector / region-model path, whose
+    # tiles grow with the long side (a 20,000,000 x 1 strip would be ~24,000 tiles); the classifier
+    # path reduces each side on its own and is bounded without it.
+    max_side: int = 100_000
     max_file_bytes: int = 200_000_000
     progress_every: int = 200
     tiling: TilingConfig = field(default_factory=TilingConfig)

@@ -263,7 +263,9 @@ def decode_for_detector(record: ImageRecord, input_size: int, config: InferenceC
     """The full decode for detection: JPEG DCT-scaled down to (not below) the tiles' model scale.
 
     A photo smaller than one tile is its own tile: its scale is the photo's, not the tile size's
-    (which would decode a 416-px photo at 104 px for a 256-px model, then blow it up again).
+    (which would decode a 416-px photo at 104 px for a 256-px model, then blow it up again). A photo
+    longer than ``max_side`` is refused from its header (``images.check_side``): its tiles would not be
+    bounded by the pixel limit.
     """
     tcfg = config.tiling
     w, h = record.width, record.height
@@ -271,7 +273,7 @@ def decode_for_detector(record: ImageRecord, input_size: int, config: InferenceC
     reduce_to = None
     if tcfg.decode_at_tile_scale and factor > 1:
         reduce_to = (max(1, math.ceil(w / factor)), max(1, math.ceil(h / factor)))
-    return images.decode(record.data, record.uri, config.max_pixels, reduce_to=reduce_to)
+    return images.decode(record.data, record.uri, config.max_pixels, reduce_to=reduce_to, max_side=config.max_side)
 
 
 def detector_views(
