@@ -1,8 +1,9 @@
 """``make demo``: the whole chain on a generated survey (or a real labelled folder), DirectRunner.
 
-generate labelled photos -> pipelines.build_dataset -> training.train_classifier and
-training.train_detector (short runs) -> generate a fresh "survey night" -> pipelines.batch_inference
--> print where the CSV, errors, previews and report are, with a one-line summary.
+generate labelled photos (VOC boxes, and rust masks) -> pipelines.build_dataset ->
+training.train_classifier and training.train_segmenter (the rust-region model; short runs) ->
+generate a fresh "survey night" -> pipelines.batch_inference -> print where the CSV, errors,
+masks, previews and report are, with a one-line summary.
 
 Every step is the real command a user would run (``python -m ...``), so the demo exercises
 exactly the documented interfaces.
@@ -56,6 +57,9 @@ class DemoSize:
     detector_fine_tune_epochs: int
     detector_input_size: int
     detector_batch_size: int
+    region_photos: int
+    regions_head_epochs: int
+    regions_input_size: int
 
 
 @dataclass(frozen=True)
@@ -96,6 +100,25 @@ def generate_labelled(root: Path, size: DemoSize, seed: int) -> None:
         bad_files=("truncated", "not_image", "malformed_xml"),
     )  # fmt: skip
     log.info("generated %d labelled images (+%d broken files) in %s", len(survey.images), len(survey.bad_files), root)
+
+
+def generate_region_labelled(root: Path, size: DemoSize, seed: int) -> None:
+    """Photos with their rust masks (``images/`` + ``masks/``, as ballast-tank sets come), half clean
+    steel with an empty mask: what the rust-region model learns its pixels from."""
+    rng = np.random.default_rng(seed)
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    sizes = [tuple(s) for s in size.labelled_sizes]
+    for i in range(size.region_photos):
+        w, h = sizes[i % len(sizes)]
+        rust = i % 2 == 0
+        background = str(rng.choice(synthetic.BACKGROUNDS if rust or rng.random() < 0.6 else synthetic.HARD_NEGATIVES))
+        pixels, _, drawn = synthetic.render_with_mask(rng, w, h, int(rng.integers(1, 4)) if rust else 0, background)
+        (root / "images" / f"region_{i:04d}.jpg").write_bytes(synthetic.encode_image(pixels, quality=92))
+        (root / "masks" / f"region_{i:04d}.png").write_bytes(
+            synthetic.encode_image(drawn.astype(np.uint8) * 255, "PNG")
+        )
+    log.info("generated %d photos with rust masks in %s", size.region_photos, root)
 
 
 def generate_night(root: Path, size: DemoSize, seed: int) -> synthetic.Survey:
@@ -185,9 +208,12 @@ def run_chain(workdir: Path, places: Places, data: str | None, tiny: bool, size:
     started = time.monotonic()
     if data is None:
         generate_labelled(workdir / "labelled", size, seed)
-    source = places.publish(Path(data) if data else workdir / "labelled", "labelled")
+        generate_region_labelled(workdir / "labelled_regions", size, seed + 2)
+    folders = [Path(data)] if data else [workdir / "labelled", workdir / "labelled_regions"]
+    sources = [places.publish(folder, folder.name) for folder in folders]
     dataset, models = places.at("dataset"), workdir / "models"
-    _step("build data set", "pipelines.build_dataset", "--input", source, "--output_dir", dataset)
+    _step("build data set", "pipelines.build_dataset", *(a for s in sources for a in ("--input", s)),
+          "--output_dir", dataset)  # fmt: skip
     w = pick_weights(tiny)
     _step(
         "train classifier", "training.train_classifier", "--data", dataset, "--model_dir", str(models / "classifier"),
@@ -195,10 +221,8 @@ def run_chain(workdir: Path, places: Places, data: str | None, tiny: bool, size:
         "--fine_tune_epochs", str(size.classifier_fine_tune_epochs), "--weights", w,
     )  # fmt: skip
     _step(
-        "train detector", "training.train_detector", "--data", dataset, "--model_dir", str(models / "detector"),
-        "--set", f"model.input_size={size.detector_input_size}", "--head_epochs", str(size.detector_head_epochs),
-        "--fine_tune_epochs", str(size.detector_fine_tune_epochs), "--batch_size", str(size.detector_batch_size),
-        "--weights", w,
+        "train rust-region model", "training.train_segmenter", "--data", dataset, "--model_dir", str(models / "regions"),
+        "--input_size", str(size.regions_input_size), "--head_epochs", str(size.regions_head_epochs), "--weights", w,
     )  # fmt: skip
     if data is None:
         generate_night(workdir / "survey_night", size, seed + 1)
@@ -209,8 +233,9 @@ def run_chain(workdir: Path, places: Places, data: str | None, tiny: bool, size:
     _step(
         "batch inference", "pipelines.batch_inference", *inputs,
         "--classifier", places.publish(models / "classifier", "models", "classifier"),
-        "--detector", places.publish(models / "detector", "models", "detector"),
+        "--regions", places.publish(models / "regions", "models", "regions"),
         "--output", results, "--survey_id", "demo-night", "--previews", places.at("report", "previews"),
+        "--masks", places.at("report", "masks"),
         "--report", report, *places.job_flags(),
     )  # fmt: skip
     return summarise(workdir, places, results, report, time.monotonic() - started)
@@ -247,6 +272,7 @@ def summarise(workdir: Path, places: Places, results: str, report: str, seconds:
         "results_csv": result_files,
         "errors_csv": error_files,
         "previews": places.at("report", "previews"),
+        "masks": places.at("report", "masks"),
         "report": report,
         "images": len(rows) + len(errors),
         "scored": len(rows),
@@ -260,6 +286,7 @@ def summarise(workdir: Path, places: Places, results: str, report: str, seconds:
     print(f"  results CSV : {', '.join(result_files)}")
     print(f"  errors CSV  : {', '.join(error_files)}")
     print(f"  previews    : {summary['previews']}")
+    print(f"  rust masks  : {summary['masks']}")
     print(f"  HTML report : {report}")
     if places.cloud is not None:
         print(f"  BigQuery    : {summary['bigquery_rows']} rows in {places.cloud.project}:{BIGQUERY_DATASET}.rust")

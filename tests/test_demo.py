@@ -32,6 +32,9 @@ def test_tiny_demo_end_to_end(tmp_path):
         assert Path(row["image_uri"]).name in report
     previews = list(Path(summary["previews"]).glob("*.jpg"))
     assert len(previews) == len(rust)
+    # the rust-region model the product ships scored every photo: its version on each row, a mask each
+    assert {r["detector_version"].split("-")[0] for r in rows} == {"segmenter"}
+    assert len(list(Path(summary["masks"]).glob("*.png"))) == len(rows)
     assert json.loads((tmp_path / "demo" / "demo_summary.json").read_text()) == summary
 
 

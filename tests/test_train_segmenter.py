@@ -171,7 +171,7 @@ def test_batch_inference_with_a_rust_region_model_measures_rust_from_pixels(trai
     classifier = doubles.export_tiny_classifier(str(tmp_path / "clf"), input_size=32, threshold=0.0)
     out = tmp_path / "out"
     summary = batch_inference.run([
-        "--input", str(night / "*"), "--classifier", classifier, "--detector", str(model_dir),
+        "--input", str(night / "*"), "--classifier", classifier, "--regions", str(model_dir),
         "--output", str(out), "--survey_id", "tank-3", "--masks", str(tmp_path / "masks"),
         "--report", str(tmp_path / "report" / "index.html"),
     ])  # fmt: skip
@@ -274,3 +274,57 @@ def test_features_stream_into_the_cache_files_equal_to_memory_and_an_older_cache
     loaded = seg_data.load(str(tmp_path / "c"))
     assert loaded.keys == [] and loaded.names == streamed.names
     assert np.array_equal(np.asarray(loaded.features["s8"]), in_memory.features["s8"])
+
+
+# ---------------------------------------------------------------- generalisation: held-out sources, augmented views
+
+
+def test_leave_one_source_out_scores_every_photo_of_a_source_with_a_decoder_that_never_saw_it(trained, tmp_path):
+    from training import leave_one_source_out
+    from training.segmenter.data import load as load_cached
+
+    out, model_dir = trained
+    cache = out["feature_cache"]
+    train, val, test = (load_cached(cache[s]) for s in ("train", "validation", "test"))
+    tanks = {s: d.sources[: d.originals or len(d)].count("tanks")
+             for s, d in (("train", train), ("validation", val), ("test", test))}  # fmt: skip
+    argv = ["--data", out["data"], "--output", str(tmp_path / "loso"), "--source", "tanks", "--source", "bridges",
+            "--set", "input_size=64", "--set", "weights=none", "--set", "head_epochs=3", "--set", "batch_size=16",
+            "--set", "decoder_channels=32", "--set", f"feature_cache={cache['train'].rsplit('/', 1)[0]}",
+            "--model_card", str(model_dir)]  # fmt: skip
+    assert leave_one_source_out.main(argv) == 0
+    result = json.loads((tmp_path / "loso" / "leave_one_source_out.json").read_text())
+    folds = {f["held_out"]: f for f in result["folds"]}
+    assert set(folds) == {"tanks", "bridges"} and result["summary"]["sources"] == ["tanks", "bridges"]
+    # every tanks photo of every split is scored, and none of their views (photo or mirror) is trained on
+    assert folds["tanks"]["held_out_figures"]["region_photos"] == sum(tanks.values()) == 30
+    assert folds["tanks"]["training_views"] == len(train) - 2 * tanks["train"]
+    f1 = [f["held_out_figures"]["pixel_f1"] for f in result["folds"]]
+    assert result["summary"]["worst_pixel_f1"] == min(f1) and result["summary"]["mean_pixel_f1"] == pytest.approx(
+        sum(f1) / 2
+    )
+    assert "## Leave one source out" in (model_dir / "model_card.md").read_text()
+    assert (model_dir / "leave_one_source_out.json").exists()
+
+
+def test_augmented_views_are_cached_beside_the_photos_with_targets_that_follow_the_crop(trained, tmp_path):
+    from corrosion.models.weights import resolve_weights
+    from training.segmenter import train as train_segmenter
+
+    out, _ = trained
+    config = load_segmenter_config(None, {"input_size": 64, "weights": "none", "batch_size": 16, "augment_views": 2,
+                                          "feature_cache": str(tmp_path / "cache")})  # fmt: skip
+    _, splits, _ = train_segmenter.prepared_splits(out["data"], config)
+    train = splits["train"]
+    photos = train.originals
+    assert len(train) == photos * 2 + photos * 2  # photo, mirror, two augmented views of each
+    assert train.names[2 * photos].endswith("#aug0") and train.names[2 * photos + 1].endswith("#aug1")
+    for i in range(2 * photos, len(train)):  # a region view's cell targets are its own mask's shares
+        if train.kinds[i] == REGIONS:
+            m = train.truth[i].reshape(8, 8, 8, 8).mean(axis=(1, 3))
+            assert np.allclose(train.target[i], m)
+    assert np.asarray(train.features["s8"][[0, 2 * photos]]).std(axis=0).max() > 0  # its own features
+    weights = resolve_weights("none").description
+    again = train_segmenter.cached_augmented(out["data"], None, config, weights)  # read back: no extractor needed
+    assert again.names == train.names[2 * photos :]
+    assert len(list((tmp_path / "cache").glob("train-augmented-*"))) == 1

@@ -103,12 +103,12 @@ SECTION = "## Rust-region model choice"
 CHOICE_FILE = "region_model_choice.json"
 
 
-def with_section(card: str, section: str) -> str:
-    """``card`` with its comparison section replaced by ``section`` (added before the configuration
+def with_section(card: str, section: str, heading: str = SECTION) -> str:
+    """``card`` with its ``heading`` section replaced by ``section`` (added before the configuration
     section, or at the end, when it has none)."""
-    start = card.find(SECTION)
+    start = card.find(heading)
     if start >= 0:
-        following = card.find("\n## ", start + len(SECTION))
+        following = card.find("\n## ", start + len(heading))
         return card[:start] + section + ("" if following < 0 else card[following:])
     anchor = card.find("\n## Configuration")
     if anchor < 0:

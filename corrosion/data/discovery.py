@@ -173,9 +173,10 @@ def find_data_yaml(unit: str, root: str, exists: Callable[[str], bool] = io_util
 def plan_unit(root: str, unit: str, files: Iterable[str], labels: LabelConfig) -> UnitPlan:
     """Tasks for one unit from its file listing (reads only data.yaml, never images)."""
     root, source = paths.normalise(root), source_name(root)
-    direct, ignored, yolo_images, label_files, masks = _sort_unit_files(unit, files)
+    direct, ignored, yolo_images, label_files, mask_files = _sort_unit_files(unit, files)
     yolo_labels, rejects = _choose_label_files(label_files)
-    rejects += _masks_without_image(unit, masks, yolo_images)
+    masks, mask_rejects = _choose_masks(mask_files)
+    rejects += mask_rejects + _masks_without_image(unit, masks, yolo_images)
     images, annotations, ignored_direct = _direct_tasks(root, source, direct, labels)
     xmls = [a.path for a in annotations]
     yaml_path = find_data_yaml(unit, root) if (yolo_images or yolo_labels) else None
@@ -198,11 +199,11 @@ def plan_unit(root: str, unit: str, files: Iterable[str], labels: LabelConfig) -
 
 def _sort_unit_files(
     unit: str, files: Iterable[str]
-) -> tuple[list[str], list[str], dict[str, list[str]], dict[str, list[str]], dict[str, str]]:
+) -> tuple[list[str], list[str], dict[str, list[str]], dict[str, list[str]], dict[str, list[str]]]:
     """(files directly in the unit's layout, ignored, YOLO images by stem, YOLO label files by stem,
     mask files by stem)."""
     direct, ignored = [], []
-    masks: dict[str, str] = {}
+    masks: dict[str, list[str]] = defaultdict(list)  # every mask file: a second one per stem is refused, not an image
     yolo_images: dict[str, list[str]] = defaultdict(list)  # a.jpg and a.png both take labels/a.txt, as in Ultralytics
     label_files: dict[str, list[str]] = defaultdict(list)
     for f in sorted(files):
@@ -213,8 +214,8 @@ def _sort_unit_files(
             ignored.append(f)  # labelImg's YOLO class list, not an image's labels
         elif paths.parent(f) != unit and folder == "labels" and paths.ext(f) == ".txt":
             label_files[paths.stem(f)].append(f)
-        elif paths.parent(f) != unit and folder == MASK_DIR and paths.is_image(f) and paths.stem(f) not in masks:
-            masks[paths.stem(f)] = f
+        elif paths.parent(f) != unit and folder == MASK_DIR and paths.is_image(f):
+            masks[paths.stem(f)].append(f)
         else:
             direct.append(f)
     return direct, ignored, yolo_images, label_files, masks
@@ -226,6 +227,28 @@ def _masks_without_image(unit: str, masks: dict[str, str], yolo_images: dict[str
         for stem, mask in masks.items()
         if stem not in yolo_images
     ]
+
+
+def _choose_masks(mask_files: dict[str, list[str]]) -> tuple[dict[str, str], list[Reject]]:
+    """One mask per stem: ``masks/a.png`` (the layout's name) before ``a.PNG``, ``a.bmp``..., then by
+    name; any other claiming the same image is refused naming the one used. It used to fall through
+    to the unit's own files and be rejected as an unlabelled image."""
+    chosen_by_stem: dict[str, str] = {}
+    rejects = []
+    for stem, candidates in mask_files.items():
+        chosen, *others = sorted(candidates, key=lambda f: (not f.endswith(".png"), f))
+        chosen_by_stem[stem] = chosen
+        rejects += [
+            Reject(
+                o,
+                ANNOTATION,
+                "duplicate_annotation",
+                f"{o}: {chosen} is a mask of the same image ({stem}.*); two masks cannot label one image, "
+                f"{chosen} is used instead",
+            )
+            for o in others
+        ]
+    return chosen_by_stem, rejects
 
 
 def _choose_label_files(label_files: dict[str, list[str]]) -> tuple[dict[str, str], list[Reject]]:

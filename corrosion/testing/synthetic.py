@@ -137,9 +137,14 @@ def _blob_mask(rng: np.random.Generator, bw: int, bh: int) -> np.ndarray:
     return mask
 
 
-def draw_rust_patch(rng: np.random.Generator, img: np.ndarray, x0: int, y0: int, bw: int, bh: int) -> Box:
-    """Paint one textured rust blob into ``img`` in place; returns the tight box of its pixels."""
+def draw_rust_patch(
+    rng: np.random.Generator, img: np.ndarray, x0: int, y0: int, bw: int, bh: int, drawn: np.ndarray | None = None
+) -> Box:
+    """Paint one textured rust blob into ``img`` in place (and its pixels into ``drawn``, a boolean
+    mask of the image, when given); returns the tight box of its pixels."""
     mask = _blob_mask(rng, bw, bh)
+    if drawn is not None:
+        drawn[y0 : y0 + bh, x0 : x0 + bw] |= mask
     tone = _smooth_noise(rng, bw, bh, max(2, min(bw, bh) // 6))[..., None]
     fine = rng.random((bh, bw, 1)).astype(np.float32)
     colour = np.where(
@@ -166,7 +171,22 @@ def render(
     box_label: str = "rust",
 ) -> tuple[np.ndarray, tuple[Box, ...]]:
     """An RGB uint8 image and the boxes of the rust patches drawn on it (non-overlapping)."""
+    pixels, boxes, _ = render_with_mask(rng, width, height, n_patches, background, patch_scale, box_label)
+    return pixels, boxes
+
+
+def render_with_mask(
+    rng: np.random.Generator,
+    width: int,
+    height: int,
+    n_patches: int,
+    background: str,
+    patch_scale: tuple[float, float] = (0.08, 0.35),
+    box_label: str = "rust",
+) -> tuple[np.ndarray, tuple[Box, ...], np.ndarray]:
+    """``render``'s image and boxes, and the boolean (H, W) mask of every rust pixel drawn."""
     img = render_background(rng, width, height, background)
+    drawn = np.zeros((height, width), bool)
     boxes: list[Box] = []
     short = min(width, height)
     for _ in range(n_patches):
@@ -179,10 +199,10 @@ def render(
             if all(
                 x0 >= b.xmax + 2 or x0 + bw <= b.xmin - 2 or y0 >= b.ymax + 2 or y0 + bh <= b.ymin - 2 for b in boxes
             ):
-                box = draw_rust_patch(rng, img, x0, y0, bw, bh)
+                box = draw_rust_patch(rng, img, x0, y0, bw, bh, drawn)
                 boxes.append(Box(box.xmin, box.ymin, box.xmax, box.ymax, box_label))
                 break
-    return np.clip(img, 0, 255).astype(np.uint8), tuple(boxes)
+    return np.clip(img, 0, 255).astype(np.uint8), tuple(boxes), drawn
 
 
 def rust_mask(rgb: np.ndarray) -> np.ndarray:

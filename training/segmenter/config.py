@@ -28,6 +28,12 @@ class SegmenterConfig:
     negatives_weight: float = 1.0  # no_rust photos: every pixel is clean steel
     box_outside_weight: float = 1.0  # box-only rust photos: outside every box is clean; inside, unknown (ignored)
     flip_views: bool = True  # cache a mirrored copy of each training photo too
+    # Augmented views of each training photo (training.segmenter.augment: a random crop of up to
+    # 1 / augment_zoom of the side, white balance, exposure, gamma, saturation, blur, noise, JPEG),
+    # made once and cached beside the photo and its mirror; 0: none.
+    augment_views: int = 0
+    augment_zoom: float = 2.0
+    augment_strength: float = 1.0
     score_threshold: float | None = None  # None: chosen on validation (max pixel F1)
     min_region_area: float = 0.002  # of the image: smaller predicted regions get no box
     region_merge_radius: float = 0.02  # of the long side: predicted pieces this close are one region

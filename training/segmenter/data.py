@@ -17,7 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from corrosion.core.labels import NO_RUST, load_labels
-from corrosion.data import regions
+from corrosion.data import layout, regions
 from corrosion.imaging import preprocess
 from training.common.records import DatasetError, parsed_dataset
 from training.segmenter.config import SegmenterConfig
@@ -45,6 +45,7 @@ class SplitData:
     counts: dict[str, int] = field(default_factory=dict)
     sample_encoded: list[bytes] = field(default_factory=list)  # the first photos' bytes, to check the export
     keys: list[str] = field(default_factory=list)  # sha256 per photo (evaluation: near-duplicate groups)
+    originals: int | None = None  # rows before this are the photos, the rest derived views; None: all photos
 
     def __len__(self) -> int:
         return len(self.kinds)
@@ -220,16 +221,16 @@ def _with_mirrors(data: SplitData) -> SplitData:
         data.boxes * 2,
         data.left_out,
         sample_encoded=data.sample_encoded,
+        originals=len(data),
     )
 
 
-def cache_key(data_dir: str, split: str, config: SegmenterConfig, weights: str, flip: bool) -> str:
+def cache_key(data_dir: str, split: str, config: SegmenterConfig, weights: str, flip: bool, extra: tuple = ()) -> str:
     """What a split's cached features depend on: the data set's build, the backbone, its taps, the views."""
     import hashlib
     import json
 
     from corrosion.core import io_utils
-    from corrosion.data import layout
 
     stats = (
         io_utils.read_text(io_utils.join(data_dir, layout.STATS))
@@ -237,7 +238,7 @@ def cache_key(data_dir: str, split: str, config: SegmenterConfig, weights: str, 
         else ""
     )
     facts = [data_dir, split, stats, config.backbone, config.input_size, list(config.feature_layers), weights, flip,
-             config.negatives_weight, config.box_outside_weight]  # fmt: skip
+             config.negatives_weight, config.box_outside_weight, *extra]  # fmt: skip
     return hashlib.sha256(json.dumps(facts, default=str).encode()).hexdigest()[:16]
 
 
@@ -274,3 +275,51 @@ def load(folder: str) -> SplitData | None:
     features = {name: np.load(path / f"{name}.npy", mmap_mode="r") for name in FEATURE_NAMES}
     log.info("features of %d views read from %s", len(data), folder)
     return dataclasses.replace(data, features=features)
+
+
+def load_augmented(data_dir: str, features, config: SegmenterConfig, folder: str | None = None) -> SplitData:
+    """``config.augment_views`` augmented views of every training photo with pixel facts, with their
+    own targets (the mask and boxes follow the crop) and features (``training.segmenter.augment``).
+
+    A crop of a box-only photo that holds none of its boxes is all outside them: clean, taught with
+    ``box_outside_weight``. Views are drawn from ``config.seed``, so each seed sees its own.
+    """
+    from training.segmenter.augment import augmented_view
+
+    negative_label = load_labels().image_label_id(NO_RUST)
+    out = SplitData({}, np.zeros(0), np.zeros(0), [], [], [], [], [])
+    targets, weights, pixels = [], [], []
+    for index, ex in enumerate(parsed_dataset(data_dir, layout.TRAIN).as_numpy_iterator()):
+        mask = regions.decode(ex["mask"]) if ex["mask"] else None
+        negative = int(ex["label"]) == negative_label and mask is None
+        if mask is None and not negative and len(ex["boxes"]) == 0:
+            continue  # no pixel facts, as in load_split
+        photo = preprocess.decode_pixels(tf.constant(ex["encoded"])).numpy()
+        for v in range(config.augment_views):
+            rng = np.random.default_rng([config.seed, v, index])
+            view = augmented_view(photo, mask, ex["boxes"], config.input_size, rng, config.augment_zoom,
+                                  config.augment_strength)  # fmt: skip
+            facts = cell_targets(view.mask, view.boxes, negative, config)
+            if facts is None:  # a box photo's crop outside all of its boxes
+                m = config.mask_size
+                facts = np.zeros((m, m), np.float32), np.full((m, m), config.box_outside_weight, np.float32), BOXES
+            targets.append(facts[0])
+            weights.append(facts[1])
+            out.kinds.append(facts[2])
+            out.sources.append(ex["source_id"].decode().split("/", 1)[0])
+            out.names.append(f"{ex['source_id'].decode() or ex['filename'].decode()}#aug{v}")
+            out.truth.append(view.mask)
+            out.boxes.append(view.boxes)
+            pixels.append(view.pixels)
+        if (index + 1) % 500 == 0:
+            log.info("augmented views of %d training records", index + 1)
+    out.target, out.weight = np.stack(targets), np.stack(weights)
+    arrays = FeatureArrays(len(pixels), folder)
+    for start in range(0, len(pixels), config.batch_size):
+        batch = np.stack(pixels[start : start + config.batch_size]).astype(np.float32)
+        arrays.put(start, extract(features, batch, config.batch_size))
+    out.features = arrays.done()
+    out.counts = {kind: out.kinds.count(kind) for kind in (REGIONS, BOXES, NEGATIVE)}
+    out.originals = 0
+    log.info("augmented training views: %s", out.counts)
+    return out

@@ -125,11 +125,14 @@ def _pixel_figures(part: pd.DataFrame) -> dict:
 
 def _share_figures(part: pd.DataFrame) -> dict:
     if part.empty:
-        return {"rusted_pct_mae": None, "d610_exact": None, "d610_within_1": None, "region_photos": 0}
+        return {"rusted_pct_mae": None, "rusted_pct_bias": None, "d610_exact": None, "d610_within_1": None,
+                "region_photos": 0}  # fmt: skip
     true_grade = part.true_share.map(astm_d610_grade)
     pred_grade = part.pred_share.map(astm_d610_grade)
     return {
         "rusted_pct_mae": float((part.pred_share - part.true_share).abs().mean() * 100),
+        # over (+) or under (-) on average: a bias a calibration could remove, unlike the error's spread
+        "rusted_pct_bias": float((part.pred_share - part.true_share).mean() * 100),
         "d610_exact": float((true_grade == pred_grade).mean()),
         "d610_within_1": float(((true_grade - pred_grade).abs() <= 1).mean()),
         "region_photos": len(part),

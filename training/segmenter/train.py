@@ -35,7 +35,7 @@ from training.common.job import main as job_main
 from training.common.tensorboard import TensorBoardScalars
 from training.segmenter import metrics, model_card
 from training.segmenter.config import DEFAULT_FILE, SegmenterConfig
-from training.segmenter.data import SplitData, cache_key, load_split, sample_photos
+from training.segmenter.data import SplitData, cache_key, load_augmented, load_split, sample_photos
 from training.segmenter.data import load as load_cached
 from training.segmenter.data import save as save_cached
 from training.segmenter.model import (
@@ -45,6 +45,7 @@ from training.segmenter.model import (
     build_segmenter,
     with_standardisation,
 )
+from training.segmenter.subsets import concat
 
 log = logging.getLogger("training.train_segmenter")
 
@@ -61,6 +62,8 @@ def cached_split(data: str, split: str, features, config: SegmenterConfig, weigh
     if found is None:
         found = load_split(data, split, features, config, flip=flip, folder=folder)
         save_cached(found, folder)
+    if found.originals is None:  # a cache written before the field: the photos, then their mirrors
+        found.originals = len(found) // 2 if flip else len(found)
     return found
 
 
@@ -148,15 +151,40 @@ def export(model_dir: str, network: keras.Model, metadata: serving.ModelMetadata
     export_model(model_dir, serve, network, metadata)
 
 
-def train(data: str, model_dir: str, config: SegmenterConfig, config_file: str | None = None) -> dict:
-    """Cache features, train the decoder, choose the threshold, export, score; returns metrics.json's content."""
-    started = time.time()
-    keras.utils.set_random_seed(config.seed)
+def prepared_splits(data: str, config: SegmenterConfig):
+    """(standardised feature extractor, every split's photos and features, weight source), the
+    features from ``feature_cache`` where an earlier run left them."""
     weights = resolve_weights(config.weights)
     features = with_standardisation(
         build_feature_extractor(config, weights), sample_photos(data, layout.TRAIN, config, STATISTICS_PHOTOS)
     )
     splits = {s: cached_split(data, s, features, config, weights.description) for s in layout.SPLITS}
+    if config.augment_views:
+        views = cached_augmented(data, features, config, weights.description)
+        originals = splits[layout.TRAIN].originals
+        splits[layout.TRAIN] = dataclasses.replace(concat([splits[layout.TRAIN], views]), originals=originals)
+    return features, splits, weights
+
+
+def cached_augmented(data: str, features, config: SegmenterConfig, weights: str) -> SplitData:
+    """The augmented training views (``training.segmenter.data.load_augmented``), cached as the splits are."""
+    if config.feature_cache is None:
+        return load_augmented(data, features, config)
+    settings = ("augment", config.augment_views, config.augment_zoom, config.augment_strength, config.seed)
+    key = cache_key(data, layout.TRAIN, config, weights, False, settings)
+    folder = io_utils.join(config.feature_cache, f"train-augmented-{key}")
+    found = load_cached(folder)
+    if found is None:
+        found = load_augmented(data, features, config, folder)
+        save_cached(found, folder)
+    return found
+
+
+def train(data: str, model_dir: str, config: SegmenterConfig, config_file: str | None = None) -> dict:
+    """Cache features, train the decoder, choose the threshold, export, score; returns metrics.json's content."""
+    started = time.time()
+    keras.utils.set_random_seed(config.seed)
+    features, splits, weights = prepared_splits(data, config)
     cached = time.time() - started
     log.info("features cached in %.1f min", cached / 60)
     decoder = build_decoder(config, {n: splits[layout.TRAIN].features[n].shape[1:] for n in FEATURE_NAMES})
