@@ -52,23 +52,59 @@ def read_mask(data: bytes, path: str, size: tuple[int, int]) -> np.ndarray:
 
     Palette PNGs are read by index (CCSC: 0 background, 1-3 condition states), grey ones by value
     (ballast tanks: 0 / 255): any non-zero pixel is rust. A mask of another size than its image is
-    refused, never stretched: its regions would land on other pixels.
+    refused, never stretched: its regions would land on other pixels. Both that and a lossy format
+    are refused from the header, before any pixel is decoded (a 40000 x 40000 PNG of 1.6 MB would
+    take 1.6 GB to decode only to be refused).
     """
     try:
         img = Image.open(io.BytesIO(data))
-        img.load()
     except Exception as exc:  # noqa: BLE001 - Pillow raises many types for a bad file
         raise MaskError("corrupt_mask", f"{path}: not a readable mask image ({exc})") from exc
+    lossy = lossy_compression(img, data)
+    if lossy is not None:
+        raise MaskError(
+            "lossy_mask",
+            f"{path}: a {lossy} mask: its compression artefacts invent rust pixels along every drawn edge, "
+            "and any non-zero pixel is rust; save masks in a lossless format (PNG, BMP, TIFF, ...)",
+        )
     if img.size != tuple(size):
         raise MaskError(
             "mask_size_mismatch",
             f"{path}: mask is {img.size[0]}x{img.size[1]}, its image {size[0]}x{size[1]}; a mask must match its image",
         )
+    try:
+        img.load()
+    except Exception as exc:  # noqa: BLE001 - Pillow raises many types for a bad file
+        raise MaskError("corrupt_mask", f"{path}: not a readable mask image ({exc})") from exc
     if img.mode in ("P", "L", "1", "I", "I;16"):
         values = np.asarray(img)
     else:  # colour masks: rust wherever any channel is set
         values = np.asarray(img.convert("RGB")).max(axis=-1)
     return (values > 0).astype(np.uint8)
+
+
+def lossy_compression(img: Image.Image, data: bytes) -> str | None:
+    """The lossy coding a mask file's header declares ("JPEG", "lossy WebP", ...), None for a lossless
+    one: a mask's 0/1 edges come back blurred from it, and any non-zero pixel is rust."""
+    fmt = img.format or ""
+    if fmt in ("JPEG", "MPO", "JPEG2000"):  # JPEG 2000's header does not say whether it was saved reversible
+        return "JPEG 2000" if fmt == "JPEG2000" else "JPEG"
+    if fmt == "TIFF" and str(img.info.get("compression", "")).lower() in ("jpeg", "tiff_jpeg", "webp"):
+        return f"TIFF ({img.info['compression']}-compressed)"
+    if fmt == "WEBP" and _webp_lossy(data):
+        return "lossy WebP"
+    return None
+
+
+def _webp_lossy(data: bytes) -> bool:
+    """Whether a WebP's image chunk is VP8 (lossy) rather than VP8L (lossless), walking its RIFF chunks."""
+    i = 12
+    while i + 8 <= len(data):
+        fourcc, size = data[i : i + 4], int.from_bytes(data[i + 4 : i + 8], "little")
+        if fourcc in (b"VP8 ", b"VP8L"):
+            return fourcc == b"VP8 "
+        i += 8 + size + (size & 1)
+    return False
 
 
 def orient(mask: np.ndarray, transpose: Image.Transpose | None) -> np.ndarray:
