@@ -398,9 +398,21 @@ def parse_annotations(
         if labelme.is_labelme(doc):
             return [_labelme_claim(task, labelme.parse_labelme(doc, task.path), exists)]
     except AnnotationError as exc:
-        return [(task.default_image, ParsedAnnotation(task.path, error=exc.to_reject()))]
+        return [(_refused_labelme_image(task, doc, exists), ParsedAnnotation(task.path, error=exc.to_reject()))]
     detail = f"{task.path}: a JSON file that is neither LabelMe (shapes, imagePath) nor COCO (images, annotations)"
     return [(None, ParsedAnnotation(task.path, error=Reject(task.path, ANNOTATION, "unrecognised_json", detail)))]
+
+
+def _refused_labelme_image(task: AnnotationTask, doc: object, exists: Callable[[str], bool]) -> str | None:
+    """The image a refused LabelMe file names (``labelme/a.json`` -> ``images/a.jpg``) when it exists,
+    else the same-stem image beside it: that image is refused with it, never labelled by another
+    JSON that also claims it."""
+    image = doc.get("imagePath") if labelme.is_labelme(doc) else None
+    if isinstance(image, str) and image.strip():
+        path = labelme.resolve_image_path(task.path, image)
+        if exists(path):
+            return path
+    return task.default_image
 
 
 def _labelme_claim(
