@@ -3,21 +3,24 @@
 Beam's local ``FileSystems.match`` walks without following symlinked folders and silently drops
 what it cannot stat (a dangling symlink); it also lists FIFOs and devices, which a reader then
 blocks on forever. Every tool lists its inputs here instead: local trees are walked with
-symlinked folders followed (each real folder once, so a link to an ancestor is no loop), every
-name found is either a regular file to read
-(``Found``) or a ``Problem`` with a stable reason, and literal paths (``--input_list`` entries,
-folders named ``site[1]``) are never treated as glob patterns.
+symlinks followed while they stay inside the input folder (a link to ``/`` once made a data set
+build walk the whole machine), every name found is either a regular file to read (``Found``) or
+a ``Problem`` with a stable reason (a loop or a link out of the input folder is one, naming the
+link), and literal paths (``--input_list`` entries, folders named ``site[1]``) are never treated
+as glob patterns. ``decode_list`` reads an ``--input_list`` file whatever its byte-order mark and
+line ends.
 """
 
 from __future__ import annotations
 
+import codecs
 import logging
 import os
 import posixpath
 import re
 import stat
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from apache_beam.io.filesystems import FileSystems
 
@@ -37,6 +40,8 @@ MISSING = "missing_file"
 IS_FOLDER = "is_a_folder"
 MATCH_FAILED = "match_failed"
 SYSTEM_FOLDER = "system_folder"
+LINK_OUTSIDE = "link_outside_input"
+LINK_LOOP = "link_loop"
 SYSTEM_FOLDERS = ("/proc", "/sys", "/dev")  # pseudo-files there block (/proc/kmsg) or never end (/dev/zero)
 
 
@@ -58,6 +63,8 @@ class Problem:
     reason: str
     detail: str
     raw: str = field(default="", compare=False)
+    folder: bool = field(default=False, compare=False)  # a folder (or link to one) not walked
+    via_link: bool = field(default=False, compare=False)  # reached through a symlinked folder
 
 
 def key(item: Found | Problem) -> bytes:
@@ -134,7 +141,10 @@ def _classify(path: str, via_link: bool = False) -> Found | Problem:
         st = os.stat(path)
     except FileNotFoundError:
         if os.path.islink(path):
-            target = paths.display(os.readlink(path))
+            try:
+                target = paths.display(os.readlink(path))
+            except OSError:  # removed meanwhile (a process's /proc entry, say)
+                target = "a name"
             return Problem(shown, DANGLING_SYMLINK, f"{shown}: symbolic link to {target}, which does not exist", path)
         return Problem(shown, MISSING, f"{shown}: does not exist (removed while listing?)", path)
     except OSError as exc:
@@ -152,75 +162,132 @@ def _system_folder(real: str) -> bool:
     return any(real == s or real.startswith(s + "/") for s in SYSTEM_FOLDERS)
 
 
-def _walk_local(root: str) -> Iterator[Found | Problem]:
-    """Every name under ``root``, depth first, sorted per folder. Symlinked folders are followed
-    (under their link name too: ``latest -> 2024-06-01`` is matched by ``latest/*``) except a link
-    back to a folder on its own path (a loop) and links into /proc, /sys or /dev, whose files block
-    or never end."""
-    stack: list[tuple[str, tuple[str, ...], bool]] = [(root, (), False)]
-    inside_system = _system_folder(os.path.realpath(root))
+def _within(real: str, real_root: str) -> bool:
+    return real_root == "/" or real == real_root or real.startswith(real_root.rstrip("/") + "/")
+
+
+@dataclass(frozen=True)
+class _Walk:
+    """What one walk keeps fixed: the root's real path and whether links may leave it."""
+
+    real_root: str
+    follow_outside: bool
+    inside_system: bool
+
+
+def _link_problem(path: str, real: str, ancestors: tuple[str, ...], walk: _Walk) -> Problem | None:
+    """Why the symlink ``path`` (to the real path ``real``) is not followed, or None when it is: a
+    link to a folder on its own path loops; one out of the input root escapes, unless asked for;
+    one into /proc, /sys or /dev is never walked (pseudo-files there block or never end)."""
+    shown, target = paths.display(path), paths.display(real)
+    if real in ancestors:
+        detail = f"{shown}: symbolic link to {target}, a folder on its own path (a loop); not followed"
+        return Problem(shown, LINK_LOOP, detail, path, folder=True)
+    if _system_folder(real) and not walk.inside_system:
+        return Problem(shown, SYSTEM_FOLDER, f"{shown}: links to the system folder {target}; not listed", path, True)
+    if not walk.follow_outside and not _within(real, walk.real_root):
+        detail = (
+            f"{shown}: symbolic link to {target}, outside the input folder {paths.display(walk.real_root)}; not "
+            "followed (give --follow_links_outside to follow links out of the input folder)"
+        )
+        return Problem(shown, LINK_OUTSIDE, detail, path, folder=os.path.isdir(real))
+    return None
+
+
+def _system_problem(path: str, real: str, walk: _Walk) -> Problem | None:
+    """A plain folder under /proc, /sys or /dev reached through a followed link (to ``/``, say)."""
+    if not _system_folder(real) or walk.inside_system:
+        return None
+    shown = paths.display(path)
+    return Problem(shown, SYSTEM_FOLDER, f"{shown}: is the system folder {real}; not listed", path, True)
+
+
+def _scan_folder(folder: str, ancestors: tuple[str, ...], via_link: bool, walk: _Walk):
+    """One folder's entries, sorted: (subfolders to walk, names found here as Found or Problem)."""
+    try:
+        entries = sorted(os.scandir(folder), key=lambda e: e.name)
+    except OSError as exc:
+        shown = paths.display(folder)
+        detail = f"{shown}: folder cannot be listed ({exc.strerror})"
+        return [], [Problem(shown, UNREADABLE_FOLDER, detail, folder, folder=True)]
+    subfolders, found = [], []
+    for entry in entries:
+        path = posixpath.join(folder, entry.name)
+        link = entry.is_symlink()
+        try:
+            is_dir = entry.is_dir()  # follows symlinks
+        except OSError:
+            is_dir = False
+        problem, real = None, ""
+        if (link or is_dir) and os.path.exists(path) and _problem_for_name(path) is None:
+            real = os.path.realpath(path)
+            problem = _link_problem(path, real, ancestors, walk) if link else _system_problem(path, real, walk)
+        if problem is None and is_dir and real:
+            subfolders.append((path, (*ancestors, real), via_link or link))
+            continue
+        item = problem or _classify(path, via_link)
+        found.append(replace(item, via_link=True) if via_link and isinstance(item, Problem) else item)
+    return subfolders, found
+
+
+def _walk_local(root: str, follow_outside: bool = False) -> Iterator[Found | Problem]:
+    """Every name under ``root``, depth first, sorted per folder. Symlinks are followed (a linked
+    folder under its link name too: ``latest -> 2024-06-01`` is matched by ``latest/*``), except
+    those ``_link_problem`` refuses, each a Problem naming the link: a loop, a link out of
+    ``root`` (unless ``follow_outside``), a link into a system folder."""
+    real_root = os.path.realpath(root)
+    walk = _Walk(real_root, follow_outside, _system_folder(real_root))
+    stack: list[tuple[str, tuple[str, ...], bool]] = [(root, (real_root,), False)]
     while stack:
         folder, ancestors, via_link = stack.pop()
-        real = os.path.realpath(folder)
-        if real in ancestors:
-            log.info("%s links back to %s, a folder on its own path; not followed", paths.display(folder), real)
-            continue
-        if _system_folder(real) and not inside_system:
-            shown = paths.display(folder)
-            yield Problem(shown, SYSTEM_FOLDER, f"{shown}: links to the system folder {real}; not listed", folder)
-            continue
-        try:
-            entries = sorted(os.scandir(folder), key=lambda e: e.name)
-        except OSError as exc:
-            shown = paths.display(folder)
-            yield Problem(shown, UNREADABLE_FOLDER, f"{shown}: folder cannot be listed ({exc.strerror})", folder)
-            continue
-        subfolders = []
-        for entry in entries:
-            path = posixpath.join(folder, entry.name)
-            try:
-                is_dir = entry.is_dir()  # follows symlinks
-            except OSError:
-                is_dir = False
-            if is_dir and not paths.is_undecodable(path):
-                subfolders.append((path, (*ancestors, real), via_link or entry.is_symlink()))
-            else:
-                yield _classify(path, via_link)
+        subfolders, found = _scan_folder(folder, ancestors, via_link, walk)
+        yield from found
         stack.extend(reversed(subfolders))
 
 
 def _without_link_aliases(items: list[Found | Problem]) -> list[Found | Problem]:
-    """Drop files reached through a symlinked folder that are also listed under their own folder, so
-    ``survey/**`` with ``survey/latest -> survey/2024-06-01`` scores each photo once."""
-    aliased = [f for f in items if isinstance(f, Found) and f.via_link]
+    """Drop names reached through a symlinked folder that are also listed under their own folder, so
+    ``survey/**`` with ``survey/latest -> survey/2024-06-01`` scores each photo once (and reports
+    each loop or FIFO in it once)."""
+    aliased = [f for f in items if f.via_link]
     if not aliased:
         return items
-    real_names = {os.path.realpath(f.path) for f in items if isinstance(f, Found) and not f.via_link}
-    dropped = {f.path for f in aliased if os.path.realpath(f.path) in real_names}
+    real_names = {_real_name(f) for f in items if not f.via_link}
+    dropped = {id(f) for f in aliased if _real_name(f) in real_names}
     if dropped:
         log.info(
-            "%d file(s) reached through a symlinked folder are listed under their own folder instead", len(dropped)
+            "%d name(s) reached through a symlinked folder are listed under their own folder instead", len(dropped)
         )
-    return [f for f in items if not (isinstance(f, Found) and f.path in dropped)]
+    return [f for f in items if id(f) not in dropped]
 
 
-def walk(root: str, exclude: Iterable[str] = ()) -> list[Found | Problem]:
+def _real_name(item: Found | Problem) -> str:
+    """A file's real path; for a name that is no file (a link not followed), its folder's real path and its name."""
+    if isinstance(item, Found):
+        return os.path.realpath(item.path)
+    name = _name(item)
+    return posixpath.join(os.path.realpath(posixpath.dirname(name)), posixpath.basename(name))
+
+
+def walk(root: str, exclude: Iterable[str] = (), follow_outside: bool = False) -> list[Found | Problem]:
     """Every file under a folder (local or ``gs://``) but those under ``exclude`` (a tool's own
-    output folder inside its input); a missing local folder is FileNotFoundError."""
+    output folder inside its input); a missing local folder is FileNotFoundError. Links out of
+    ``root`` are Problems unless ``follow_outside``."""
     root = paths.normalise(root)
     if io_utils.is_remote(root):
         found = [Found(m.path, m.size_in_bytes) for m in _match_remote(paths.join(escape_glob(root), "**"))]
     elif not os.path.isdir(root):
         raise FileNotFoundError(f"input folder {root} does not exist")
     else:
-        found = sorted(_without_link_aliases(list(_walk_local(root))), key=_name)
+        found = sorted(_without_link_aliases(list(_walk_local(root, follow_outside))), key=_name)
     return _excluding(found, exclude)
 
 
-def match_glob(pattern: str, exclude: Iterable[str] = ()) -> list[Found | Problem]:
+def match_glob(pattern: str, exclude: Iterable[str] = (), follow_outside: bool = False) -> list[Found | Problem]:
     """Files matching a Beam glob (``*`` within a folder, ``**`` across folders, a trailing ``/``
     meaning every file in that folder); names under any ``exclude`` prefix (the job's own outputs)
-    are left out and logged."""
+    are left out and logged. The folder before the first glob character is the input root: links
+    out of it are Problems unless ``follow_outside``, as is a folder link the pattern reaches into."""
     if pattern.endswith("/"):
         pattern += "*"
     if io_utils.is_remote(pattern):
@@ -232,9 +299,27 @@ def match_glob(pattern: str, exclude: Iterable[str] = ()) -> list[Found | Proble
         base = GLOB_CHARS.split(pattern, maxsplit=1)[0]
         base = base if base.endswith("/") else posixpath.dirname(base)
         regex = glob_regex(pattern)
-        listed = _walk_local(base or "/") if os.path.isdir(base) else []
-        found = sorted(_without_link_aliases([f for f in listed if regex.match(_name(f))]), key=_name)
+        listed = _walk_local(base or "/", follow_outside) if os.path.isdir(base) else []
+        kept = [f for f in listed if (_reaches_into(pattern, f) if _is_folder(f) else regex.match(_name(f)))]
+        found = sorted(_without_link_aliases(kept), key=_name)
     return _excluding(found, exclude)
+
+
+def _is_folder(item: Found | Problem) -> bool:
+    return isinstance(item, Problem) and item.folder
+
+
+def _reaches_into(pattern: str, item: Found | Problem) -> bool:
+    """Whether ``pattern`` could match files under ``item``, a folder that was not walked (a loop, a
+    link out of the input): its row then says why nothing there was listed. A folder is never a
+    match itself (``dir/*`` means the files in ``dir``)."""
+    segments, parts = pattern.strip("/").split("/"), _name(item).strip("/").split("/")
+    for i, part in enumerate(parts):
+        if i >= len(segments) or "**" in segments[i]:
+            return i < len(segments)
+        if i == len(segments) - 1 or not glob_regex(segments[i]).match(part):
+            return False
+    return True
 
 
 def _excluding(found: list[Found | Problem], exclude: Iterable[str]) -> list[Found | Problem]:
@@ -267,3 +352,54 @@ def match_literal(path: str) -> Found | Problem:
 
 def _match_remote(pattern: str):
     return FileSystems.match([pattern])[0].metadata_list
+
+
+# ---------------------------------------------------------------- --input_list files
+
+# Byte-order marks, longest first: the UTF-32-LE mark begins with the UTF-16-LE one.
+BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32-le"),
+    (codecs.BOM_UTF32_BE, "utf-32-be"),
+    (codecs.BOM_UTF8, "utf-8"),
+    (codecs.BOM_UTF16_LE, "utf-16-le"),
+    (codecs.BOM_UTF16_BE, "utf-16-be"),
+)
+LINE_END = re.compile(r"\r\n|\r|\n")  # not str.splitlines: \x0c, \x1c, \x85, \u2028 may be in names
+WIDE_NUL_SHARE = 0.3  # UTF-16 text is ~50 % NUL bytes, UTF-32 ~75 %; one crafted NUL in a UTF-8 list is not
+
+
+class ListError(ValueError):
+    """An ``--input_list`` file that cannot be read as a list of names; the message says what to do."""
+
+
+def decode_list(data: bytes, name: str) -> list[str]:
+    """The lines of a list file, without their line ends (CR, LF or CRLF) or byte-order mark.
+
+    UTF-8 (undecodable bytes kept as surrogate escapes: a Latin-1 name names that file, which
+    then gets its ``undecodable_name`` row), or UTF-16 / UTF-32 when a byte-order mark says so.
+    ListError for wide text without a mark or text its mark does not fit: a UTF-16 list read as
+    UTF-8 would name nothing, each line a NUL-ridden error."""
+    encoding, body = next(((enc, data[len(bom) :]) for bom, enc in BOMS if data.startswith(bom)), ("", data))
+    if not encoding:
+        nuls = data.count(0)
+        if nuls >= 2 and nuls >= WIDE_NUL_SHARE * len(data):
+            raise ListError(
+                f"{paths.display(name)}: {nuls} of its {len(data)} bytes are NUL, so it is probably UTF-16 or UTF-32 "
+                "without a byte-order mark; save it as UTF-8 (e.g. iconv -f UTF-16LE -t UTF-8 LIST > LIST.utf8), "
+                "or with a byte-order mark, and give that file"
+            )
+        encoding = "utf-8"
+    try:
+        text = body.decode(encoding, "surrogateescape" if encoding == "utf-8" else "strict")
+    except UnicodeDecodeError as exc:
+        raise ListError(
+            f"{paths.display(name)}: starts with a {encoding} byte-order mark but byte {exc.start} does not "
+            f"fit {encoding}; save the list as UTF-8 and give that file"
+        ) from exc
+    lines = LINE_END.split(text)
+    return lines[:-1] if lines and lines[-1] == "" else lines
+
+
+def literal_name(entry: str) -> str:
+    """The name ``match_literal(entry)`` lists ``entry`` under (its row's identity), without touching the disk."""
+    return entry if io_utils.is_remote(entry) else os.path.abspath(entry)

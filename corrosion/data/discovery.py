@@ -118,14 +118,14 @@ def source_name(root: str) -> str:
     return paths.name(paths.normalise(root)) or "input"
 
 
-def list_inputs(root: str, exclude: Iterable[str] = ()) -> tuple[list[str], list[Reject]]:
+def list_inputs(root: str, exclude: Iterable[str] = (), follow_outside: bool = False) -> tuple[list[str], list[Reject]]:
     """Every readable file under ``root`` (local or gs://; normalised, sorted) and a reject for each
     name that is no readable file (dangling symlink, FIFO, device, non-UTF-8 name).
 
     Files under ``exclude`` (a tool's own output folder inside its input) are left out.
     """
     found, rejects = [], []
-    for item in listing.walk(root, exclude):
+    for item in listing.walk(root, exclude, follow_outside):  # links out of root: rejects, unless asked
         if isinstance(item, listing.Problem):
             rejects.append(Reject(item.path, DISCOVER, item.reason, item.detail))
         else:

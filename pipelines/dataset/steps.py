@@ -24,13 +24,14 @@ log = logging.getLogger("pipelines.build_dataset")
 class FindImages(beam.PTransform):
     """Input roots -> image tasks, the annotations claiming images, and what was ignored or refused."""
 
-    def __init__(self, output_dir: str, labels: LabelConfig) -> None:
+    def __init__(self, output_dir: str, labels: LabelConfig, follow_outside: bool = False) -> None:
         super().__init__()
         self.output_dir = output_dir
         self.labels = labels
+        self.follow_outside = follow_outside
 
     def expand(self, roots):
-        listed = roots | "ListFiles" >> beam.ParDo(T.ListRoot(self.output_dir)).with_outputs(
+        listed = roots | "ListFiles" >> beam.ParDo(T.ListRoot(self.output_dir, self.follow_outside)).with_outputs(
             T.REJECTS, T.MANIFEST, main="files"
         )
         planned = (

@@ -82,14 +82,16 @@ def _reject_row(reject: Reject, sha: str = "", annotation: str = "", source: str
 
 class ListRoot(beam.DoFn):
     """(root, file) for every readable file under an input root; names that are no readable file
-    (dangling symlinks, FIFOs, non-UTF-8 names) become reject rows, and a manifest row when named
-    like an image. The data set's own output folder, when inside the root, is not listed."""
+    (dangling symlinks, FIFOs, non-UTF-8 names, a loop, a link out of the root unless
+    ``follow_outside``) become reject rows, and a manifest row when named like an image. The data
+    set's own output folder, when inside the root, is not listed."""
 
-    def __init__(self, output_dir: str) -> None:
+    def __init__(self, output_dir: str, follow_outside: bool = False) -> None:
         self.output_dir = output_dir
+        self.follow_outside = follow_outside
 
     def process(self, root: str):
-        files, problems = discovery.list_inputs(root, exclude=(self.output_dir,))
+        files, problems = discovery.list_inputs(root, (self.output_dir,), self.follow_outside)
         log.info("found %d files under %s (%d unreadable names)", len(files), root, len(problems))
         Metrics.counter("dataset", "files_listed").inc(len(files) + len(problems))
         for f in files:
