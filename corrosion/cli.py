@@ -18,9 +18,12 @@ and ``corrosion --help`` answers without loading TensorFlow.
 
 from __future__ import annotations
 
+import argparse
 import importlib
+import re
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 COMMANDS = {
     "build-dataset": ("pipelines.build_dataset", "labelled photos -> validated, de-duplicated, split TFRecords"),
@@ -35,6 +38,36 @@ COMMANDS = {
     "compare": ("training.compare", "a candidate model against the one in use; promoted only if not worse"),
     "compare-nights": ("pipelines.compare_nights", "one night scored by two versions, photo by photo"),
 }
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse's parser, whose "expected one argument" also says how to give a value that starts
+    with ``-`` (a file named ``-scan.jpg``, a pattern ``-*.jpg``): argparse reads such a word as an
+    option, and only ``--input=-scan.jpg`` passes it as the value. Every command that takes paths
+    builds its parser from this class."""
+
+    _EXPECTED = re.compile(r"argument (\S+?)(?:/\S+)?: expected (?:one|at least one) argument")
+
+    def parse_known_args(self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None):
+        self._words = list(sys.argv[1:] if args is None else args)
+        return super().parse_known_args(args, namespace)
+
+    def error(self, message: str) -> NoReturn:
+        super().error(message + dash_hint(message, getattr(self, "_words", [])))
+
+
+def dash_hint(message: str, words: Sequence[str]) -> str:
+    """``; to give ...`` when ``message`` is argparse's complaint about an option whose value, as
+    typed in ``words``, starts with ``-``; empty otherwise."""
+    match = ArgumentParser._EXPECTED.match(message)
+    if not match:
+        return ""
+    flags = set(match.group(0).split(":")[0].removeprefix("argument ").split("/"))
+    for word, value in zip(words, words[1:], strict=False):
+        if word in flags and value.startswith("-"):
+            return f"; a value starting with '-' must be joined to its option with '=': {word}={value}"
+    flag = sorted(flags)[-1]
+    return f"; if its value starts with '-', join it to the option with '=' (e.g. {flag}=-name)"
 
 
 def usage() -> str:

@@ -21,6 +21,7 @@ import apache_beam as beam
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions
 
+from corrosion import cli
 from corrosion.core import cloud_checks, io_utils, listing, paths
 from corrosion.core.config import add_arguments, from_arguments
 from corrosion.data.dataset_config import DatasetConfig
@@ -32,7 +33,7 @@ log = logging.getLogger("pipelines.build_dataset")
 
 
 def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = cli.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--input", action="append", required=True, help="input folder (local or gs://); repeatable")
     parser.add_argument(
         "--corrections",
@@ -42,6 +43,12 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
         "other copy's labels; repeatable",
     )
     parser.add_argument("--output_dir", required=True, help="output folder (local or gs://)")
+    parser.add_argument(
+        "--follow_links_outside",
+        action="store_true",
+        help="follow symbolic links out of the input folders (by default each is a reject, link_outside_input: "
+        "a link to / would list the whole machine)",
+    )
     add_arguments(parser, "dataset.yaml", {})
     parser.add_argument(
         "--previous_manifest", default=None, help="manifest.csv of an earlier build: groups seen there keep their split"
@@ -56,10 +63,12 @@ def build(
     config: DatasetConfig,
     previous_manifest: str | None = None,
     corrections: tuple[str, ...] = (),
+    follow_outside: bool = False,
 ) -> None:
     """The pipeline graph (separate from running it, so tests can run it on any runner)."""
     labels = config.load_labels()
-    found = p | "Inputs" >> beam.Create(inputs) | "FindImages" >> steps.FindImages(output_dir, labels)
+    find = steps.FindImages(output_dir, labels, follow_outside)
+    found = p | "Inputs" >> beam.Create(inputs) | "FindImages" >> find
     validated = found | "ValidateImages" >> steps.ValidateImages(labels, config)
     unique = validated.valid | "CollapseCopies" >> steps.CollapseCopies(corrections)
     split = unique.unique | "SplitAndShard" >> steps.SplitAndShard(output_dir, config, previous_manifest)
@@ -97,7 +106,7 @@ def run(argv: list[str] | None = None) -> dict:
             "'[', '*' or '?'; choose a folder name without them"
         )
     cloud_checks.check_storage([*inputs, output_dir, args.previous_manifest])
-    io_utils.make_dirs(output_dir)
+    io_utils.check_writable(output_dir, "--output_dir")
     labels = config.load_labels()
     io_utils.write_text(paths.join(output_dir, "label_map.pbtxt"), labels.label_map_pbtxt())
     previous = paths.normalise(args.previous_manifest) if args.previous_manifest else None
@@ -107,7 +116,7 @@ def run(argv: list[str] | None = None) -> dict:
     options.view_as(SetupOptions).save_main_session = False
     log.info("building data set from %s into %s", ", ".join(inputs), output_dir)
     pipeline = beam.Pipeline(options=options)
-    build(pipeline, inputs, output_dir, config, previous, corrections)
+    build(pipeline, inputs, output_dir, config, previous, corrections, args.follow_links_outside)
     result = pipeline.run()
     result.wait_until_finish()
     _log_counters(result)
@@ -157,7 +166,13 @@ def _remove_stale_shards(output_dir: str, shard_counts: dict[str, int]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    stats = run(argv)
+    try:
+        stats = run(argv)
+    except Exception as exc:  # a full, read-only or forbidden output folder: one line, not a traceback
+        output_dir = parse_args(argv)[0].output_dir
+        if (message := io_utils.write_failure(exc, [paths.normalise(output_dir)])) is None:
+            raise
+        raise io_utils.OutputNotWritable(message) from None
     print(
         json.dumps(
             {

@@ -7,7 +7,9 @@ or those named by ``--split``) or a raw labelled folder in any layout the datase
 (class folders, Pascal VOC, YOLO; evaluated as one set, ``all``). Images go through the model's own
 bytes-in serving signature, exactly as inference runs it. Raw files that cannot be used (corrupt
 images, bad annotations, unlabelled files) are counted and listed in ``metrics.json`` and
-``rejects.jsonl`` with their reasons, never silently dropped.
+``rejects.jsonl`` with their reasons, never silently dropped, whatever the model's kind. An
+``--output`` the tool cannot write is refused at launch, and a disk that fills meanwhile ends in
+one line naming the folder.
 
 The model's ``metadata.json`` says what it is: classifiers are evaluated by
 ``training.classifier.evaluate``, detectors by ``training.detector.evaluate`` (COCO metrics).
@@ -20,6 +22,7 @@ import json
 import logging
 import sys
 
+from corrosion import cli
 from corrosion.core import io_utils
 from corrosion.data import layout
 from corrosion.models import serving
@@ -28,6 +31,7 @@ from training.common import report
 from training.common.records import DatasetError
 
 log = logging.getLogger("training.evaluate")
+REJECTS_FILE = classifier_evaluation.REJECTS_FILE
 
 
 def evaluate(
@@ -44,7 +48,7 @@ def evaluate(
     if kind == "segmenter":
         from training.segmenter.evaluate import evaluate_segmenter
 
-        return evaluate_segmenter(model_dir, paths, output_dir, splits)
+        return write_rejects(output_dir, evaluate_segmenter(model_dir, paths, output_dir, splits))
     if len(paths) > 1:
         return {
             p: evaluate(
@@ -61,10 +65,23 @@ def evaluate(
         result = evaluate_detector(model_dir, data_path, output_dir, splits)
         result["rusted_area"] = detector_area(model_dir, data_path, output_dir, splits)
         io_utils.write_text(io_utils.join(output_dir, report.METRICS_FILE), json.dumps(result, indent=2) + "\n")
-        return result
+        return write_rejects(output_dir, result)
     if kind == "classifier":
         return classifier_evaluation.evaluate_classifier(model_dir, data_path, output_dir, splits, threshold)
     raise ValueError(f"{model_dir}/metadata.json has kind {kind!r}; expected 'classifier', 'detector' or 'segmenter'")
+
+
+def write_rejects(output_dir: str, result: dict) -> dict:
+    """``rejects.jsonl`` from ``result["rejects"]`` (the detector's and rust-region model's list;
+    the classifier's evaluation writes its own), one JSON object per refused file, as
+    ``build_dataset`` writes them: every kind of model leaves the same file."""
+    rows = [{"stage": "", **r} for r in result.get("rejects", [])]
+    io_utils.write_text(
+        io_utils.join(output_dir, REJECTS_FILE), "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows)
+    )
+    if rows:
+        log.warning("%d input(s) could not be evaluated (listed in %s)", len(rows), REJECTS_FILE)
+    return result
 
 
 def detector_area(model_dir: str, data_path: str, output_dir: str, splits: tuple[str, ...] | None) -> dict | None:
@@ -84,7 +101,7 @@ def detector_area(model_dir: str, data_path: str, output_dir: str, splits: tuple
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = cli.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model_dir", required=True, help="exported model directory (local or gs://)")
     p.add_argument(
         "--data",
@@ -106,11 +123,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
+    io_utils.check_writable(args.output, "--output")
     try:
         evaluate(args.model_dir, args.data, args.output, tuple(args.split) if args.split else None, args.threshold)
     except (DatasetError, FileNotFoundError) as exc:
         log.error("%s", exc)
         return 2
+    except OSError as exc:  # a full, read-only or forbidden --output: one line, not a traceback
+        if (message := io_utils.write_failure(exc, [args.output])) is None:
+            raise
+        raise io_utils.OutputNotWritable(message) from None
     log.info("wrote %s", io_utils.join(args.output, report.METRICS_FILE))
     return 0
 

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from corrosion import cli
 from corrosion.core import config
 from corrosion.models import versions
 from training.common.records import DatasetError
@@ -51,7 +52,7 @@ class JobSpec:
 
 
 def parser(spec: JobSpec) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=spec.description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = cli.ArgumentParser(description=spec.description, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument(
         "--data", required=True, help="data set directory written by pipelines.build_dataset (local or gs://)"
     )

@@ -71,13 +71,13 @@ def record_examples(data_dir: str, split: str) -> tuple[list[Example], int]:
     return examples, skipped
 
 
-def raw_examples(root: str) -> tuple[list[Example], int]:
+def raw_examples(root: str, rejects: list[Reject] | None = None) -> tuple[list[Example], int]:
     """Evaluable images of a raw labelled folder (VOC XML, YOLO txt), read and validated as the dataset pipeline does.
 
-    Files the readers or validation refuse are logged with their reason and counted as left out,
-    as are rust images without boxes (nothing to score boxes against).
+    Files the readers or validation refuse go to ``rejects`` with their reason and are counted as
+    left out, as are rust images without boxes (nothing to score boxes against).
     """
-    rejects: list[Reject] = []
+    rejects = [] if rejects is None else rejects
     unlocated: list[LabelledImage] = []
     examples = []
     for _, record in raw_records(root, load_labels(), rejects, usable=_located, unusable=unlocated):
@@ -158,18 +158,21 @@ def box_union_maps(model_dir: str, size: int, batch_size: int = 16) -> Callable[
 def evaluate_detector(model_dir: str, data: str, output_dir: str, splits: tuple[str, ...] | None = None) -> dict:
     """COCO metrics of an exported detector on the splits (default: all) of a TFRecord data set, or on a raw folder.
 
-    Writes ``metrics.json`` and a PNG grid of images with predicted (score >= the model's threshold)
-    and true boxes to ``output_dir``, and returns the metrics.
+    Writes ``metrics.json`` (with ``rejects``: each file of a raw folder that could not be evaluated,
+    and why) and a PNG grid of images with predicted (score >= the model's threshold) and true
+    boxes to ``output_dir``, and returns the metrics.
     """
     detect, metadata = exported_detect(model_dir)
     splits = [s for s in records.available_splits(data) if splits is None or s in splits]
-    sets = {s: record_examples(data, s) for s in splits} if splits else {RAW_SPLIT: raw_examples(data)}
+    rejects: list[Reject] = []
+    sets = {s: record_examples(data, s) for s in splits} if splits else {RAW_SPLIT: raw_examples(data, rejects)}
     report: dict = {
         "kind": "detector",
         "model_version": metadata.version,
         "data": data,
         "score_threshold": metadata.threshold,
         "splits": {},
+        "rejects": [{"path": r.path, "stage": r.stage, "reason": r.reason, "detail": r.detail} for r in rejects],
     }
     shown: list[ImageResult] = []
     encoded: list[bytes] = []
