@@ -40,7 +40,7 @@ from pipelines.local_runner import LOCAL_RUNNER
 log = logging.getLogger("benchmarks.bench_inference")
 REPO = Path(__file__).resolve().parent.parent
 REAL_CLASSIFIER = REPO / "out" / "models" / "classifier"
-REAL_DETECTOR = REPO / "out" / "models" / "detector"
+REAL_REGIONS = (REPO / "out" / "models" / "segmenter", REPO / "out" / "models" / "detector")  # shipped model first
 
 
 def make_photos(folder: Path, count: int, unique: int, size: tuple[int, int]) -> list[Path]:
@@ -65,6 +65,23 @@ def export_bench_classifier(model_dir: Path) -> str:
 
     model = model_doubles.mobilenet_classifier(224, weights=None)
     return model_doubles.export_keras_classifier(str(model_dir), model, 224, version="bench-mobilenetv2", lite=True)
+
+
+def export_bench_segmenter(model_dir: Path) -> str:
+    """The shipped rust-region model's shape (``configs/segmenter.yaml``: frozen MobileNetV2 at 256 px
+    and its decoder), random weights: its speed does not depend on them."""
+    from corrosion.models.weights import resolve_weights
+    from training.segmenter import train as segmenter
+    from training.segmenter.config import load_segmenter_config
+    from training.segmenter.model import build_decoder, build_feature_extractor, build_segmenter, with_standardisation
+
+    config = load_segmenter_config(None, {"weights": "none"})
+    sample = np.random.default_rng(0).uniform(0, 255, (4, config.input_size, config.input_size, 3)).astype(np.float32)
+    features = with_standardisation(build_feature_extractor(config, resolve_weights("none")), sample)
+    decoder = build_decoder(config, {n: tuple(t.shape[1:]) for n, t in features.output.items()})
+    meta = segmenter._metadata(config, "none", 0.5, "benchmark", "none")
+    segmenter.export(str(model_dir), build_segmenter(features, decoder), meta)
+    return str(model_dir)
 
 
 def article_way(paths: list[Path], model_dir: str | None, size: int) -> float:
@@ -142,9 +159,15 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--width", type=int, default=4000)
     parser.add_argument("--height", type=int, default=3000)
     parser.add_argument("--classifier", help="exported classifier (default out/models/classifier, else MobileNetV2)")
-    parser.add_argument("--detector", help="also time the tiled detector path (default out/models/detector if present)")
-    parser.add_argument("--detector_images", type=int, default=48, help="photos the large detector run scores")
-    parser.add_argument("--detector_small_images", type=int, default=8, help="photos the small detector run scores")
+    parser.add_argument(
+        "--regions",
+        "--detector",
+        dest="regions",
+        help="the rust-region model whose tiled path is timed beside the classifier (default out/models/segmenter, "
+        "else out/models/detector, else the shipped segmenter's shape with random weights)",
+    )
+    parser.add_argument("--regions_images", type=int, default=48, help="photos the large region-model run scores")
+    parser.add_argument("--regions_small_images", type=int, default=8, help="photos the small region-model run scores")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2, help="DirectRunner worker threads")
     parser.add_argument("--out", default=str(REPO / "bench_out" / "inference.json"))
     args = parser.parse_args(argv)
@@ -194,22 +217,21 @@ def main(argv: list[str] | None = None) -> dict:
         runtime = summary["classifier_runtime"]
         # The same pipeline on the classifier's SavedModel, when "auto" chose its LiteRT copy.
         steady_savedmodel = rates("savedmodel")[1] if runtime != "savedmodel" else steady
-        detector_dir = args.detector or (
-            str(REAL_DETECTOR) if (REAL_DETECTOR / serving.METADATA_FILE).exists() else None
-        )
+        found = [str(d) for d in REAL_REGIONS if (d / serving.METADATA_FILE).exists()]
+        detector_dir = args.regions or (found[0] if found else export_bench_segmenter(work / "segmenter"))
         detector_rate = None
         if detector_dir:
             det_folders = {}
-            for name, count in (("large", args.detector_images), ("small", args.detector_small_images)):
+            for name, count in (("large", args.regions_images), ("small", args.regions_small_images)):
                 det_folders[name] = work / f"detector_photos_{name}"
                 det_folders[name].mkdir()
                 for path in paths[:count]:
                     os.link(path, det_folders[name] / path.name)
 
             def detector_rates(runtime: str) -> tuple[float, float, dict]:
-                """Classifier + tiled detector, one run of each size (they are long)."""
-                flags = [*runner, "--detector", detector_dir, f"--detector_runtime={runtime}"]
-                counts = (args.detector_images, args.detector_small_images)
+                """Classifier + tiled rust-region model, one run of each size (they are long)."""
+                flags = [*runner, "--regions", detector_dir, f"--detector_runtime={runtime}"]
+                counts = (args.regions_images, args.regions_small_images)
                 folders = det_folders["large"], det_folders["small"]
                 return steady_rates(*folders, counts, model_dir, work / "out_det", flags, repeats=1)
 
@@ -250,6 +272,7 @@ def main(argv: list[str] | None = None) -> dict:
         }
         if detector_rate is not None:
             figures["detector"] = serving.read_metadata(detector_dir).version
+            figures["regions_model_kind"] = serving.read_metadata(detector_dir).kind
             figures["pipeline_with_detector_images_per_s"] = round(detector_rate, 3)
             figures["detector_runtime"] = detector_runtime
             figures["pipeline_with_detector_steady_images_per_s"] = round(detector_steady, 3)
@@ -273,10 +296,10 @@ def main(argv: list[str] | None = None) -> dict:
     )
     if detector_rate is not None:
         print(
-            f"  with the tiled detector ({figures['detector']}, {views_per_image:.0f} views/photo):\n"
-            f"{f'    incl. start-up, {args.detector_images} photos:':<54}{detector_rate:7.2f} images/s\n"
+            f"  with the tiled rust-region model ({figures['detector']}, {views_per_image:.0f} views/photo):\n"
+            f"{f'    incl. start-up, {args.regions_images} photos:':<54}{detector_rate:7.2f} images/s\n"
             f"{f'    steady state ({detector_runtime}):':<54}{detector_steady:7.2f} images/s\n"
-            f"    steady state, SavedModel detector:                {detector_steady_savedmodel:7.2f} images/s  "
+            f"    steady state, SavedModel region model:            {detector_steady_savedmodel:7.2f} images/s  "
             f"(LiteRT {detector_steady / detector_steady_savedmodel:.2f}x)"
         )
     out = Path(args.out)
