@@ -12,9 +12,11 @@ Classify (RunInference, batched) -> Detect (RunInference: full-resolution tiles,
 -> AssembleRows -> WriteCsv (and WriteBigQuery), errors in their own CSV, ReportAndPreviews for
 the inspector.
 
-Every matched file ends in exactly one place: a result row, an error row (image_uri, stage,
-reason, message) or, with ``--skip_processed``, the skipped count: results + errors + skipped =
-matched files (+ listed files that do not exist, which are error rows).
+Every input ends in exactly one place: a result row, an error row (image_uri, stage, reason,
+message) or, with ``--skip_processed``, a skipped row. The inputs are listed once at launch (the
+``--input`` glob's files and names, the ``--input_list`` entries: ``transforms.launch_inputs``)
+and the pipeline scores exactly those; after the run the rows written are counted against them,
+and a run where any input has no row, or one has two, fails naming them (``check_accounting``).
 
 Outputs go to ``OUTPUT/date=YYYY-MM-DD/<survey>-results-*.csv`` (and ``-errors-*.csv``,
 ``-summary.json``); re-running a night stages its shards, then renames them over that night's
@@ -34,6 +36,7 @@ import posixpath
 import re
 import time
 import uuid
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -41,19 +44,21 @@ import apache_beam as beam
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from corrosion import cli
 from corrosion.core import cloud_checks, io_utils, listing
 from corrosion.core.config import add_arguments, from_arguments
 from corrosion.inference import results
 from corrosion.models import lite_runtime, serving, versions
-from pipelines.inference import steps
+from pipelines.inference import steps, transforms
 from pipelines.inference.config import InferenceConfig, InferenceJob, RunInfo
 from pipelines.inference.transforms import COUNTERS, ERRORS, FLAGGED, NAMESPACE, AssembleRow
-from pipelines.local_runner import with_local_default
 
 log = logging.getLogger("pipelines.batch_inference")
 
-# Without --runner: the in-process engine (pipelines.local_runner), one thread per core, models loaded once.
-LOCAL_DEFAULTS = ("--direct_running_mode=multi_threading", "--direct_num_workers=0")
+# Without --runner: the in-process engine (pipelines.local_runner), one thread per core, models
+# loaded once; its embedded gRPC workers never flush output from a timer thread (``local_pipeline``).
+LOCAL_WORKERS = "--direct_num_workers=0"
+NO_TIMED_FLUSH_MS = 7 * 24 * 3600 * 1000
 
 # ---------------------------------------------------------------- pipeline
 
@@ -76,7 +81,7 @@ def build_pipeline(p: beam.Pipeline, job: InferenceJob) -> None:
     )
     rows = assembled.rows
     errors = (read["read_errors"], read["decode_errors"], assembled[ERRORS]) | "AllErrors" >> beam.Flatten()
-    (rows, errors) | "WriteCsv" >> steps.WriteCsv(job)
+    (rows, errors, read["skipped"]) | "WriteCsv" >> steps.WriteCsv(job)
     if job.bigquery_table:
         rows | "WriteBigQuery" >> steps.WriteBigQuery(job)
     if job.previews_dir is not None:
@@ -139,7 +144,7 @@ SHORTCUTS = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = cli.ArgumentParser(
         prog="python -m pipelines.batch_inference",
         description="Score a survey archive for rust: CSV/BigQuery rows, error rows, previews and an HTML report.",
     )
@@ -147,8 +152,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--input_list",
         help="text file of image paths, one per line, taken literally (no globbing); relative paths are "
-        "relative to the list's folder; # starts a comment",
+        "relative to the list's folder; # starts a comment; UTF-8, or UTF-16/32 with a byte-order mark; "
+        "LF, CRLF or CR line ends; spaces are part of a name",
     )
+    add_listing_arguments(parser)
     parser.add_argument(
         "--classifier",
         required=True,
@@ -182,6 +189,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def add_listing_arguments(parser: argparse.ArgumentParser) -> None:
+    """How the launch lists the night's inputs (``transforms.launch_inputs``)."""
+    parser.add_argument(
+        "--allow_empty",
+        action="store_true",
+        help="a pattern matching no file, or a list naming none, is an empty night instead of an error",
+    )
+    parser.add_argument(
+        "--follow_links_outside",
+        action="store_true",
+        help="follow symbolic links out of the pattern's folder (by default such a link is an error row, "
+        "link_outside_input: a link to / would list the whole machine)",
+    )
+
+
 def check_locations(args: argparse.Namespace) -> None:
     """Refuse at launch what would otherwise fail (or silently match nothing) on the workers."""
     if not args.input and not args.input_list:
@@ -202,10 +224,15 @@ def check_locations(args: argparse.Namespace) -> None:
             f"--output {args.output}: Beam's file sinks read the output path as a pattern, so it may not hold "
             "'[', '*' or '?'; choose a name without them"
         )
+    report_dir = io_utils.dirname(args.report) if args.report else None
+    for flag, folder in (("--output", args.output), ("--report", report_dir), ("--previews", args.previews)):
+        io_utils.check_writable(folder, flag)
+    io_utils.check_writable(args.masks, "--masks")
 
 
-def parse_job(argv: Sequence[str] | None = None) -> tuple[InferenceJob, list[str]]:
-    """The command line as one checked job, plus the Beam flags it leaves to PipelineOptions."""
+def parse_job(argv: Sequence[str] | None = None) -> tuple[InferenceJob, list[str], argparse.Namespace]:
+    """The command line as one checked job, the Beam flags it leaves to PipelineOptions, and the
+    arguments (the launch listing reads ``--allow_empty`` and ``--follow_links_outside``)."""
     args, beam_args = build_parser().parse_known_args(argv)
     cloud_checks.check_storage(
         [args.input, args.input_list, args.output, args.classifier, args.detector, args.skip_processed]
@@ -231,7 +258,7 @@ def parse_job(argv: Sequence[str] | None = None) -> tuple[InferenceJob, list[str
         report=args.report,
         no_wait=args.no_wait,
     )
-    return job, beam_args
+    return job, beam_args, args
 
 
 def resolve_models(args: argparse.Namespace) -> None:
@@ -308,15 +335,18 @@ def make_run_info(args: argparse.Namespace, cfg: InferenceConfig, now: dt.dateti
 
 
 def run(argv: Sequence[str] | None = None, test_pipeline: beam.Pipeline | None = None) -> dict[str, Any]:
-    """Build and run the job; returns the run summary (counters, output locations).
+    """Build and run the job; returns the run summary (counters, output locations). SystemExit when
+    an input got no row (``check_accounting``).
 
     ``test_pipeline``: a pipeline to build into instead of one made from the Beam flags.
     """
-    job, beam_args = parse_job(argv)
+    job, beam_args, args = parse_job(argv)
     log_job(job)
+    inputs = transforms.launch_inputs(job, args.follow_links_outside, args.allow_empty)
+    transforms.write_inputs(steps.inputs_path(job), inputs)
     if job.bigquery_table and job.config.bigquery.clear_before_load:
         clear_bigquery_night(job.bigquery_table, job.config, job.info)
-    p = test_pipeline or beam.Pipeline(options=PipelineOptions(with_local_default(beam_args, *LOCAL_DEFAULTS)))
+    p = test_pipeline or local_pipeline(beam_args)
     build_pipeline(p, job)
     started = time.monotonic()
     result = p.run()
@@ -324,7 +354,42 @@ def run(argv: Sequence[str] | None = None, test_pipeline: beam.Pipeline | None =
         log.info("submitted %s; not waiting (--no_wait)", getattr(result, "job_id", lambda: "")())
         return {"survey_id": job.info.survey_id, "run_date": job.info.run_date.isoformat(), "submitted": True}
     result.wait_until_finish()
-    return finish(job, read_counters(result), time.monotonic() - started)
+    names = [transforms.spec_name(s) for s in inputs]
+    return finish(job, read_counters(result), time.monotonic() - started, names)
+
+
+class _NoParallelismAdvice(logging.Filter):
+    """Drops FnApiRunner's advice to use multi_threading when it is given workers in in_memory mode:
+    ``local_pipeline`` does that on purpose (multi_threading is what loses elements)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("If direct_num_workers is not equal to 1")
+
+
+NO_PARALLELISM_ADVICE = _NoParallelismAdvice()
+
+
+def local_pipeline(beam_args: Sequence[str]) -> beam.Pipeline:
+    """The pipeline the Beam flags ask for; without ``--runner``, the in-process engine with one
+    worker thread per core whose outputs only the writing thread flushes.
+
+    Beam's embedded gRPC workers (``--direct_running_mode=multi_threading``) also flush every output
+    stream from a timer thread each second, which takes the buffer, sends it, then clears it: what
+    the worker wrote in between is lost (31 consecutive inputs of a 100,000-line list, in 1 run of 4;
+    docs/hostile-inputs.md). The same workers with that timer set to a week never lose an element.
+    """
+    if any(a == "--runner" or a.startswith("--runner=") for a in beam_args):
+        return beam.Pipeline(options=PipelineOptions(beam_args))
+    from apache_beam.options.pipeline_options import DirectOptions
+    from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+    from apache_beam.transforms.environments import EmbeddedPythonGrpcEnvironment
+
+    options = PipelineOptions([LOCAL_WORKERS, *beam_args])
+    if options.view_as(DirectOptions).direct_running_mode == "multi_threading":
+        log.warning("--direct_running_mode=multi_threading: Beam's timed output flush may drop elements")
+    logging.getLogger("apache_beam.runners.portability.fn_api_runner.fn_runner").addFilter(NO_PARALLELISM_ADVICE)
+    environment = EmbeddedPythonGrpcEnvironment(data_buffer_time_limit_ms=NO_TIMED_FLUSH_MS)
+    return beam.Pipeline(runner=FnApiRunner(default_environment=environment), options=options)
 
 
 def log_job(job: InferenceJob) -> None:
@@ -345,11 +410,46 @@ def read_counters(result: beam.runners.runner.PipelineResult) -> dict[str, int]:
     return counters
 
 
-def finish(job: InferenceJob, counters: dict[str, int], elapsed: float) -> dict[str, Any]:
-    """Write and log the run summary; every input must be a result, an error or skipped."""
+MAX_NAMED = 100  # inputs without a row named in the summary (the message names the first ten)
+
+
+def check_accounting(info: RunInfo, names: Sequence[str]) -> tuple[dict[str, Any], str | None]:
+    """The night's rows as written (results + errors + skipped shards, read back) against the
+    inputs listed at launch (``names``): the summary's fields, and the failure message when an
+    input has no row or a row names no input (or one twice). Counted from the files, not from the
+    pipeline's counters, which only ever saw what reached them."""
+    expected = Counter(transforms.row_uri(n) for n in names)
+    by_kind = transforms.rows_written(info)
+    rows = sum(by_kind.values(), Counter())
+    missing, unexpected = expected - rows, rows - expected
+    fields: dict[str, Any] = {
+        "inputs": sum(expected.values()),
+        "rows": {kind: sum(found.values()) for kind, found in by_kind.items()},
+        "all_inputs_accounted_for": not missing and not unexpected,
+    }
+    if fields["all_inputs_accounted_for"]:
+        return fields, None
+    fields["missing"] = sorted(missing.elements())[:MAX_NAMED]
+    fields["unexpected_rows"] = sorted(unexpected.elements())[:MAX_NAMED]
+    n_missing, n_extra = sum(missing.values()), sum(unexpected.values())
+    message = (
+        f"{n_missing} of {fields['inputs']} inputs got no row in {info.partition_dir} (results + errors + skipped = "
+        f"{sum(rows.values())}){_first(fields['missing'], n_missing)}"
+    )
+    if n_extra:
+        message += f"; {n_extra} row(s) name no input, or an input twice{_first(fields['unexpected_rows'], n_extra)}"
+    return fields, message + f"; the run summary lists up to {MAX_NAMED} of each"
+
+
+def _first(names: Sequence[str], total: int, shown: int = 10) -> str:
+    more = f" and {total - shown} more" if total > shown else ""
+    return f": {', '.join(names[:shown])}{more}" if total else ""
+
+
+def finish(job: InferenceJob, counters: dict[str, int], elapsed: float, names: Sequence[str]) -> dict[str, Any]:
+    """Write and log the run summary; SystemExit (after writing it) when an input has no row."""
     info = job.info
-    inputs = counters["files_matched"] + counters["files_missing"]
-    accounted = counters["images_scored"] + counters["images_failed"] + counters["images_skipped"]
+    fields, failure = check_accounting(info, names)
     summary = {
         "survey_id": info.survey_id,
         "run_date": info.run_date.isoformat(),
@@ -360,27 +460,37 @@ def finish(job: InferenceJob, counters: dict[str, int], elapsed: float) -> dict[
         "detector_version": info.detector.version if info.detector else None,
         "seconds": round(elapsed, 2),
         "counters": counters,
-        "all_inputs_accounted_for": inputs == accounted,
+        **fields,
         "results": io_utils.join(info.partition_dir, f"{info.file_stem}-results-*.csv"),
         "errors": io_utils.join(info.partition_dir, f"{info.file_stem}-errors-*.csv"),
         "report": job.report,
     }
-    io_utils.write_text(
-        io_utils.join(info.partition_dir, f"{info.file_stem}-summary.json"), json.dumps(summary, indent=2) + "\n"
-    )
+    summary_path = io_utils.join(info.partition_dir, f"{info.file_stem}-summary.json")
+    io_utils.write_text(summary_path, json.dumps(summary, indent=2) + "\n")
     log.info("done in %.1f s: %s", elapsed, ", ".join(f"{k}={v}" for k, v in counters.items()))
-    if inputs == 0:
-        log.warning("no input file matched %s", job.input or job.input_list)
-    if inputs != accounted:
-        log.error("%d input files but %d results + errors + skipped: some input is unaccounted for", inputs, accounted)
+    if failure:
+        raise SystemExit(f"{failure} ({summary_path})")
+    if not names:
+        log.warning("no input: %s gave no file (--allow_empty)", job.input or job.input_list)
     return summary
+
+
+def output_folders(argv: Sequence[str] | None) -> list[str]:
+    """The folders the command line writes into, for naming the one a failed write was for."""
+    args = build_parser().parse_known_args(argv)[0]
+    return [f for f in (args.output, args.previews, args.masks, args.report and io_utils.dirname(args.report)) if f]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    summary = run(argv)
+    try:
+        summary = run(argv)
+    except Exception as exc:  # a full, read-only or forbidden output folder: one line, not a traceback
+        if (message := io_utils.write_failure(exc, output_folders(argv))) is None:
+            raise
+        raise io_utils.OutputNotWritable(message) from None
     print(json.dumps(summary, indent=2))
-    return 0 if summary.get("all_inputs_accounted_for", True) else 1
+    return 0
 
 
 if __name__ == "__main__":

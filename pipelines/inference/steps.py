@@ -13,7 +13,6 @@ import os
 from typing import Any
 
 import apache_beam as beam
-from apache_beam.coders import BytesCoder
 from apache_beam.ml.inference.base import RunInference
 
 from corrosion.core import io_utils, listing
@@ -22,18 +21,20 @@ from pipelines.inference.config import InferenceConfig, InferenceJob
 from pipelines.inference.handlers import ClassifierHandler, Detections, DetectorHandler
 from pipelines.inference.transforms import (
     ERRORS,
+    INPUTS_FILE,
     SKIPPED,
+    SKIPPED_COLUMNS,
     LenientUtf8Coder,
-    MatchInput,
-    MatchListed,
     PrepareForClassifier,
     ReadImage,
+    ResolveInput,
     ScoredImage,
     SurveyStatsFn,
     WritePreview,
     commit_outputs,
     history_files,
     processed_keys,
+    read_inputs,
     write_report,
 )
 
@@ -41,33 +42,28 @@ log = logging.getLogger("pipelines.batch_inference")  # the job's log, whichever
 
 
 class ListSurvey(beam.PTransform):
-    """PBegin -> every input once (``listing.Found`` or ``listing.Problem``): --input and --input_list."""
+    """PBegin -> every input once (``listing.Found`` or ``listing.Problem``), from the inputs the
+    launch listed (``transforms.launch_inputs``, staged as ``INPUTS_FILE``): the run scores exactly
+    what its rows are counted against. One worker reads that file whole; the reshuffle then spreads
+    the look-ups of ``--input_list`` entries and the reads."""
 
     def __init__(self, job: InferenceJob) -> None:
         super().__init__()
         self._job = job
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
-        job = self._job
-        matched = []
-        if job.input:
-            matched.append(
-                pbegin | "InputPattern" >> beam.Create([job.input])
-                | "MatchInput" >> beam.ParDo(MatchInput(job.own_outputs))
-            )  # fmt: skip
-        if job.input_list:
-            matched.append(
-                pbegin
-                | "ReadInputList" >> beam.io.ReadFromText(listing.escape_glob(job.input_list), coder=BytesCoder())
-                | "MatchListed" >> beam.ParDo(MatchListed(job.input_list))
-            )
-        # Dedupe (a file both globbed and listed is one input); the shuffle also spreads the reads.
         return (
-            matched | "AllMatches" >> beam.Flatten()
-            | "KeyByPath" >> beam.Map(lambda m: (listing.key(m), m))
-            | "Dedupe" >> beam.GroupByKey()
-            | "First" >> beam.Map(lambda kv: next(iter(kv[1])))
-        )  # fmt: skip
+            pbegin
+            | "InputsFile" >> beam.Create([inputs_path(self._job)])
+            | "ReadInputs" >> beam.FlatMap(read_inputs)
+            | "Spread" >> beam.Reshuffle()
+            | "Resolve" >> beam.ParDo(ResolveInput(self._job.input_list))
+        )
+
+
+def inputs_path(job: InferenceJob) -> str:
+    """Where the launch stages the run's inputs: its own staging folder, removed when it commits."""
+    return io_utils.join(job.info.staging_dir, INPUTS_FILE)
 
 
 class ProcessedHistory(beam.PTransform):
@@ -185,18 +181,20 @@ class Detect(beam.PTransform):
 
 
 class WriteCsv(beam.PTransform):
-    """(rows, errors) -> CSV shards in this run's staging folder, then moved over the night's files.
+    """(rows, errors, skipped) -> CSV shards in this run's staging folder, then moved over the night's files.
 
     One date partition per night, one file set per survey; ``commit_outputs`` replaces the night's
     earlier shards of this survey in one step, so a re-run never leaves old rows beside new ones.
+    Images skipped as already scored get ``<survey>-skipped-*.csv`` (with ``--skip_processed``), so
+    every input has a written row the run's accounting can count.
     """
 
     def __init__(self, job: InferenceJob) -> None:
         super().__init__()
         self._job = job
 
-    def expand(self, rows_and_errors: tuple[beam.PCollection, beam.PCollection]) -> beam.PCollection:
-        rows, errors = rows_and_errors
+    def expand(self, outputs: tuple[beam.PCollection, beam.PCollection, beam.PCollection]) -> beam.PCollection:
+        rows, errors, skipped = outputs
         info = self._job.info
         staged = io_utils.join(info.staging_dir, info.file_stem)
         header = results.csv_header(results.result_columns())
@@ -211,16 +209,28 @@ class WriteCsv(beam.PTransform):
             | "ErrorCsvLines" >> beam.Map(results.csv_line, results.ERROR_COLUMNS)
             | "WriteErrors" >> beam.io.WriteToText(f"{staged}-errors", file_name_suffix=".csv", header=errors_header)
         )
-        results_stem, errors_stem = f"{info.file_stem}-results", f"{info.file_stem}-errors"
+        stems = [f"{info.file_stem}-results", f"{info.file_stem}-errors"]
+        written = [beam.pvalue.AsList(results_written), beam.pvalue.AsList(errors_written)]
+        if self._job.skip_processed:
+            stems.append(f"{info.file_stem}-skipped")
+            written.append(
+                beam.pvalue.AsList(
+                    skipped
+                    | "SkippedCsvLines" >> beam.Map(results.csv_line, SKIPPED_COLUMNS)
+                    | "WriteSkipped"
+                    >> beam.io.WriteToText(
+                        f"{staged}-skipped", file_name_suffix=".csv", header=results.csv_header(SKIPPED_COLUMNS)
+                    )
+                )
+            )
         return (
             rows.pipeline
             | "CommitSeed" >> beam.Create([None])
             | "CommitOutputs" >> beam.Map(
-                lambda seed, res, err: commit_outputs(
-                    seed, info.staging_dir, info.partition_dir, {results_stem: res, errors_stem: err}
+                lambda seed, *files: commit_outputs(
+                    seed, info.staging_dir, info.partition_dir, dict(zip(stems, files, strict=True))
                 ),
-                beam.pvalue.AsList(results_written),
-                beam.pvalue.AsList(errors_written),
+                *written,
             )
         )  # fmt: skip
 

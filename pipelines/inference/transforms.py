@@ -8,13 +8,16 @@ another process (Dataflow, or the local engine's multi_processing mode) cannot f
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import json
 import logging
 import os
 import re
 import shutil
 import time
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -23,10 +26,10 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
-from corrosion.core import cloud_checks, io_utils, listing, paths
+from corrosion.core import cloud_checks, csv_rows, io_utils, listing, paths
 from corrosion.imaging import images
 from corrosion.inference import grading, previews, report, results
-from pipelines.inference.config import InferenceConfig, RunInfo
+from pipelines.inference.config import InferenceConfig, InferenceJob, RunInfo
 from pipelines.inference.handlers import Detections, ImageRecord, classifier_pixels, limit_tf_threads
 
 log = logging.getLogger(__name__)
@@ -35,6 +38,7 @@ NAMESPACE = "corrosion_inference"
 ERRORS = "errors"
 SKIPPED = "skipped"
 FLAGGED = "flagged"
+SKIPPED_COLUMNS = ("image_uri", "image_sha256")  # <survey>-skipped-*.csv, with --skip_processed
 COUNTERS = (
     "files_matched",
     "files_missing",
@@ -64,53 +68,151 @@ def error_row(image_uri: str, stage: str, reason: str, message: str) -> dict[str
 
 # ---------------------------------------------------------------- reading
 
-
-class MatchInput(beam.DoFn):
-    """``--input`` glob -> every file it matches (``listing.Found``) and every name that is no
-    readable file (``listing.Problem``: dangling symlink, FIFO, non-UTF-8 name). Files under the
-    job's own output folders are not inputs, so a report written inside the survey is not scored
-    the next night."""
-
-    def __init__(self, exclude: Sequence[str]) -> None:
-        self._exclude = tuple(exclude)
-
-    def process(self, pattern: str):
-        found = listing.match_glob(pattern, self._exclude)
-        log.info("--input %s matched %d file(s)", pattern, len(found))
-        if not found:
-            log.warning("--input pattern %s matches no file", pattern)
-        yield from found
+INPUTS_FILE = "inputs.jsonl"  # in the run's staging folder: every input, as listed at launch
+MAX_LIST_BYTES = 256 * 2**20  # an --input_list over this is refused (a few million names)
 
 
 def input_list_entry(line: str, list_path: str) -> str | None:
-    """One ``--input_list`` line as the path it names (None for blanks and ``#`` comments).
+    """One ``--input_list`` line (its line end already gone) as the path it names; None for blank
+    lines and ``#`` comments.
 
-    Entries are literal paths, never patterns; a relative one is relative to the list's folder
-    (a list travels with its survey, and a Dataflow worker has no useful working directory).
+    Entries are literal paths, never patterns; a relative one is relative to the list's folder (a
+    list travels with its survey, and a Dataflow worker has no useful working directory). Only a
+    byte-order mark is dropped: other whitespace belongs to the name (``scan 01.jpg `` is a file),
+    except that where no file has the name as written and one has it without the surrounding
+    whitespace (a hand-indented list), that one is meant, as it is when neither exists. A line of
+    only whitespace is blank unless a file has that very name.
     """
-    entry = line.lstrip("\ufeff").strip()
-    if not entry or entry.startswith("#"):
+    raw = line.lstrip("\ufeff")
+    stripped = raw.strip()
+    if stripped.startswith("#"):
         return None
+    if raw != stripped:
+        literal = _listed_path(raw, list_path)
+        if io_utils.exists(literal):
+            return literal
+    return _listed_path(stripped, list_path) if stripped else None
+
+
+def _listed_path(entry: str, list_path: str) -> str:
     if "://" in entry or entry.startswith("/"):
         return entry
     return paths.normalise(paths.join(paths.parent(list_path), entry))
 
 
-class MatchListed(beam.DoFn):
-    """A line of ``--input_list`` (bytes) -> ``listing.Found``, or a ``listing.Problem`` (a listed
-    path that does not exist is an error row, where fileio.MatchAll would drop it or fail the run).
+def input_list_entries(list_path: str) -> list[tuple[int, str]]:
+    """(line number, path) of each entry of an ``--input_list`` file, read whole here (its encoding
+    and line ends are found from all of it: ``listing.decode_list``); ListError or FileTooLarge
+    when it cannot be read as a list."""
+    lines = listing.decode_list(io_utils.read_bytes(list_path, MAX_LIST_BYTES), list_path)
+    return [(n, entry) for n, line in enumerate(lines, 1) if (entry := input_list_entry(line, list_path)) is not None]
 
-    Lines arrive as bytes and are decoded here keeping undecodable bytes (surrogate escapes), so a
-    list holding a Latin-1 name (``find`` output on a Windows zip) names that file, which then gets
-    its ``undecodable_name`` row, instead of stopping the run with a UnicodeDecodeError."""
 
-    def __init__(self, list_path: str) -> None:
+def input_spec(item: listing.Found | listing.Problem | tuple[int, str]) -> dict[str, Any]:
+    """One input as a JSON object for the staged inputs file: a file a glob found, a name it
+    found that is no readable file, or an ``--input_list`` entry (line, path) to look up."""
+    if isinstance(item, listing.Found):
+        return {"found": item.path, "size": item.size, "link": item.via_link}
+    if isinstance(item, listing.Problem):
+        return {"problem": item.path, "raw": item.raw, "reason": item.reason, "detail": item.detail}
+    return {"entry": item[1], "line": item[0]}
+
+
+def spec_name(spec: dict[str, Any]) -> str:
+    """The name an input is listed under (``listing.key``'s text), known before the pipeline runs."""
+    if "entry" in spec:
+        return listing.literal_name(spec["entry"])
+    return spec.get("found") or spec.get("raw") or spec["problem"]
+
+
+def row_uri(name: str) -> str:
+    """The ``image_uri`` cell an input's one row carries in the night's CSVs."""
+    return csv_rows.safe_text(paths.display(name))
+
+
+def write_inputs(path: str, specs: Sequence[dict[str, Any]]) -> None:
+    """The run's inputs, one JSON object per line (names with newlines or undecodable bytes are escaped)."""
+    io_utils.write_text(path, "".join(json.dumps(s) + "\n" for s in specs))
+
+
+def read_inputs(path: str) -> Iterable[dict[str, Any]]:
+    """The staged inputs, read by one worker in one piece: no split of the file can drop a line."""
+    for line in io_utils.read_text(path).splitlines():
+        if line:
+            yield json.loads(line)
+
+
+class ResolveInput(beam.DoFn):
+    """A staged input -> ``listing.Found`` or ``listing.Problem``: a glob's finding as it was
+    listed; an ``--input_list`` entry looked up literally (a listed path that does not exist is an
+    error row naming its line, where fileio.MatchAll would drop it or fail the run)."""
+
+    def __init__(self, list_path: str | None) -> None:
         self._list_path = list_path
 
-    def process(self, line: bytes):
-        entry = input_list_entry(line.decode("utf-8", "surrogateescape"), self._list_path)
-        if entry is not None:
-            yield listing.match_literal(entry)
+    def process(self, spec: dict[str, Any]):
+        if "found" in spec:
+            yield listing.Found(spec["found"], spec["size"], spec["link"])
+        elif "problem" in spec:
+            yield listing.Problem(spec["problem"], spec["reason"], spec["detail"], spec["raw"])
+        else:
+            yield _looked_up(spec["entry"], spec["line"], self._list_path or "")
+
+
+def launch_inputs(job: InferenceJob, follow_outside: bool, allow_empty: bool) -> list[dict[str, Any]]:
+    """Every input of the night, listed once at launch and deduplicated by name (a file both
+    globbed and listed, or listed twice, is one input): what the run scores and what its rows
+    are counted against. SystemExit naming a pattern or list that gives no input, unless
+    ``allow_empty`` (an empty night is usually a mistyped pattern)."""
+    items: list[listing.Found | listing.Problem | tuple[int, str]] = []
+    if job.input:
+        found = listing.match_glob(job.input, job.own_outputs, follow_outside)
+        log.info("--input %s matched %d file(s)", job.input, len(found))
+        if not found and not allow_empty:
+            raise SystemExit(
+                f"--input {job.input} matches no file: check the pattern (quote it, so the shell does not expand "
+                "it), or give --allow_empty if a night without photos is expected"
+            )
+        items += found
+    if job.input_list:
+        try:
+            listed = input_list_entries(job.input_list)
+        except (listing.ListError, io_utils.FileTooLarge) as exc:
+            raise SystemExit(f"--input_list {exc}") from exc
+        if not listed and not allow_empty:
+            raise SystemExit(f"--input_list {job.input_list} names no file; give --allow_empty if that is expected")
+        items += listed
+    specs: dict[str, dict[str, Any]] = {}
+    for spec in map(input_spec, items):
+        specs.setdefault(spec_name(spec), spec)
+    if len(specs) < len(items):
+        log.info("%d input(s) named twice are one input each", len(items) - len(specs))
+    return list(specs.values())
+
+
+def rows_written(info: RunInfo) -> dict[str, Counter[str]]:
+    """``image_uri`` of every row of this survey's night as written, per kind: results, errors and
+    skipped shards (``<stem>-<kind>-NNNNN-of-NNNNN.csv``, not survey ``A-results-1``'s files)."""
+    out: dict[str, Counter[str]] = {}
+    for kind in ("results", "errors", "skipped"):
+        rows = out[kind] = Counter()
+        stem = f"{info.file_stem}-{kind}"
+        shard = re.compile(re.escape(stem) + r"-\d{5}-of-\d{5}\.csv")
+        pattern = io_utils.join(listing.escape_glob(info.partition_dir), listing.escape_glob(stem) + "-*.csv")
+        for path in io_utils.matching(pattern):
+            if shard.fullmatch(io_utils.basename(path)):
+                reader = csv.DictReader(io.StringIO(io_utils.read_text(path, errors="replace")))
+                rows.update(r["image_uri"] for r in reader)
+    return out
+
+
+def _looked_up(entry: str, line: int, list_path: str) -> listing.Found | listing.Problem:
+    found = listing.match_literal(entry)
+    if isinstance(found, listing.Problem) and found.reason == listing.MISSING:
+        where = f"line {line} of --input_list {paths.display(list_path)}"
+        detail = f"{found.path}: named on {where}, but no such file exists"
+        return listing.Problem(found.path, found.reason, detail, found.raw)
+    return found
 
 
 class ReadImage(beam.DoFn):
@@ -184,7 +286,7 @@ class PrepareForClassifier(beam.DoFn):
         sha = hashlib.sha256(data).hexdigest()
         if processed and sha in processed:
             Metrics.counter(NAMESPACE, "images_skipped").inc()
-            yield beam.pvalue.TaggedOutput(SKIPPED, uri)
+            yield beam.pvalue.TaggedOutput(SKIPPED, {"image_uri": uri, "image_sha256": sha})
             return
         try:
             info = images.probe(data, uri, self._max_pixels)
