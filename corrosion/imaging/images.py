@@ -45,7 +45,7 @@ _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 _MARKER_AFTER_SCAN = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
 _ARITHMETIC_FRAMES = (0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF)  # SOF9-11, SOF13-15
 _SCAN_PADDING = b"\0" * 8  # lets libjpeg's bit reader look ahead past a complete scan's last byte
-_SCAN_BLOCK = 4096  # bytes Pillow hands the JPEG decoder at a time: where it stopped is known to this
+_SCAN_BLOCK = 16384  # bytes Pillow hands the JPEG decoder at a time: where it stopped is known to this
 
 
 class ImageError(ValueError):
@@ -86,13 +86,14 @@ def swaps_sides(orientation: int) -> bool:
     return orientation in (5, 6, 7, 8)
 
 
-def _open(data: bytes, name: str) -> Image.Image:
+def _open(data: bytes, name: str, source: io.BytesIO | None = None) -> Image.Image:
+    """``data`` opened lazily (header only), from ``source`` where given (``data`` as it is decoded)."""
     if not data:
         raise ImageError("empty_file", f"{name}: file is empty (0 bytes)")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            return Image.open(io.BytesIO(data))
+            return Image.open(source or io.BytesIO(data))
     except Image.UnidentifiedImageError as exc:
         raise ImageError("not_an_image", f"{name}: not a readable image (no image format recognised)") from exc
     except ValueError as exc:
@@ -175,7 +176,9 @@ def decode_probed(
     High-bit-depth pixels (16-bit grey, 32-bit integer, float) are scaled to 0..255, not clipped.
     A JPEG's scan must hold the pixels its header declares (``_load``). ``max_side``: ``check_side``.
     """
-    img = _open(data, name)
+    scan_end = single_scan_end(data, name)
+    source = io.BytesIO(data if scan_end is None else data[:scan_end] + _SCAN_PADDING)
+    img = _open(data, name, source)
     info = _header(img, name, max_pixels, max_side)  # the one header read: bombs are refused before decoding
     try:
         orientation = info.orientation
@@ -183,7 +186,7 @@ def decode_probed(
             None if reduce_to is None else ((reduce_to[1], reduce_to[0]) if swaps_sides(orientation) else reduce_to)
         )
         is_jpeg = img.format == "JPEG"
-        img = _load(img, data, name, target)
+        img = _load(img, source, scan_end, name, target)
         img = to_eight_bit(img)
         if img.mode not in ("L", "RGB"):  # palette, 1-bit, CMYK, alpha: reduce() takes only some modes
             img = img.convert("RGB")
@@ -211,18 +214,21 @@ def _reduce_towards(img: Image.Image, target: tuple[int, int]) -> Image.Image:
     return img.reduce(factors) if max(factors) >= 2 else img
 
 
-def _load(img: Image.Image, data: bytes, name: str, target: tuple[int, int] | None) -> Image.Image:
-    """The decoded pixels (JPEG: DCT-scaled towards ``target``). A single-scan JPEG is decoded from
-    its scan without the end-of-image marker after it: libjpeg, finding that marker early, fills the
-    missing pixels with grey and only warns (neither Pillow nor TensorFlow reports it), so a 200 x 120
-    scan under a 9000 x 9000 header was kept as a whole photo. Without the marker a short scan leaves
-    the decoder waiting for data, which Pillow reports as truncated; a decoder that stops well before
+def _load(
+    img: Image.Image, source: io.BytesIO, scan_end: int | None, name: str, target: tuple[int, int] | None
+) -> Image.Image:
+    """The decoded pixels (JPEG: DCT-scaled towards ``target``). A single-scan JPEG comes from
+    ``source`` holding its markers and scan without the end-of-image marker after it
+    (``single_scan_end``): libjpeg, finding that marker early, fills the missing pixels with grey and
+    only warns (neither Pillow nor TensorFlow reports it), so a 200 x 120 scan under a 9000 x 9000
+    header was kept as a whole photo. Without the marker a short scan leaves the decoder waiting for
+    data, which Pillow reports as truncated; read in small blocks, a decoder that stops well before
     the scan's end shows a header declaring fewer pixels than the scan holds."""
-    scan_end, source, declared = None, None, img.size
-    if img.format in ("JPEG", "MPO"):
-        img, source, scan_end = _scan_only(img, data, name)
-        if target is not None and img.format == "JPEG":
-            img.draft("RGB", target)
+    declared = img.size
+    if scan_end is not None:
+        img.decodermaxblock = _SCAN_BLOCK
+    if target is not None and img.format == "JPEG":
+        img.draft("RGB", target)
     try:
         img.load()
     except OSError as exc:
@@ -233,7 +239,7 @@ def _load(img: Image.Image, data: bytes, name: str, target: tuple[int, int] | No
             f"{name}: truncated: its scan data ends before the {declared[0]}x{declared[1]} pixels its header "
             "declares (a decoder would fill the rest with grey)",
         ) from exc
-    unread = 0 if source is None else scan_end - source.tell()
+    unread = 0 if scan_end is None else scan_end - source.tell()
     if unread > 2 * _SCAN_BLOCK:
         raise ImageError(
             "corrupt_image",
@@ -243,10 +249,12 @@ def _load(img: Image.Image, data: bytes, name: str, target: tuple[int, int] | No
     return img
 
 
-def _scan_only(img: Image.Image, data: bytes, name: str) -> tuple[Image.Image, io.BytesIO | None, int | None]:
-    """(image to decode, its source, where its scan ends): a single-scan JPEG reopened on its
-    markers and scan alone, read in small blocks so where the decoder stopped is known. Progressive
-    and other multi-scan files stay as they are (libjpeg needs their end marker to finish)."""
+def single_scan_end(data: bytes, name: str) -> int | None:
+    """Where a single-scan JPEG's scan data ends (None for other files: progressive and other
+    multi-scan JPEGs keep their end marker, which libjpeg needs to finish them); arithmetic-coded
+    frames are refused."""
+    if data[:3] != b"\xff\xd8\xff":
+        return None
     frame, scan_end, huffman = jpeg_layout(data)
     if frame in _ARITHMETIC_FRAMES:
         sof = f"SOF{frame - 0xC0}"
@@ -261,12 +269,7 @@ def _scan_only(img: Image.Image, data: bytes, name: str) -> tuple[Image.Image, i
             f"{name}: an arithmetic-coded JPEG ({sof}): Pillow decodes such files only up to 64 KB and most "
             "viewers not at all; re-save it as a baseline JPEG (e.g. jpegtran without -arithmetic)",
         )
-    if scan_end is None:
-        return img, None, None
-    source = io.BytesIO(data[:scan_end] + _SCAN_PADDING)
-    scanned = Image.open(source)
-    scanned.decodermaxblock = _SCAN_BLOCK
-    return scanned, source, scan_end
+    return scan_end
 
 
 def jpeg_layout(data: bytes) -> tuple[int | None, int | None, bool]:
