@@ -6,7 +6,8 @@ ValueError (Python's int-string limit, even in a field nobody reads), and reads 
 ``Infinity`` and ``1e999`` as non-finite floats. Every annotation JSON the project reads goes
 through ``loads`` here: a number that is not a finite float in range refuses the whole file with
 ``JsonError``, so each reader sees only finite numbers. ``number`` and ``is_int`` apply the same
-rule to documents built in memory (and refuse ``true``, which Python counts as the int 1).
+rule to documents built in memory (and refuse ``true``, which Python counts as the int 1);
+``numbers`` to a whole list at once.
 """
 
 from __future__ import annotations
@@ -80,4 +81,17 @@ def number(value: object) -> float | None:
     return out if math.isfinite(out) else None
 
 
-__all__ = ["JsonError", "loads", "is_int", "number"]
+def numbers(values: list) -> tuple[float, ...] | None:
+    """``number`` over a whole list at C speed (a COCO export holds millions of coordinates): the
+    finite floats, or None when any value is not a number in float's range."""
+    if not set(map(type, values)) <= {int, float}:  # the slow way for anything else: bools, strings, subclasses
+        out = tuple(number(v) for v in values)
+        return None if None in out else out
+    try:
+        out = tuple(map(float, values))
+    except OverflowError:
+        return None
+    return out if all(map(math.isfinite, out)) else None
+
+
+__all__ = ["JsonError", "loads", "is_int", "number", "numbers"]

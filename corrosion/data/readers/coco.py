@@ -149,8 +149,8 @@ def _box(coco: CocoFile, a: dict, labels: LabelConfig, size: tuple[int, int] | N
         )
     cls = box_class_or_reject(labels, name, coco.path)
     bbox = a.get("bbox")
-    values = [safe_json.number(v) for v in bbox] if isinstance(bbox, list) else []
-    if len(values) != 4 or None in values:
+    values = safe_json.numbers(bbox) if isinstance(bbox, list) else None
+    if values is None or len(values) != 4:
         raise AnnotationError(
             "malformed_coco",
             coco.path,
@@ -179,8 +179,8 @@ def _region(
 
 def _polygon(poly: object, number: int, where: str, path: str) -> tuple[float, ...]:
     """One polygon as flat x, y floats: finite numbers, in pairs, at least three points."""
-    values = [safe_json.number(v) for v in poly] if isinstance(poly, list) else [None]
-    if None in values:
+    values = safe_json.numbers(poly) if isinstance(poly, list) else None
+    if values is None:
         raise AnnotationError("malformed_coco", path, f"{where}: polygon #{number} is not a list of finite numbers")
     if len(values) % 2:
         raise AnnotationError(
@@ -194,7 +194,7 @@ def _polygon(poly: object, number: int, where: str, path: str) -> tuple[float, .
             path,
             f"{where}: polygon #{number} has {len(values) // 2} point(s), too few to mark an area",
         )
-    return tuple(values)
+    return values
 
 
 def to_labelled(
