@@ -434,21 +434,14 @@ def _labelme_claim(
 
 def _coco_claims(found: coco.CocoFile, exists: Callable[[str], bool]) -> list[tuple[str | None, ParsedAnnotation]]:
     """One claim per image entry, each carrying only that image's slice of the file; a row for
-    every entry that cannot be used (missing image, an id listed twice, an annotation of no image)."""
+    every entry that cannot be used (missing image, an id or a photo listed twice, an annotation
+    of no image)."""
+    resolved = [(image, coco.resolve(found.path, image.file_name, exists)) for image in found.images]
+    ambiguous = _ambiguous_entries(found, resolved)
     claims: list[tuple[str | None, ParsedAnnotation]] = []
-    shared: dict[int, list[str]] = defaultdict(list)  # a duplicated id -> the file names listed under it
-    for image in found.images:
-        if image.id in found.duplicate_ids:
-            shared[image.id].append(image.file_name)
-    for image in found.images:
-        path = coco.resolve(found.path, image.file_name, exists)
-        if image.id in found.duplicate_ids:
-            names = shared[image.id]
-            detail = (
-                f"{found.path}: image id {image.id} is listed {len(names)} times ({short_repr(names)}); "
-                f"its annotations cannot be told apart, so no entry with that id is used ({image.file_name!r})"
-            )
-            claims.append((path, _refused(found.path, "duplicate_image_id", detail)))
+    for n, (image, path) in enumerate(resolved):
+        if n in ambiguous:
+            claims.append((path, _refused(found.path, *ambiguous[n])))
         elif path is None:
             where = coco.candidates(found.path, image.file_name)[0]
             detail = (
@@ -464,6 +457,37 @@ def _coco_claims(found: coco.CocoFile, exists: Callable[[str], bool]) -> list[tu
         )
         claims.append((None, _refused(found.path, "unknown_image_id", detail)))
     return claims
+
+
+def _ambiguous_entries(
+    found: coco.CocoFile, resolved: list[tuple[coco.CocoImage, str | None]]
+) -> dict[int, tuple[str, str]]:
+    """(reason, detail) of each entry (by position) whose annotations cannot be told apart from
+    another's: an image id listed twice, or two entries naming one photo (the first used to label
+    it, the other's annotations were lost)."""
+    names: dict[int, list[str]] = defaultdict(list)  # a duplicated id -> the file names listed under it
+    ids: dict[str, list[int]] = defaultdict(list)  # a photo -> the ids of the entries naming it
+    for image, path in resolved:
+        if image.id in found.duplicate_ids:
+            names[image.id].append(image.file_name)
+        if path is not None:
+            ids[path].append(image.id)
+    out = {}
+    for n, (image, path) in enumerate(resolved):
+        if image.id in found.duplicate_ids:
+            detail = (
+                f"{found.path}: image id {image.id} is listed {len(names[image.id])} times "
+                f"({short_repr(names[image.id])}); its annotations cannot be told apart, so no entry with "
+                f"that id is used ({image.file_name!r})"
+            )
+            out[n] = ("duplicate_image_id", detail)
+        elif path is not None and len(ids[path]) > 1:
+            detail = (
+                f"{found.path}: {len(ids[path])} image entries (ids {short_repr(ids[path])}) name {path}; "
+                f"which holds its annotations cannot be told, so none is used (id {image.id})"
+            )
+            out[n] = ("duplicate_file_name", detail)
+    return out
 
 
 def _refused(annotation_path: str, reason: str, detail: str) -> ParsedAnnotation:

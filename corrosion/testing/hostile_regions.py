@@ -267,6 +267,10 @@ def _id_cases(c: Corpus, rng: np.random.Generator, tag: str) -> None:
         anns = [_annotation(1, 1, photos[0].polygons[0]), _annotation(2, 2, photos[1].polygons[0], category_id=2)]
         return json.dumps(_coco_doc([(1, names[0]), (2, names[1])], anns, cats))
 
+    def duplicate_file_name(names, photos, rng):  # two entries name one photo: whose annotations hold?
+        anns = [_annotation(1, 2, photos[0].polygons[0])]
+        return json.dumps(_coco_doc([(1, names[0]), (2, names[0]), (3, names[1])], anns))
+
     def bool_category(names, photos, rng):
         return json.dumps(_coco_doc([(1, names[0])], [_annotation(1, 1, photos[0].polygons[0], category_id=True)]))
 
@@ -278,6 +282,10 @@ def _id_cases(c: Corpus, rng: np.random.Generator, tag: str) -> None:
     _coco_case(
         c, rng, "coco_duplicate_category", tag, duplicate_category,
         ["duplicate_category_id", KEPT], ("duplicate_category_id", 1),
+    )  # fmt: skip
+    _coco_case(
+        c, rng, "coco_duplicate_file_name", tag, duplicate_file_name,
+        ["duplicate_file_name", KEPT], ("duplicate_file_name", 2),
     )  # fmt: skip
     _coco_case(c, rng, "coco_bool_category", tag, bool_category, ["unknown_label"], ("unknown_label", 1))
 
