@@ -183,7 +183,9 @@ def test_a_run_that_loses_an_input_fails_naming_it_and_a_whole_one_passes(tmp_pa
     lost = str(photos[3])
     resolve = transforms.ResolveInput.process
     monkeypatch.setattr(  # a pipeline that drops one input on the way, as Beam's timed flush did
-        transforms.ResolveInput, "process", lambda self, spec: [] if spec.get("entry") == lost else resolve(self, spec)
+        transforms.ResolveInput,
+        "process",
+        lambda self, line: [] if json.loads(line).get("entry") == lost else resolve(self, line),
     )
     with pytest.raises(SystemExit, match=rf"^1 of 7 inputs got no row in .* = 6\): {re.escape(lost)}; the run summary"):
         batch_inference.main(["--classifier", models["classifier"], "--run_date", "2026-12-07", *args])

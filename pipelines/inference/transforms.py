@@ -135,11 +135,11 @@ def write_inputs(path: str, specs: Sequence[dict[str, Any]]) -> None:
     io_utils.write_text(path, "".join(json.dumps(s) + "\n" for s in specs))
 
 
-def read_inputs(path: str) -> Iterable[dict[str, Any]]:
-    """The staged inputs, read by one worker in one piece: no split of the file can drop a line."""
-    for line in io_utils.read_text(path).splitlines():
-        if line:
-            yield json.loads(line)
+def read_inputs(path: str) -> Iterable[str]:
+    """The staged inputs' lines, read by one worker in one piece: no split of the file can drop a
+    line. Each stays its JSON text (ASCII: undecodable bytes escaped) until ``ResolveInput``, as
+    Beam's coder refuses the surrogate escapes of a non-UTF-8 name in a plain string."""
+    yield from (line for line in io_utils.read_text(path).splitlines() if line)
 
 
 class ResolveInput(beam.DoFn):
@@ -150,7 +150,8 @@ class ResolveInput(beam.DoFn):
     def __init__(self, list_path: str | None) -> None:
         self._list_path = list_path
 
-    def process(self, spec: dict[str, Any]):
+    def process(self, line: str):
+        spec = json.loads(line)
         if "found" in spec:
             yield listing.Found(spec["found"], spec["size"], spec["link"])
         elif "problem" in spec:
