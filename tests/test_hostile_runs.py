@@ -175,11 +175,14 @@ def _photos(folder: Path, count: int) -> list[Path]:
 
 def test_a_run_that_loses_an_input_fails_naming_it_and_a_whole_one_passes(tmp_path, models, monkeypatch):
     photos = _photos(tmp_path / "survey", 6)
+    latin1 = os.fsencode(tmp_path / "survey") + b"/caf\xe9.jpg"  # staged and counted with its bytes intact
+    with open(latin1, "wb") as handle:
+        handle.write(photos[0].read_bytes())
     listed = tmp_path / "survey" / "list.txt"
-    listed.write_text("".join(f"{p.name}\n" for p in photos) + "gone.jpg\n")
+    listed.write_bytes("".join(f"{p.name}\n" for p in photos).encode() + b"caf\xe9.jpg\ngone.jpg\n")
     args = ["--input_list", str(listed), "--output", str(tmp_path / "out")]
     whole = _night(models, *args)
-    assert whole["inputs"] == 7 and whole["rows"] == {"results": 6, "errors": 1, "skipped": 0}
+    assert whole["inputs"] == 8 and whole["rows"] == {"results": 6, "errors": 2, "skipped": 0}
     lost = str(photos[3])
     resolve = transforms.ResolveInput.process
     monkeypatch.setattr(  # a pipeline that drops one input on the way, as Beam's timed flush did
@@ -187,12 +190,12 @@ def test_a_run_that_loses_an_input_fails_naming_it_and_a_whole_one_passes(tmp_pa
         "process",
         lambda self, line: [] if json.loads(line).get("entry") == lost else resolve(self, line),
     )
-    with pytest.raises(SystemExit, match=rf"^1 of 7 inputs got no row in .* = 6\): {re.escape(lost)}; the run summary"):
+    with pytest.raises(SystemExit, match=rf"^1 of 8 inputs got no row in .* = 7\): {re.escape(lost)}; the run summary"):
         batch_inference.main(["--classifier", models["classifier"], "--run_date", "2026-12-07", *args])
     summary = json.loads(Path(whole["results"].replace("results-*.csv", "summary.json")).read_text())
     assert summary["all_inputs_accounted_for"] is False and summary["missing"] == [lost]
     counters = summary["counters"]  # the old check, from counters that never saw the lost input, found no fault
-    assert counters["files_matched"] + counters["files_missing"] == 6 == counters["images_scored"] + 1
+    assert counters["files_matched"] + counters["files_missing"] == 7 == counters["images_scored"] + 2
     assert summary["rows"]["results"] == 5
 
 
