@@ -162,12 +162,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="exported classifier model directory, or a model root (training.versions) whose current version is used",
     )
     parser.add_argument(
+        "--regions",
         "--detector",
-        help="exported detector or rust-region model (training.train_segmenter) directory or model root (no boxes "
-        "without it); a rust-region model gives the rusted area from its pixels",
+        dest="regions",
+        help="exported rust-region model (training.train_segmenter: rust pixels, their regions as boxes, the rusted "
+        "area) or, as an option, an SSD box detector (training.train_detector), directory or model root; no boxes "
+        "and no rusted area without it. --detector is the older name of this flag",
     )
     parser.add_argument("--classifier_version", help="with a model root: this version instead of the current one")
-    parser.add_argument("--detector_version", help="with a model root: this version instead of the current one")
+    parser.add_argument(
+        "--regions_version",
+        "--detector_version",
+        dest="regions_version",
+        help="with a model root for --regions: this version instead of the current one",
+    )
     parser.add_argument("--output", required=True, help="output prefix; rows go to OUTPUT/date=YYYY-MM-DD/")
     parser.add_argument("--bigquery_table", help="PROJECT:DATASET.TABLE to load result rows into")
     parser.add_argument("--survey_id", help="survey name for every row (default: the input's folder name)")
@@ -235,7 +243,7 @@ def parse_job(argv: Sequence[str] | None = None) -> tuple[InferenceJob, list[str
     arguments (the launch listing reads ``--allow_empty`` and ``--follow_links_outside``)."""
     args, beam_args = build_parser().parse_known_args(argv)
     cloud_checks.check_storage(
-        [args.input, args.input_list, args.output, args.classifier, args.detector, args.skip_processed]
+        [args.input, args.input_list, args.output, args.classifier, args.regions, args.skip_processed]
         + [args.report, args.previews, args.masks]
     )
     cloud_checks.check_bigquery(args.bigquery_table)
@@ -250,7 +258,7 @@ def parse_job(argv: Sequence[str] | None = None) -> tuple[InferenceJob, list[str
         output=args.output,
         input=args.input,
         input_list=args.input_list,
-        detector_dir=args.detector,
+        detector_dir=args.regions,
         bigquery_table=args.bigquery_table,
         skip_processed=args.skip_processed,
         previews_dir=previews_dir,
@@ -264,7 +272,7 @@ def parse_job(argv: Sequence[str] | None = None) -> tuple[InferenceJob, list[str
 def resolve_models(args: argparse.Namespace) -> None:
     """A model root's current (or asked-for) version folder, fixed at launch: a promotion while the
     job runs changes the next night's model, not this one's."""
-    for flag in ("classifier", "detector"):
+    for flag in ("classifier", "regions"):
         given, version = getattr(args, flag), getattr(args, f"{flag}_version")
         if given is None:
             if version:
@@ -313,7 +321,7 @@ def make_run_info(args: argparse.Namespace, cfg: InferenceConfig, now: dt.dateti
     processed_at = now if run_date == now.date() else dt.datetime.combine(run_date, dt.time(0), dt.UTC)
     survey_id = args.survey_id or default_survey_id(args)
     classifier = read_model_metadata(args.classifier, "classifier", "classifier")
-    detector = read_model_metadata(args.detector, "detector", "detector", "segmenter") if args.detector else None
+    detector = read_model_metadata(args.regions, "detector", "detector", "segmenter") if args.regions else None
     partition_dir = io_utils.join(args.output, f"date={run_date.isoformat()}")
     return RunInfo(
         survey_id=survey_id,
@@ -325,8 +333,8 @@ def make_run_info(args: argparse.Namespace, cfg: InferenceConfig, now: dt.dateti
         file_stem=survey_file_stem(survey_id),
         staging_dir=io_utils.join(partition_dir, f".staging-{uuid.uuid4().hex[:12]}"),
         classifier_runtime=lite_runtime.resolve_runtime(args.classifier, cfg.classifier_runtime),
-        detector_runtime=lite_runtime.resolve_runtime(args.detector, cfg.detector_runtime, "detector")
-        if args.detector
+        detector_runtime=lite_runtime.resolve_runtime(args.regions, cfg.detector_runtime, "detector")
+        if args.regions
         else None,
     )
 
