@@ -211,7 +211,7 @@ def test_batch_inference_steps_give_every_corpus_file_its_outcome(corpus, kind):
     """The job's own decode step (PrepareForClassifier) and model handler on each file, the models
     stood in for: a result, or an error row with the case's reason, with and without the detector."""
     config, size = InferenceConfig(), 64
-    prepare = PrepareForClassifier(size, config.max_pixels, keep_data=True)
+    prepare = PrepareForClassifier(size, config.max_pixels, keep_data=True, max_side=config.max_side)
     prepare.setup()
     extra = {"region_merge_radius": 0.02, "min_region_area": 0.002}
     meta = serving.ModelMetadata(kind, "fake", size, 0.5, ("rust",), "fake", "none", extra=extra)
@@ -221,10 +221,10 @@ def test_batch_inference_steps_give_every_corpus_file_its_outcome(corpus, kind):
         path = _path(corpus, case)
         (out,) = prepare.process((path, Path(path).read_bytes()))
         if getattr(out, "tag", None) == ERRORS:
-            assert out.value["reason"] == case.inference == (case.classifier_only or case.inference), case.kind
+            assert out.value["reason"] == case.inference, case.kind
             assert path in out.value["message"]
             continue
-        assert (case.classifier_only or case.inference) == hp.SCORED, case.kind
+        assert case.inference == hp.SCORED, case.kind
         ((_, prediction),) = handler.run_inference([(case.kind, out[0])], model)
         found = prediction.inference
         assert (found.error_reason or hp.SCORED) == case.inference, (case.kind, found.error_message)

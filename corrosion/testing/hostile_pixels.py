@@ -10,8 +10,8 @@ Every case names its expected outcome:
 * ``dataset`` (``build_dataset`` and ``training.evaluate``): for an image ``KEPT`` or its reject
   reason; for a mask file ``USED`` (read for its image, no row of its own) or the reason of its own
   reject row;
-* ``inference`` (batch inference with a detector or rust-region model): ``SCORED`` or the reason of
-  its error row; ``classifier_only``, where it differs, the outcome without one.
+* ``inference`` (batch inference, with or without a detector or rust-region model): ``SCORED`` or
+  the reason of its error row.
 """
 
 from __future__ import annotations
@@ -38,7 +38,6 @@ class Case:
     path: str
     dataset: str
     inference: str
-    classifier_only: str | None = None  # None: as ``inference``
 
     @property
     def is_mask(self) -> bool:
@@ -50,8 +49,8 @@ class Corpus:
     root: Path
     cases: list[Case] = field(default_factory=list)
 
-    def add(self, kind: str, path: str, dataset: str, inference: str, classifier_only: str | None = None) -> None:
-        self.cases.append(Case(kind, path, dataset, inference, classifier_only))
+    def add(self, kind: str, path: str, dataset: str, inference: str) -> None:
+        self.cases.append(Case(kind, path, dataset, inference))
 
 
 # ---------------------------------------------------------------- PNG files written without their pixels
@@ -241,7 +240,7 @@ def _png_cases(c: Corpus, rng: np.random.Generator, tag: str) -> None:
     c.add("icc_bomb", f"rust/icc_bomb_{tag}.png", "too_large", "too_large")
     length = int(rng.integers(15_000_000, 25_000_001))
     _write(rust / f"strip_{tag}.png", strip_png(length))
-    c.add("strip", f"rust/strip_{tag}.png", "extreme_aspect_ratio", "extreme_aspect_ratio", classifier_only=SCORED)
+    c.add("strip", f"rust/strip_{tag}.png", "extreme_aspect_ratio", "extreme_aspect_ratio")
 
 
 __all__ = ["Case", "Corpus", "generate_corpus", "flat_png", "strip_png", "KEPT", "USED", "SCORED"]

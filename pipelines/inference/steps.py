@@ -111,7 +111,11 @@ class ReadImages(beam.PTransform):
         )
         keep_data = info.detector is not None or self._job.previews_dir is not None
         prepare = PrepareForClassifier(
-            info.classifier.input_size, cfg.max_pixels, keep_data=keep_data, tf_threads=cfg.tf_threads_per_call
+            info.classifier.input_size,
+            cfg.max_pixels,
+            keep_data=keep_data,
+            tf_threads=cfg.tf_threads_per_call,
+            max_side=cfg.max_side,
         )
         prepared = read.images | "DecodeForClassifier" >> beam.ParDo(prepare, processed=self._processed).with_outputs(
             ERRORS, SKIPPED, main="prepared"

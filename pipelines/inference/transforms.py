@@ -273,9 +273,17 @@ class PrepareForClassifier(beam.DoFn):
     own instead of failing a batch.
     """
 
-    def __init__(self, input_size: int, max_pixels: int, keep_data: bool, tf_threads: int | None = None) -> None:
+    def __init__(
+        self,
+        input_size: int,
+        max_pixels: int,
+        keep_data: bool,
+        tf_threads: int | None = None,
+        max_side: int | None = None,
+    ) -> None:
         self._size = input_size
         self._max_pixels = max_pixels
+        self._max_side = max_side  # a strip is refused here, on every path, not only the region model's
         self._keep = keep_data
         self._tf_threads = tf_threads
 
@@ -290,7 +298,7 @@ class PrepareForClassifier(beam.DoFn):
             yield beam.pvalue.TaggedOutput(SKIPPED, {"image_uri": uri, "image_sha256": sha})
             return
         try:
-            info = images.probe(data, uri, self._max_pixels)
+            info = images.probe(data, uri, self._max_pixels, self._max_side)
             pixels = classifier_pixels(data, uri, self._size, self._max_pixels)
         except images.ImageError as exc:
             yield beam.pvalue.TaggedOutput(ERRORS, error_row(uri, "decode", exc.reason, str(exc)))
