@@ -318,6 +318,7 @@ def test_augmented_views_are_cached_beside_the_photos_with_targets_that_follow_t
     train = splits["train"]
     photos = train.originals
     assert len(train) == photos * 2 + photos * 2  # photo, mirror, two augmented views of each
+    assert sum(train.counts[k] for k in ("regions", "boxes", "negative")) == len(train)  # as the model card counts
     assert train.names[2 * photos].endswith("#aug0") and train.names[2 * photos + 1].endswith("#aug1")
     for i in range(2 * photos, len(train)):  # a region view's cell targets are its own mask's shares
         if train.kinds[i] == REGIONS:

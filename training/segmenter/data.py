@@ -319,7 +319,7 @@ def load_augmented(data_dir: str, features, config: SegmenterConfig, folder: str
         batch = np.stack(pixels[start : start + config.batch_size]).astype(np.float32)
         arrays.put(start, extract(features, batch, config.batch_size))
     out.features = arrays.done()
-    out.counts = {kind: out.kinds.count(kind) for kind in (REGIONS, BOXES, NEGATIVE)}
+    out.counts = {kind: out.kinds.count(kind) for kind in (REGIONS, BOXES, NEGATIVE)} | {"left_out": 0}
     out.originals = 0
     log.info("augmented training views: %s", out.counts)
     return out

@@ -48,7 +48,13 @@ def render(out: dict, config: SegmenterConfig, config_file: str | None) -> str:
         "",
         "## Data",
         f"Data set `{out['data']}`."
-        + (" Training counts are views: each photo and its mirror." if config.flip_views else ""),
+        + (" Training counts are views: each photo and its mirror." if config.flip_views else "")
+        + (
+            f" Plus {config.augment_views} augmented view(s) of each (crop up to 1/{config.augment_zoom:g} of the side, "
+            "white balance, exposure, blur, noise, JPEG)."
+            if config.augment_views
+            else ""
+        ),  # fmt: skip
         "",
         *report.table(
             ["split", "region photos", "box photos", "no_rust photos", "left out (rust, no pixels)"],
