@@ -14,11 +14,11 @@ run ``pipelines.batch_inference`` on the same photos with ``--classifier_version
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import sys
 
+from corrosion import cli
 from corrosion.core import io_utils
 from corrosion.inference import results
 from corrosion.review import night_diff
@@ -28,7 +28,7 @@ log = logging.getLogger("pipelines.compare_nights")
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = cli.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--baseline", required=True, help="the night's result CSV shards scored by the model in use (glob)")
     p.add_argument("--candidate", required=True, help="the same night's shards scored by the other version (glob)")
     p.add_argument("--output", required=True, help="folder for changes.csv, summary.json and summary.md")

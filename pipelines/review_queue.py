@@ -18,7 +18,6 @@ The corrected folders go back through ``pipelines.build_dataset`` like any label
 
 from __future__ import annotations
 
-import argparse
 import io
 import json
 import logging
@@ -29,6 +28,7 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image
 
+from corrosion import cli
 from corrosion.core import csv_rows, io_utils
 from corrosion.inference import previews, results
 from corrosion.models import serving, versions
@@ -94,7 +94,7 @@ def queue_csv(queue: Sequence[selection.Candidate], items: Sequence[exports.Revi
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = cli.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--results", required=True, help="the night's result CSV shards (a glob)")
     p.add_argument("--classifier", required=True, help="the classifier (folder or model root) that scored them")
     p.add_argument("--budget", type=int, required=True, help="how many photos to queue")

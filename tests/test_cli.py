@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from corrosion import cli
 from corrosion.testing import synthetic
@@ -51,3 +54,31 @@ def test_build_dataset_through_the_front_door(tmp_path, capsys):
     stats = json.loads((tmp_path / "ds" / "stats.json").read_text())
     assert stats["records_total"] == 5
     assert json.loads(capsys.readouterr().out)["records_total"] == 5
+
+
+# Each command that takes paths, given a path that starts with '-' (argparse reads it as an option).
+# training.versions is not here: it takes its paths as positionals, for which argparse only says
+# "the following arguments are required" and corrosion.cli.dash_hint has no hint yet.
+DASH_VALUES = [
+    ("training.compare", ["--baseline", "-models", "--candidate", "c", "--data", "d", "--output", "o"], "--baseline"),
+    ("training.export_lite", ["m", "--classifier_config", "-classifier.yaml"], "--classifier_config"),
+    (
+        "pipelines.review_queue",
+        ["--results", "-night*.csv", "--classifier", "c", "--budget", "1", "--output", "o"],
+        "--results",
+    ),
+    ("pipelines.compare_nights", ["--baseline", "-old/*.csv", "--candidate", "c", "--output", "o"], "--baseline"),
+    ("training.compare_region_models", ["--data", "-set", "--output", "o"], "--data"),
+    ("training.leave_one_source_out", ["--data", "-set", "--output", "o"], "--data"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("module", "argv", "flag"), DASH_VALUES, ids=[m for m, _, _ in DASH_VALUES])
+def test_a_dash_leading_path_is_refused_saying_to_join_it_with_equals(module, argv, flag, capsys):
+    value = argv[argv.index(flag) + 1]
+    with pytest.raises(SystemExit) as raised:
+        importlib.import_module(module).main(argv)
+    assert raised.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument {flag}: expected one argument; " in err
+    assert f"a value starting with '-' must be joined to its option with '=': {flag}={value}" in err

@@ -205,9 +205,15 @@ def test_batch_inference_report_lists_hostile_names_escaped(corpus, night):
 # ---------------------------------------------------------------- training.evaluate
 
 
-def test_evaluate_scores_every_usable_image_and_rejects_the_rest_with_reasons(work, corpus, models):
+@pytest.fixture(scope="module")
+def evaluation(work, corpus, models) -> Path:
     out = work / "evaluation"
     run_tool("training.evaluate", "--model_dir", models["classifier"], "--data", str(corpus.root), "--output", str(out))
+    return out
+
+
+def test_evaluate_scores_every_usable_image_and_rejects_the_rest_with_reasons(corpus, evaluation):
+    out = evaluation
     metrics = json.loads((out / "metrics.json").read_text())
     predictions = read_csv(out / "predictions_all.csv")
     one_record_per_line(out / "predictions_all.csv")
@@ -225,6 +231,38 @@ def _is_image(case: hostile.Case) -> bool:
     return paths.is_image(case.path) and "/labels/" not in case.path
 
 
+# ---------------------------------------------------------------- links out of the corpus, loops (every tool)
+
+LINK_KINDS = ("link_outside_folder", "link_outside_file", "link_loop")
+
+
+def test_each_tool_gives_an_escaping_link_and_a_loop_their_row_and_lists_nothing_behind_them(
+    corpus, dataset, night, evaluation
+):
+    links = [c for c in corpus.cases if c.kind in LINK_KINDS]
+    names = {shown(corpus, c) for c in links}
+    assert sorted(c.dataset for c in links) == ["link_loop", "link_outside_input", "link_outside_input"]
+    rejects = [json.loads(line) for line in (dataset / "rejects.jsonl").read_text().splitlines()]
+    errors = [e for p in night["errors"] for e in read_csv(p)]
+    metrics = json.loads((evaluation / "metrics.json").read_text())
+    for rows, path, outcome in (
+        (rejects, "path", "dataset"),
+        (errors, "image_uri", "inference"),
+        (metrics["rejects"]["files"], "path", "dataset"),
+    ):
+        found = sorted((r[path], r["reason"]) for r in rows if r[path] in names)
+        assert found == sorted((shown(corpus, c), getattr(c, outcome)) for c in links), outcome  # once each
+    behind = tuple(f"{n}/" for n in names) + tuple(str(o) for o in corpus.outside)
+    listed = [r["path"] for r in read_csv(dataset / "manifest.csv")] + [r["path"] for r in rejects]
+    listed += [r["image_uri"] for p in night["results"] for r in read_csv(p)] + [e["image_uri"] for e in errors]
+    listed += [r["filename"] for r in read_csv(evaluation / "predictions_all.csv")]
+    assert not [n for n in listed if n.startswith(behind)]  # nothing under a link that was not followed
+    linked = next(c for c in corpus.cases if c.kind == "symlinked_folder")  # followed: its photo once, no row
+    assert listed.count(shown(corpus, linked)) == 3  # its manifest row, result row and prediction
+    link = shown(corpus, hostile.Case("", "norust/linked", "", ""))
+    assert not [n for n in listed if n == link or n.startswith(f"{link}/")]
+
+
 def test_corpus_cases_cover_every_class_named_in_the_issue(corpus):
     kinds = {c.kind for c in corpus.cases}
     assert {
@@ -232,6 +270,7 @@ def test_corpus_cases_cover_every_class_named_in_the_issue(corpus):
         "wider_than_jpeg", "fifo", "yolo_alias_bomb", "voc_box_nan", "grey16", "int32", "float32",
         "yolo_names_by_id", "newline_name", "dangling_symlink", "symlinked_folder", "brackets_in_folder",
         "backslash_name", "voc_bom", "yolo_bom", "voc_oversized_xml", "voc_bogus_encoding", "yolo_same_stem",
+        *LINK_KINDS,
     } <= kinds  # fmt: skip
 
 

@@ -23,25 +23,30 @@ def _tree(root: Path) -> Path:
     return root
 
 
-def test_walk_classifies_every_name_and_follows_links_once(tmp_path):
+def test_walk_classifies_every_name_follows_links_once_and_reports_a_loop_once(tmp_path):
     root = _tree(tmp_path / "t")
     found = listing.walk(str(root))
     files = {f.path: f.size for f in found if isinstance(f, listing.Found)}
     problems = {f.path: f.reason for f in found if isinstance(f, listing.Problem)}
     assert files == {f"{root}/real/a.jpg": 1, f"{root}/site[1]/b.jpg": 2, f"{root}/line\nbreak.jpg": 1}
-    assert problems == {
+    assert problems == {  # the loop once, under its own folder (not again as alias/loop)
         f"{root}/fifo.jpg": listing.NOT_REGULAR,
         f"{root}/dangling.jpg": listing.DANGLING_SYMLINK,
         f"{root}/caf\\xe9.jpg": listing.UNDECODABLE_NAME,
+        f"{root}/real/loop": listing.LINK_LOOP,
     }
 
 
-def test_a_symlinked_folder_outside_the_root_is_followed(tmp_path):
+def test_a_symlinked_folder_outside_the_root_is_a_problem_naming_the_link_unless_followed(tmp_path):
     (tmp_path / "elsewhere").mkdir()
     (tmp_path / "elsewhere" / "x.jpg").write_bytes(b"x")
     (tmp_path / "survey").mkdir()
     os.symlink(tmp_path / "elsewhere", tmp_path / "survey" / "mounted")
-    assert [f.path for f in listing.walk(str(tmp_path / "survey"))] == [f"{tmp_path}/survey/mounted/x.jpg"]
+    found = listing.walk(str(tmp_path / "survey"))
+    assert [(f.path, f.reason) for f in found] == [(f"{tmp_path}/survey/mounted", listing.LINK_OUTSIDE)]
+    assert found[0].folder and "--follow_links_outside" in found[0].detail
+    followed = listing.walk(str(tmp_path / "survey"), follow_outside=True)
+    assert [f.path for f in followed] == [f"{tmp_path}/survey/mounted/x.jpg"]
 
 
 def test_match_glob_filters_like_beam_and_leaves_out_own_outputs(tmp_path):
@@ -49,8 +54,16 @@ def test_match_glob_filters_like_beam_and_leaves_out_own_outputs(tmp_path):
     (root / "out").mkdir()
     (root / "out" / "preview.jpg").write_bytes(b"p")
     matched = listing.match_glob(f"{root}/**.jpg", exclude=[str(root / "out")])
-    names = sorted(paths.relative(m.path, str(root)) for m in matched)
-    assert names == ["caf\\xe9.jpg", "dangling.jpg", "fifo.jpg", "line\nbreak.jpg", "real/a.jpg", "site[1]/b.jpg"]
+    names = {paths.relative(m.path, str(root)): getattr(m, "reason", "") for m in matched}
+    assert names == {  # ** could match under the loop, so the loop has its row
+        "caf\\xe9.jpg": listing.UNDECODABLE_NAME,
+        "dangling.jpg": listing.DANGLING_SYMLINK,
+        "fifo.jpg": listing.NOT_REGULAR,
+        "line\nbreak.jpg": "",
+        "real/a.jpg": "",
+        "real/loop": listing.LINK_LOOP,
+        "site[1]/b.jpg": "",
+    }
     assert [m.path for m in listing.match_glob(f"{root}/real/*.jpg")] == [f"{root}/real/a.jpg"]
 
 

@@ -15,13 +15,13 @@ Exit status 0 when it passes, 3 when it is refused.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import sys
 
 import numpy as np
 
+from corrosion import cli
 from corrosion.core import io_utils
 from corrosion.data import layout
 from corrosion.models import serving, versions
@@ -98,7 +98,7 @@ def kind_of(dirs: dict[str, str]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = cli.ArgumentParser(description=__doc__.split("\n\n")[0])
     for role in ("baseline", "candidate"):
         p.add_argument(f"--{role}", required=True, help="model folder or model root")
         p.add_argument(f"--{role}_version", help="with a model root: this version (default: its current one)")

@@ -15,7 +15,6 @@ section replaced on a re-run) and ``region_model_choice.json`` beside it.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import sys
@@ -23,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from corrosion import cli
 from corrosion.core import io_utils
 from corrosion.data import layout
 from training.common import report
@@ -142,7 +142,7 @@ def compare(segmenters: list[str], detectors: list[str], data: str, split: str, 
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = cli.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", required=True, help="TFRecord data set directory (pipelines.build_dataset)")
     p.add_argument("--split", default=layout.VALIDATION, choices=layout.SPLITS, help="choose on validation")
     p.add_argument("--output", required=True, help="where each model's evaluation and the comparison go")

@@ -8,9 +8,9 @@ model's network from its metadata, config and checkpoint and writes the copy onl
 
 from __future__ import annotations
 
-import argparse
 import logging
 
+from corrosion import cli
 from corrosion.core import config
 from corrosion.models import serving
 from training.classifier.config import ClassifierConfig
@@ -21,7 +21,7 @@ from training.detector.lite import add_detector_lite
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Add the LiteRT copy to an exported classifier or detector.")
+    parser = cli.ArgumentParser(description="Add the LiteRT copy to an exported classifier or detector.")
     parser.add_argument("model_dir", help="exported model directory (training.train_classifier / train_detector)")
     parser.add_argument("--classifier_config", default=str(config.config_path("classifier.yaml")))
     parser.add_argument(

@@ -17,6 +17,7 @@ import json
 import logging
 import sys
 
+from corrosion import cli
 from corrosion.core import config as config_io
 from corrosion.core import io_utils
 from training.common import report
@@ -68,7 +69,7 @@ def markdown(result: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = cli.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", required=True, help="data set directory written by pipelines.build_dataset")
     p.add_argument("--output", required=True, help="folder for leave_one_source_out.json / .md")
     p.add_argument("--source", action="append", default=[], help="hold out only these sources (repeatable)")

@@ -10,16 +10,16 @@ loads the version ``ROOT/current`` names (or ``--classifier_version`` / ``--dete
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 
+from corrosion import cli
 from corrosion.models import versions
 
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = cli.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
     pub = sub.add_parser("publish", help="copy a trained model folder in as ROOT/<its version>/")
     pub.add_argument("model_dir")

@@ -111,26 +111,52 @@ def _bands(bits: int, n_bands: int) -> list[tuple[int, int]]:
     return [(int(edges[i]), int(edges[i + 1])) for i in range(n_bands) if edges[i + 1] > edges[i]]
 
 
+def _as_words(value: int, n_words: int) -> list[int]:
+    """An integer hash as 64-bit words, low word first (numpy holds no wider integer)."""
+    return [(value >> (64 * w)) & 0xFFFF_FFFF_FFFF_FFFF for w in range(n_words)]
+
+
 def near_duplicate_pairs(signatures: Sequence[Signature], cfg: DedupConfig) -> list[tuple[int, int]]:
-    """Index pairs of confirmed near-duplicates."""
+    """Index pairs ``(i, j)``, ``i < j``, of confirmed near-duplicates, each once.
+
+    A pair sharing several bands is compared only in the first band both share, so nothing
+    remembers the pairs already compared: a set of them grew with the square of the image count
+    (~8.6 million tuples, +830 MB, for 10,000 photos). Memory is one band's buckets plus one row of
+    a bucket at a time; the pairs and their order are those of comparing every same-bucket pair once."""
     bits = cfg.hash_size * cfg.hash_size
-    buckets: dict[tuple[int, int], list[int]] = defaultdict(list)
-    for band, (lo, hi) in enumerate(_bands(bits, cfg.max_hamming + 1)):
+    n_words = (bits + 63) // 64
+    words = np.array([_as_words(s.dhash, n_words) for s in signatures], dtype=np.uint64).reshape(-1, n_words)
+    bands = _bands(bits, cfg.max_hamming + 1)
+    band_masks = np.array([_as_words(((1 << (hi - lo)) - 1) << lo, n_words) for lo, hi in bands], dtype=np.uint64)
+    pairs: list[tuple[int, int]] = []
+    for band, (lo, hi) in enumerate(bands):
         mask = (1 << (hi - lo)) - 1
+        buckets: dict[int, list[int]] = defaultdict(list)
         for i, s in enumerate(signatures):
-            buckets[(band, (s.dhash >> lo) & mask)].append(i)
-    seen: set[tuple[int, int]] = set()
-    pairs = []
-    for members in buckets.values():
-        for a in range(len(members)):
-            for b in range(a + 1, len(members)):
-                pair = (members[a], members[b])
-                if pair in seen:
-                    continue
-                seen.add(pair)
-                sa, sb = signatures[pair[0]], signatures[pair[1]]
-                if hamming(sa.dhash, sb.dhash) <= cfg.max_hamming and thumbs_agree(sa.thumb, sb.thumb, cfg):
-                    pairs.append(pair)
+            buckets[(s.dhash >> lo) & mask].append(i)
+        for members in buckets.values():
+            if len(members) > 1:
+                pairs += _bucket_pairs(np.asarray(members), words, band_masks[:band], signatures, cfg)
+    return pairs
+
+
+def _bucket_pairs(
+    members: np.ndarray, words: np.ndarray, earlier: np.ndarray, signatures: Sequence[Signature], cfg: DedupConfig
+) -> list[tuple[int, int]]:
+    """Confirmed pairs among one bucket's ``members`` (ascending) that share none of the ``earlier``
+    bands' masks (those pairs were compared there), one member's row at a time."""
+    pairs: list[tuple[int, int]] = []
+    hashes = words[members]
+    for a in range(len(members) - 1):
+        diff = hashes[a + 1 :] ^ hashes[a]
+        close = np.flatnonzero(np.bitwise_count(diff).sum(axis=1, dtype=np.int64) <= cfg.max_hamming)
+        if len(close) and len(earlier):
+            shares_earlier = ((diff[close, None, :] & earlier[None]) == 0).all(axis=2).any(axis=1)
+            close = close[~shares_earlier]
+        i = int(members[a])
+        for j in members[a + 1 + close].tolist():
+            if thumbs_agree(signatures[i].thumb, signatures[j].thumb, cfg):
+                pairs.append((i, j))
     return pairs
 
 

@@ -221,13 +221,23 @@ def _class_folder_cases(c: Corpus, rng: np.random.Generator, tag: str) -> None:
 
 
 def _link_cases(c: Corpus, rng: np.random.Generator, tag: str) -> None:
-    """A symlinked folder (followed) and a link back to an ancestor (a loop: listed once)."""
-    target = c.root.parent / f"{c.root.name}-linked-{tag}"
-    _write(target / f"linked_{tag}.jpg", photo_jpeg(rng, False)[0])
-    c.outside.append(target)
-    os.symlink(target, c.root / "norust" / "linked")
-    c.add("symlinked_folder", f"norust/linked/linked_{tag}.jpg", KEPT, SCORED)
-    os.symlink(c.root, c.root / "norust" / "loop")  # nothing under it is listed twice
+    """Links as surveys hold them: a folder link inside the corpus (``latest -> store``) is followed
+    and its photo listed once, under its own folder; a folder or file link out of the corpus is a
+    ``link_outside_input`` row naming the link (a link to ``/`` once walked the whole machine), and
+    a link back to the root a ``link_loop`` row, in every tool."""
+    store = c.root / "norust" / f"store_{tag}"
+    _write(store / f"linked_{tag}.jpg", photo_jpeg(rng, False)[0])
+    os.symlink(store.name, c.root / "norust" / "linked")  # relative, as `ln -s store_x linked` makes it
+    c.add("symlinked_folder", f"norust/{store.name}/linked_{tag}.jpg", KEPT, SCORED)
+    outside = c.root.parent / f"{c.root.name}-linked-{tag}"
+    _write(outside / f"outside_{tag}.jpg", photo_jpeg(rng, False)[0])
+    c.outside.append(outside)
+    os.symlink(outside, c.root / "norust" / "mounted")
+    c.add("link_outside_folder", "norust/mounted", "link_outside_input", "link_outside_input")
+    os.symlink(outside / f"outside_{tag}.jpg", c.root / "rust" / f"outside_{tag}.jpg")
+    c.add("link_outside_file", f"rust/outside_{tag}.jpg", "link_outside_input", "link_outside_input")
+    os.symlink(c.root, c.root / "norust" / "loop")
+    c.add("link_loop", "norust/loop", "link_loop", "link_loop")
 
 
 __all__ = ["Case", "Corpus", "generate_corpus", "KEPT", "USED", "IGNORED", "SCORED"]
