@@ -113,7 +113,9 @@ def generate_region_labelled(root: Path, size: DemoSize, seed: int) -> None:
         w, h = sizes[i % len(sizes)]
         rust = i % 2 == 0
         background = str(rng.choice(synthetic.BACKGROUNDS if rust or rng.random() < 0.6 else synthetic.HARD_NEGATIVES))
-        pixels, _, drawn = synthetic.render_with_mask(rng, w, h, int(rng.integers(1, 4)) if rust else 0, background)
+        # small spots too (down to 3 % of the side): a 12 MP photo's tiles show rust that small
+        patches = int(rng.integers(1, 5)) if rust else 0
+        pixels, _, drawn = synthetic.render_with_mask(rng, w, h, patches, background, patch_scale=(0.03, 0.3))
         (root / "images" / f"region_{i:04d}.jpg").write_bytes(synthetic.encode_image(pixels, quality=92))
         (root / "masks" / f"region_{i:04d}.png").write_bytes(
             synthetic.encode_image(drawn.astype(np.uint8) * 255, "PNG")
