@@ -4,6 +4,7 @@
     corrosion train-classifier --data OUT --model_dir M       (= python -m training.train_classifier)
     corrosion train-detector --data OUT --model_dir M         (= python -m training.train_detector)
     corrosion train-segmenter --data OUT --model_dir M        (= python -m training.train_segmenter)
+    corrosion leave-one-source-out --data OUT --output L      (= python -m training.leave_one_source_out)
     corrosion evaluate --model_dir M --data OUT --output E    (= python -m training.evaluate)
     corrosion export-lite ...                                 (= python -m training.export_lite)
     corrosion infer --input 'gs://b/**.jpg' ...               (= python -m pipelines.batch_inference)
@@ -30,6 +31,7 @@ COMMANDS = {
     "train-classifier": ("training.train_classifier", "train, evaluate and export the rust classifier"),
     "train-detector": ("training.train_detector", "train, evaluate and export the rust detector"),
     "train-segmenter": ("training.train_segmenter", "train, evaluate and export the rust-region (mask) model"),
+    "leave-one-source-out": ("training.leave_one_source_out", "the rust-region recipe scored on sources it never saw"),
     "evaluate": ("training.evaluate", "score an exported model on a data set or a raw labelled folder"),
     "export-lite": ("training.export_lite", "write and check an exported model's LiteRT copy"),
     "infer": ("pipelines.batch_inference", "score a survey archive: rows, errors, previews, report"),
