@@ -57,3 +57,13 @@ def test_row_views_gather_the_rows_asked_for_across_parts():
     part = select(both, rows)
     assert part.names == ["b0", "b1"] and part.features["s8"][np.array([0, 1])].ravel().tolist() == [100, 101]
     assert where_source(both, lambda s: s == "a", originals=2).tolist() == [0, 1]
+
+
+def test_region_sources_count_photos_not_their_mirrors_and_skip_small_sources():
+    from training.segmenter.leave_one_out import region_sources
+
+    train = concat([_split(3, "a", 0), _split(2, "b", 10)])
+    train.originals = 3  # the first three rows are photos, the rest their mirrors: not counted
+    val = _split(2, "b", 20)
+    assert region_sources({"train": train, "validation": val}, minimum=2) == ["a", "b"]  # a: 3, b: 0 + 2, largest first
+    assert region_sources({"train": train, "validation": val}, minimum=3) == ["a"]

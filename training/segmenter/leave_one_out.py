@@ -41,9 +41,7 @@ def originals(data: SplitData) -> int:
     return len(data) if data.originals is None else data.originals
 
 
-def region_sources(
-    splits: dict[str, SplitData], config: SegmenterConfig, minimum: int = MIN_REGION_PHOTOS
-) -> list[str]:
+def region_sources(splits: dict[str, SplitData], minimum: int = MIN_REGION_PHOTOS) -> list[str]:
     """Sources with at least ``minimum`` region photos over all splits, largest first."""
     counts: dict[str, int] = {}
     for data in splits.values():
@@ -114,7 +112,7 @@ def summary(folds: list[dict]) -> dict:
 
 def run(splits: dict[str, SplitData], config: SegmenterConfig, sources: list[str] | None = None) -> dict:
     """Every fold, then the summary; the recipe (``config``) is recorded beside it."""
-    chosen = sources or region_sources(splits, config)
+    chosen = sources or region_sources(splits)
     log.info("leave-one-source-out over %s", chosen)
     folds = [fold(splits, source, config) for source in chosen]
     return {"summary": summary(folds), "folds": folds, "config": dataclasses.asdict(config)}
