@@ -84,8 +84,18 @@ def render_report(
     models: Mapping[str, str],
     generated_at: str,
     total_rust_listed: int | None = None,
+    *,
+    rows: Sequence[Mapping] = (),
+    changes: Sequence[Mapping] = (),
+    review: Sequence[Mapping] = (),
 ) -> str:
-    """HTML text of the report; ``entries`` are shown sorted by rust probability, highest first."""
+    """HTML text of the report; ``entries`` are shown sorted by rust probability, highest first.
+
+    ``rows`` are all of tonight's result rows (dicts with the ResultRow columns, asset/zone/GPS when
+    known), ``changes`` the survey-change rows against the previous night, and ``review`` the photos a
+    human should check ({image_uri, priority, reason}); each is optional so a run without them still
+    gets a report.
+    """
     esc = html.escape
     entries = sorted(entries, key=lambda e: (-e.rust_probability, e.image_uri))
     cards = []
