@@ -10,7 +10,7 @@ export KERAS_HOME ?= $(CURDIR)/.cache/keras
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONHASHSEED ?= 0
 
-.PHONY: venv emulators test demo demo-cloud demo-cycle bench lint weights clean
+.PHONY: venv emulators browser test demo demo-cloud demo-cycle bench lint weights clean
 
 venv: $(STAMP)
 
@@ -38,7 +38,17 @@ weights:
 		echo "ImageNet weights from $(SHARED_WEIGHTS) placed in $(KERAS_HOME)/models"; \
 	else echo "no offline weights at $(SHARED_WEIGHTS); Keras will download ImageNet weights when online"; fi
 
-test: venv weights emulators
+# Headless Chromium and its driver for the report's browser test (Debian packages; selenium is in the lock).
+# Installs only what is missing; without root or apt-get it says why and goes on (the test then skips).
+browser: venv
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; \
+	elif [ "$$(id -u)" != 0 ]; then echo "make browser: not root, chromium/chromium-driver not installed (the browser test skips)"; \
+	elif ! command -v apt-get >/dev/null; then echo "make browser: no apt-get, chromium/chromium-driver not installed (the browser test skips)"; \
+	else DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null \
+		|| { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; } \
+		|| echo "make browser: apt-get could not install chromium chromium-driver (the browser test skips)"; fi
+
+test: venv weights emulators browser
 	$(BIN)/python -m pytest -q tests
 
 demo: venv weights

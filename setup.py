@@ -10,6 +10,8 @@ HERE = Path(__file__).parent
 def _requirements() -> list[str]:
     """Runtime requirements: the lock file's pins minus developer tools (the lock is the one truth)."""
     dev_only = {"pytest", "ruff", "iniconfig", "pluggy", "pygments", "hypothesis"}
+    # the report's browser test drives Chromium through selenium; workers never need it
+    dev_only |= {"selenium", "trio", "trio-websocket", "outcome", "wsproto", "websocket-client", "pysocks"}
     lock = HERE / "requirements.lock"
     if not lock.exists():  # an sdist unpacked on a worker carries the lock via MANIFEST.in
         return []
@@ -29,7 +31,7 @@ setup(
     packages=find_packages(
         include=["corrosion", "corrosion.*", "pipelines", "pipelines.*", "training", "training.*", "configs"]
     ),
-    package_data={"configs": ["*.yaml", "*.json", "*.pbtxt"]},
+    package_data={"configs": ["*.yaml", "*.json", "*.pbtxt"], "corrosion.inference": ["report_static/*"]},
     include_package_data=True,
     install_requires=_requirements(),
     entry_points={"console_scripts": ["corrosion=corrosion.cli:main"]},
