@@ -67,3 +67,45 @@ def test_region_sources_count_photos_not_their_mirrors_and_skip_small_sources():
     val = _split(2, "b", 20)
     assert region_sources({"train": train, "validation": val}, minimum=2) == ["a", "b"]  # a: 3, b: 0 + 2, largest first
     assert region_sources({"train": train, "validation": val}, minimum=3) == ["a"]
+
+
+def _mirrored_split(maps: np.ndarray) -> SplitData:
+    """Photos a, b, c then their mirrors, as a flipped cache lays them out (features: the maps)."""
+    names = ["a", "b", "c"]
+    n = len(names)
+    return SplitData({"s8": maps}, np.zeros((2 * n, 2, 2)), np.ones((2 * n, 2, 2)), ["regions"] * 2 * n,
+                     ["x", "y", "x"] * 2, names * 2, [None] * 2 * n, [np.zeros((0, 4))] * 2 * n, originals=n)  # fmt: skip
+
+
+def test_flip_test_averages_each_photo_with_its_mirror_flipped_back():
+    from training.segmenter import flip_test
+
+    photo = np.array([[[0.0, 1.0], [0.2, 0.6]]])
+    mirror_map = np.array([[[0.4, 0.0], [0.6, 0.2]]])  # the mirror's map: 0.4 lands on the right again
+    assert np.allclose(flip_test.averaged(np.concatenate([photo, mirror_map]), 1), [[[0.0, 0.7], [0.2, 0.6]]])
+
+    maps = np.arange(6 * 4, dtype=np.float32).reshape(6, 2, 2)
+    data = _mirrored_split(maps)
+    assert flip_test.has_mirrors(data) and not flip_test.has_mirrors(select(data, np.arange(3)))
+    view = flip_test.with_mirrors(data, where_source(data, lambda s: s == "x", originals=3))
+    assert view.names == ["a", "c", "a", "c"] and view.originals == 2
+    assert flip_test.photos_only(view).names == ["a", "c"]
+    probs = flip_test.predict_photos(lambda _, d, __: np.asarray(d.features["s8"][:]), None, view, 2, True)
+    assert np.allclose(probs, 0.5 * (maps[[0, 2]] + maps[[3, 5]][:, :, ::-1]))
+    assert np.allclose(flip_test.predict_photos(lambda _, d, __: np.asarray(d.features["s8"][:]), None, view, 2, False),
+                       maps[[0, 2]])  # fmt: skip
+
+
+def test_a_flip_averaged_network_maps_a_mirrored_photo_to_the_mirrored_map():
+    import keras
+
+    from training.segmenter import flip_test
+
+    keras.utils.set_random_seed(0)
+    images = keras.Input((16, 16, 3))
+    maps = keras.layers.Reshape((8, 8))(keras.layers.Conv2D(1, 3, strides=2, padding="same")(images))
+    network = flip_test.flip_averaged(keras.Model(images, maps))
+    photo = np.random.default_rng(0).uniform(0, 255, (2, 16, 16, 3)).astype(np.float32)
+    plain = keras.Model(images, maps)(photo).numpy()
+    assert not np.allclose(plain[:, :, ::-1], keras.Model(images, maps)(photo[:, :, ::-1]).numpy(), atol=1e-3)
+    assert np.allclose(network(photo[:, :, ::-1]).numpy(), network(photo).numpy()[:, :, ::-1], atol=1e-5)

@@ -307,6 +307,24 @@ def test_leave_one_source_out_scores_every_photo_of_a_source_with_a_decoder_that
     assert (model_dir / "leave_one_source_out.json").exists()
 
 
+def test_leave_one_source_out_scores_the_same_decoders_with_flip_test_on_mirrored_photos(trained, tmp_path):
+    from training import leave_one_source_out
+
+    out, _ = trained
+    cache = out["feature_cache"]["train"].rsplit("/", 1)[0]
+    argv = ["--data", out["data"], "--output", str(tmp_path / "loso"), "--source", "tanks", "--set", "input_size=64",
+            "--set", "weights=none", "--set", "head_epochs=12", "--set", "batch_size=16", "--set", "decoder_channels=32",
+            "--set", f"feature_cache={cache}", "--set", "flip_test=true"]  # fmt: skip
+    assert leave_one_source_out.main(argv) == 0
+    result = json.loads((tmp_path / "loso" / "leave_one_source_out.json").read_text())
+    (tanks,) = result["folds"]
+    plain, flipped = tanks["held_out_figures"], tanks["flip_test"]["held_out_figures"]
+    assert plain["region_photos"] == flipped["region_photos"] == 30  # the photos, each once, mirrors averaged in
+    assert plain["pixel_f1"] != flipped["pixel_f1"]
+    assert result["summary"]["flip_test"]["mean_pixel_f1"] == flipped["pixel_f1"]
+    assert "With flip test-time augmentation" in (tmp_path / "loso" / "leave_one_source_out.md").read_text()
+
+
 def test_augmented_views_are_cached_beside_the_photos_with_targets_that_follow_the_crop(trained, tmp_path):
     from corrosion.models.weights import resolve_weights
     from training.segmenter import train as train_segmenter

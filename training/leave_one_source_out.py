@@ -38,6 +38,7 @@ def markdown(result: dict) -> str:
         [f["held_out"], *(f["held_out_figures"].get(k) for k in leave_one_out.FIGURES), f["epochs"]]
         for f in result["folds"]
     ]
+    flipped = s.get("flip_test")
     return "\n".join(
         [
             f"{SECTION} (seed {cfg['seed']})",
@@ -63,8 +64,24 @@ def markdown(result: dict) -> str:
             f"({s['worst_pixel_f1_source']}); mean rusted-% MAE **{s['mean_rusted_pct_mae']:.2f}** points, worst "
             f"{s['worst_rusted_pct_mae']:.2f} ({s['worst_rusted_pct_mae_source']}).",
             "",
+            *(_flip_lines(result["folds"], flipped) if flipped else []),
         ]
     )
+
+
+def _flip_lines(folds: list[dict], s: dict) -> list[str]:
+    """The same decoders scored with flip test-time augmentation (paired with the table above)."""
+    rows = [[f["held_out"], *(f["flip_test"]["held_out_figures"].get(k) for k in leave_one_out.FIGURES[:5])]
+            for f in folds]  # fmt: skip
+    return [
+        "With flip test-time augmentation (`flip_test`: each photo and its mirror, maps averaged), same decoders:",
+        "",
+        *report.table(["held out", "pixel F1", "pixel IoU", "rusted-% MAE", "rusted-% bias", "D610 within 1"], rows),
+        "",
+        f"Mean pixel F1 **{s['mean_pixel_f1']:.3f}**, worst {s['worst_pixel_f1']:.3f} ({s['worst_pixel_f1_source']}); "
+        f"mean rusted-% MAE **{s['mean_rusted_pct_mae']:.2f}** points.",
+        "",
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:

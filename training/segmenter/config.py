@@ -28,6 +28,10 @@ class SegmenterConfig:
     negatives_weight: float = 1.0  # no_rust photos: every pixel is clean steel
     box_outside_weight: float = 1.0  # box-only rust photos: outside every box is clean; inside, unknown (ignored)
     flip_views: bool = True  # cache a mirrored copy of each training photo too
+    # Flip test-time augmentation (training.segmenter.flip_test): each photo scored with its mirror,
+    # the two maps averaged. Its validation and test features are cached mirrored too; the export
+    # carries it, so the night's segmenter runs twice per tile.
+    flip_test: bool = False
     # Augmented views of each training photo (training.segmenter.augment: a random crop of up to
     # 1 / augment_zoom of the side, white balance, exposure, gamma, saturation, blur, noise, JPEG),
     # made once and cached beside the photo and its mirror; 0: none.

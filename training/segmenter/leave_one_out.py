@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from corrosion.data import layout
-from training.segmenter import metrics
+from training.segmenter import flip_test, metrics
 from training.segmenter.config import SegmenterConfig
 from training.segmenter.data import REGIONS, SplitData
 from training.segmenter.model import FEATURE_NAMES, build_decoder
@@ -36,9 +36,7 @@ MIN_REGION_PHOTOS = 50  # a source with fewer region photos is too small to scor
 FIGURES = ("pixel_f1", "pixel_iou", "rusted_pct_mae", "rusted_pct_bias", "d610_within_1", "region_photos")
 
 
-def originals(data: SplitData) -> int:
-    """How many of the split's rows are photos (mirrored and augmented views follow them)."""
-    return len(data) if data.originals is None else data.originals
+originals = flip_test.photos  # how many of a split's rows are photos (its views follow them)
 
 
 def region_sources(splits: dict[str, SplitData], minimum: int = MIN_REGION_PHOTOS) -> list[str]:
@@ -53,40 +51,58 @@ def region_sources(splits: dict[str, SplitData], minimum: int = MIN_REGION_PHOTO
 
 def fold(splits: dict[str, SplitData], held_out: str, config: SegmenterConfig) -> dict:
     """Train without ``held_out``, score on all of its photos; the held-out figures and the fold's own
-    validation figures (the other sources)."""
-    from training.segmenter.train import fit, predict
+    validation figures (the other sources). Under ``flip_test`` the same decoder is scored a second
+    time with flip test-time augmentation (``flip_test`` in the result), so the two are paired."""
+    from training.segmenter.train import fit
 
     started = time.time()
     train = select(splits[layout.TRAIN], where_source(splits[layout.TRAIN], lambda s: s != held_out))
-    val = select(splits[layout.VALIDATION], where_source(splits[layout.VALIDATION], lambda s: s != held_out))
+    validation = splits[layout.VALIDATION]
+    val = select(validation, where_source(validation, lambda s: s != held_out, originals(validation)))
     keras.utils.set_random_seed(config.seed)
     decoder = build_decoder(config, {n: train.features[n].shape[1:] for n in FEATURE_NAMES})
     with tempfile.TemporaryDirectory(prefix="loso-") as logs:
         history = fit(decoder, train, val, config, logs)
-    val_probs = predict(decoder, val, config.batch_size)
+    result = {"held_out": held_out, "epochs": len(history["loss"]), "training_views": len(train)}
+    result |= _scored(decoder, splits, held_out, config, tta=False)
+    if config.flip_test:
+        result["flip_test"] = _scored(decoder, splits, held_out, config, tta=True)
+    result["seconds"] = round(time.time() - started, 1)
+    log.info("held out %s: %s (%.1f min)", held_out, result["held_out_figures"], result["seconds"] / 60)
+    if config.flip_test:
+        log.info("held out %s, flip test: %s", held_out, result["flip_test"]["held_out_figures"])
+    return result
+
+
+def _scored(decoder, splits: dict[str, SplitData], held_out: str, config: SegmenterConfig, tta: bool) -> dict:
+    """Threshold on the other sources' validation photos, then the held-out source's figures."""
+    validation = splits[layout.VALIDATION]
+    val_probs, val = _maps(decoder, validation, where_source(validation, lambda s: s != held_out, originals(validation)),
+                           config, tta)  # fmt: skip
     threshold, _ = metrics.choose_threshold(val_probs, val, config.input_size)
     tables, boxes = [], []
     for data in splits.values():
         rows = where_source(data, lambda s: s == held_out, originals(data))
         if len(rows):
-            part = select(data, rows)
-            table, found = _photo_table(predict(decoder, part, config.batch_size), part, config, threshold)
+            table, found = _photo_table(*_maps(decoder, data, rows, config, tta), config, threshold)
             tables.append(table)
             boxes += found
-    table = pd.concat(tables, ignore_index=True)
-    held = metrics.summarise(table, boxes)[metrics.POOLED]
+    held = metrics.summarise(pd.concat(tables, ignore_index=True), boxes)[metrics.POOLED]
     own = metrics.summarise(*_photo_table(val_probs, val, config, threshold))[metrics.POOLED]
-    result = {
-        "held_out": held_out,
+    return {
         "threshold": threshold,
-        "epochs": len(history["loss"]),
-        "seconds": round(time.time() - started, 1),
-        "training_views": len(train),
         "held_out_figures": {k: held.get(k) for k in FIGURES},
         "validation_without_it": {k: own.get(k) for k in FIGURES},
     }
-    log.info("held out %s: %s (%.1f min)", held_out, result["held_out_figures"], result["seconds"] / 60)
-    return result
+
+
+def _maps(decoder, data: SplitData, rows: np.ndarray, config: SegmenterConfig, tta: bool):
+    """(one rust map per photo at ``rows``, those photos): mirrored and averaged under ``tta``."""
+    from training.segmenter.train import predict
+
+    part = flip_test.with_mirrors(data, rows) if tta else select(data, rows)
+    probs = flip_test.predict_photos(predict, decoder, part, config.batch_size, tta)
+    return probs, flip_test.photos_only(part)
 
 
 def _photo_table(probs: np.ndarray, data: SplitData, config: SegmenterConfig, threshold: float):
@@ -96,7 +112,15 @@ def _photo_table(probs: np.ndarray, data: SplitData, config: SegmenterConfig, th
 
 
 def summary(folds: list[dict]) -> dict:
-    """Mean and worst over the held-out sources (worst: lowest F1, largest rusted-% error)."""
+    """Mean and worst over the held-out sources (worst: lowest F1, largest rusted-% error); the same
+    under flip test-time augmentation as ``flip_test`` where the folds were scored with it."""
+    out = _summary(folds)
+    if folds and all("flip_test" in f for f in folds):
+        out["flip_test"] = _summary([{"held_out": f["held_out"]} | f["flip_test"] for f in folds])
+    return out
+
+
+def _summary(folds: list[dict]) -> dict:
     f1 = [f["held_out_figures"]["pixel_f1"] for f in folds]
     mae = [f["held_out_figures"]["rusted_pct_mae"] for f in folds]
     return {

@@ -33,7 +33,7 @@ from training.common.export import export_model
 from training.common.job import Job, JobSpec
 from training.common.job import main as job_main
 from training.common.tensorboard import TensorBoardScalars
-from training.segmenter import metrics, model_card
+from training.segmenter import flip_test, metrics, model_card
 from training.segmenter.config import DEFAULT_FILE, SegmenterConfig
 from training.segmenter.data import SplitData, cache_key, load_augmented, load_split, sample_photos
 from training.segmenter.data import load as load_cached
@@ -54,7 +54,7 @@ STATISTICS_PHOTOS = 256  # training photos the feature standardisation is measur
 
 def cached_split(data: str, split: str, features, config: SegmenterConfig, weights: str) -> SplitData:
     """A split's photos and features, from ``feature_cache`` when an earlier run on the same facts left them."""
-    flip = config.flip_views and split == layout.TRAIN
+    flip = mirrored(split, config)
     if config.feature_cache is None:
         return load_split(data, split, features, config, flip=flip)
     folder = io_utils.join(config.feature_cache, f"{split}-{cache_key(data, split, config, weights, flip)}")
@@ -67,10 +67,15 @@ def cached_split(data: str, split: str, features, config: SegmenterConfig, weigh
     return found
 
 
+def mirrored(split: str, config: SegmenterConfig) -> bool:
+    """Whether a split's cache holds each photo's mirror: training views, or the photos flip test scores."""
+    return (config.flip_views and split == layout.TRAIN) or config.flip_test
+
+
 def _cache_folders(data: str, config: SegmenterConfig, weights: str) -> dict[str, str] | None:
     if config.feature_cache is None:
         return None
-    flips = {s: config.flip_views and s == layout.TRAIN for s in layout.SPLITS}
+    flips = {s: mirrored(s, config) for s in layout.SPLITS}
     return {
         s: io_utils.join(config.feature_cache, f"{s}-{cache_key(data, s, config, weights, f)}")
         for s, f in flips.items()
@@ -189,23 +194,27 @@ def train(data: str, model_dir: str, config: SegmenterConfig, config_file: str |
     log.info("features cached in %.1f min", cached / 60)
     decoder = build_decoder(config, {n: splits[layout.TRAIN].features[n].shape[1:] for n in FEATURE_NAMES})
     io_utils.make_dirs(model_dir)
-    history = fit(decoder, splits[layout.TRAIN], splits[layout.VALIDATION], config, model_dir)
-    probs = {s: predict(decoder, splits[s], config.batch_size) for s in (layout.VALIDATION, layout.TEST)}
-    threshold, val_f1 = metrics.choose_threshold(probs[layout.VALIDATION], splits[layout.VALIDATION], config.input_size)
+    scored = {s: flip_test.photos_only(splits[s]) for s in (layout.VALIDATION, layout.TEST)}
+    history = fit(decoder, splits[layout.TRAIN], scored[layout.VALIDATION], config, model_dir)
+    probs = {s: flip_test.predict_photos(predict, decoder, splits[s], config.batch_size, config.flip_test)
+             for s in scored}  # fmt: skip
+    threshold, val_f1 = metrics.choose_threshold(probs[layout.VALIDATION], scored[layout.VALIDATION], config.input_size)
     source = "validation max rust-pixel F1"
     if config.score_threshold is not None:
         threshold, source = config.score_threshold, "configuration"
     log.info("pixel threshold %.2f (%s; validation pixel F1 %.3f there)", threshold, source, val_f1)
     network = build_segmenter(features, decoder)
+    if config.flip_test:
+        network = flip_test.flip_averaged(network)
     metadata = _metadata(config, weights.description, threshold, source, data)
     export(model_dir, network, metadata)
-    export_check = check_export(model_dir, network, splits[layout.TEST], probs[layout.TEST], config.input_size)
+    export_check = check_export(model_dir, network, scored[layout.TEST], probs[layout.TEST], config.input_size)
     out = {
         "model": dataclasses.asdict(metadata) | {"class_names": list(metadata.class_names)},
         "data": data,
         "threshold": threshold,
         "threshold_source": source,
-        "splits": {s: _evaluate(probs[s], splits[s], config, threshold) for s in probs},
+        "splits": {s: _evaluate(probs[s], scored[s], config, threshold) for s in probs},
         "data_counts": {s: d.counts for s, d in splits.items()},
         "export_check": export_check,
         "feature_cache": _cache_folders(data, config, weights.description),
@@ -261,7 +270,8 @@ def _metadata(config: SegmenterConfig, weights: str, threshold: float, source: s
         backbone=config.backbone,
         weights=weights,
         extra={"threshold_source": source, "output": serving.SEGMENTER_OUTPUT, "stride": 8, "data": data,
-               "region_merge_radius": config.region_merge_radius, "min_region_area": config.min_region_area},
+               "region_merge_radius": config.region_merge_radius, "min_region_area": config.min_region_area,
+               "flip_test": config.flip_test},
     )  # fmt: skip
 
 
