@@ -1,8 +1,14 @@
 """The survey report an inspector opens: one self-contained HTML file.
 
-Counts, the ASTM D610 grade histogram, the errors by reason, and thumbnails of the rust images
-sorted by rust probability, each linking to its full preview. Thumbnails are embedded as data
-URIs, so the file can be mailed or opened from a bucket without anything beside it.
+Its first screen answers the three questions of a survey morning: where is the worst rust (zones
+by worst ASTM D610 grade), what got worse since the last night (the change rows), and what to look
+at first (the review queue, with its reasons). Below: the asset/zone table, the photos' GPS
+positions as an inline SVG, the changes, the queue, a sortable and filterable table of every photo,
+and the rust thumbnails linking to their previews (rust mask and boxes drawn). Style, script and
+thumbnails (data URIs) are inlined, so the file can be mailed or opened from a bucket without
+anything beside it; the table keeps one page of rows in the DOM and thumbnails load as they scroll
+into view, so a 50,000-photo night stays usable. Sections: ``report_page``; data: ``report_data``;
+the map: ``report_plot``; style and script: ``report_static/``.
 """
 
 from __future__ import annotations
@@ -14,6 +20,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from corrosion.core import io_utils
+from corrosion.inference import report_data as data
+from corrosion.inference import report_page as page
+from corrosion.inference import report_plot as plot
 
 
 @dataclass(frozen=True)
@@ -64,16 +73,12 @@ def link_target(preview_uri: str, report_path: str) -> str:
     return preview_uri
 
 
-def _histogram(grades: Mapping[int, int]) -> str:
-    peak = max(grades.values(), default=0) or 1
-    rows = []
-    for grade in range(10, -1, -1):
-        n = grades.get(grade, 0)
-        rows.append(
-            f'<tr><td class="g">{grade}</td><td><div class="bar" style="width:{300 * n / peak:.0f}px"></div></td>'
-            f"<td>{n}</td></tr>"
-        )
-    return '<table class="hist"><tr><th>ASTM D610 grade</th><th></th><th>images</th></tr>' + "".join(rows) + "</table>"
+def _entry_row(e: ReportEntry) -> dict:
+    """A card as a result row, for a caller that passes no ``rows`` (the page then covers the flagged photos)."""
+    return {
+        "image_uri": e.image_uri, "rust_probability": e.rust_probability, "is_rust": e.is_rust,
+        "num_boxes": e.num_boxes, "rust_grade": e.rust_grade, "rust_area_fraction": e.rust_area_fraction,
+    }  # fmt: skip
 
 
 def render_report(
@@ -88,61 +93,123 @@ def render_report(
     rows: Sequence[Mapping] = (),
     changes: Sequence[Mapping] = (),
     review: Sequence[Mapping] = (),
+    compared: bool | None = None,
 ) -> str:
     """HTML text of the report; ``entries`` are shown sorted by rust probability, highest first.
 
     ``rows`` are all of tonight's result rows (dicts with the ResultRow columns, asset/zone/GPS when
     known), ``changes`` the survey-change rows against the previous night, and ``review`` the photos a
     human should check ({image_uri, priority, reason}); each is optional so a run without them still
-    gets a report.
+    gets a report. ``compared`` says whether an earlier night existed (default: whether ``changes``
+    has rows), so "nothing got worse" is told apart from "nothing to compare with".
     """
-    esc = html.escape
     entries = sorted(entries, key=lambda e: (-e.rust_probability, e.image_uri))
-    cards = []
-    for e in entries:
-        href = esc(link_target(e.preview_uri, report_path), quote=True)
-        grade = "-" if e.rust_grade is None else str(e.rust_grade)
-        area = "-" if e.rust_area_fraction is None else f"{100 * e.rust_area_fraction:.2f}%"
-        cards.append(
-            f'<figure><a href="{href}"><img src="{e.thumbnail}" alt="{esc(e.image_uri, quote=True)}"></a>'
-            f"<figcaption><b>p={e.rust_probability:.3f}</b> · boxes {e.num_boxes if e.num_boxes is not None else '-'}"
-            f' · grade {grade} · area {area}<br><span class="uri">{esc(e.image_uri)}</span></figcaption></figure>'
-        )
-    errors = "".join(f"<tr><td>{esc(r)}</td><td>{n}</td></tr>" for r, n in sorted(stats.errors_by_reason.items()))
-    model_lines = "".join(f"<li>{esc(k)}: <code>{esc(v)}</code></li>" for k, v in models.items() if v)
-    shown = len(entries)
-    listed = total_rust_listed if total_rust_listed is not None else stats.rust_images
+    photos = [data.photo(r) for r in (rows or [_entry_row(e) for e in entries])]
+    by_uri = {p.image_uri: p for p in photos}
+    previews = {e.image_uri: link_target(e.preview_uri, report_path) for e in entries if e.preview_uri}
+
+    def href(uri: str) -> str:
+        return previews.get(uri, "")
+
+    zones = data.zones(photos)
+    change_items = data.change_items(changes)
+    compared = bool(changes) if compared is None else compared
+    queue = data.review_items(review)
+    queued = {i.image_uri: i for i in queue}
+    thumbs = [e.thumbnail for e in entries]
+    thumb_index = {e.image_uri: i for i, e in enumerate(entries)}
+    worst = sorted(
+        (e for e in entries if e.thumbnail),
+        key=lambda e: (11 if e.rust_grade is None else e.rust_grade, -(e.rust_area_fraction or 0), -e.rust_probability),
+    )[:4]
+    return _page(
+        survey_id=survey_id, stats=stats, entries=entries, models=models, generated_at=generated_at,
+        listed=total_rust_listed if total_rust_listed is not None else stats.rust_images, photos=photos,
+        by_uri=by_uri, href=href, zones=zones, changes=change_items, compared=compared, queue=queue,
+        queued=queued, thumbs=thumbs, thumb_index=thumb_index, worst=worst,
+    )  # fmt: skip
+
+
+def _figure(e: ReportEntry, href: str, index: int | None) -> str:
+    """A thumbnail card; ``index`` set: the image is filled in lazily from the thumbnails' JSON."""
+    esc = html.escape
+    src = f'data-thumb="{index}"' if index is not None else f'src="{esc(e.thumbnail, quote=True)}"'
+    img = f'<img {src} alt="{esc(page.photo_name(e.image_uri), quote=True)}" width="184" height="138">'
+    link = f'<a href="{esc(href, quote=True)}">{img}</a>' if href else img
+    return (
+        f"<figure>{link}<figcaption>{page.grade_badge(e.rust_grade)} p={e.rust_probability:.3f} · "
+        f"{page.pct(e.rust_area_fraction)} · boxes {e.num_boxes if e.num_boxes is not None else '–'}<br>"
+        f'<span class="name">{esc(page.photo_name(e.image_uri))}</span></figcaption></figure>'
+    )
+
+
+def _page(**v) -> str:
+    esc = html.escape
+    stats: SurveyStats = v["stats"]
+    href = v["href"]
+    entries = v["entries"]
+    model_text = " · ".join(f"{esc(k)} <code>{esc(m)}</code>" for k, m in v["models"].items() if m)
+    assets = len({z.asset for z in v["zones"]})
+    chips = [
+        (stats.images, "photos scored", ""),
+        (stats.rust_images, "rust photos", "bad" if stats.rust_images else ""),
+        (len(v["zones"]), f"zones on {assets} assets", ""),
+        (len(v["queue"]), "to review", ""),
+        (stats.errors, "unreadable files", "bad" if stats.errors else ""),
+    ]
+    chip_html = "".join(f'<li class="{c}"><b>{n}</b>{esc(label)}</li>' for n, label, c in chips)
+    worst = "".join(_figure(e, href(e.image_uri), None) for e in v["worst"])
+    gallery = "".join(_figure(e, href(e.image_uri), v["thumb_index"][e.image_uri]) for e in entries)
     more = (
-        f"<p>Showing the {shown} most probable of {listed} rust images; the CSV lists all.</p>"
-        if shown < listed
+        f"<p class='muted'>Showing the {len(entries)} most probable of {v['listed']} rust photos; the CSV lists all.</p>"
+        if len(entries) < v["listed"]
         else ""
     )
+    errors = "".join(
+        f'<tr><td>{esc(r)}</td><td class="num">{n}</td></tr>' for r, n in sorted(stats.errors_by_reason.items())
+    )
+    svg = plot.survey_map(v["photos"])
+    map_html = svg or "<p class='muted'>No photo carries GPS (EXIF GPS is read when the camera records it).</p>"
+    table_data = page.table_rows(v["photos"], v["queued"], href, v["thumb_index"])
+    colours = [data.grade_colour(g) for g in range(11)]
+    counts = data.change_counts(v["changes"])
     return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>Corrosion survey {esc(survey_id)}</title>
-<style>
-body{{font-family:system-ui,sans-serif;margin:1.5em;color:#222}} .counts td{{padding:2px 12px}}
-.hist td{{padding:1px 6px}} .hist .g{{text-align:right}} .bar{{height:14px;background:#b5521c}}
-.grid{{display:flex;flex-wrap:wrap;gap:12px}} figure{{margin:0;width:200px}} figure img{{max-width:200px;border:1px solid #999}}
-figcaption{{font-size:12px}} .uri{{color:#555;word-break:break-all}}
-</style></head><body>
-<h1>Corrosion survey <code>{esc(survey_id)}</code></h1>
-<p>Generated {esc(generated_at)}.</p><ul>{model_lines}</ul>
-<h2>Counts</h2>
-<table class="counts">
-<tr><td>Images scored</td><td>{stats.images}</td></tr>
-<tr><td>Rust images (classifier or boxes)</td><td>{stats.rust_images}</td></tr>
-<tr><td>Classified rust</td><td>{stats.classified_rust}</td></tr>
-<tr><td>Rust boxes</td><td>{stats.boxes}</td></tr>
-<tr><td>Unreadable files (errors)</td><td>{stats.errors}</td></tr>
-</table>
-<h2>Rust grade (ASTM D610, from box area: errs towards worse)</h2>
-{_histogram(stats.grades)}
-<h2>Errors by reason</h2>
-<table class="counts">{errors or "<tr><td>none</td></tr>"}</table>
-<h2>Rust images, most probable first</h2>
-{more}<div class="grid">
-{"".join(cards) or "<p>No rust found.</p>"}
-</div></body></html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
+<title>Corrosion survey {esc(v["survey_id"])}</title>
+<style>{page.static_text("report.css")}</style></head><body><main>
+<header class="top"><h1>Corrosion survey <code>{esc(v["survey_id"])}</code></h1>
+<span class="meta">Generated {esc(v["generated_at"])}{" · " + model_text if model_text else ""}</span></header>
+<ul class="chips">{chip_html}</ul>
+<div class="answers">
+{page.answer_worst(v["zones"], href)}
+{page.answer_changes(v["changes"], counts, v["compared"], href)}
+{page.answer_review(v["queue"], v["by_uri"], href)}
+</div>
+{f'<p class="strip-title">Worst photos tonight</p><div class="worst-strip" id="worst-photos">{worst}</div>' if worst else ""}
+<section id="zones"><h2>Assets and zones, worst first</h2>{page.zones_table(v["zones"], href)}</section>
+<section id="map"><h2>Where the photos were taken</h2>{map_html}</section>
+<section id="changes"><h2>What changed since the last night</h2>
+{page.changes_table(v["changes"], href, v["compared"])}</section>
+<section id="review"><h2>Review queue: what a person should check, and why</h2>
+{page.review_table(v["queue"], v["by_uri"], href)}</section>
+<section id="photos"><h2>All photos</h2>{page.photo_table(v["photos"])}</section>
+<section id="gallery"><h2>Rust photos, most probable first</h2>{more}
+<div class="gallery worst-strip">{gallery or "<p class='muted'>No rust found.</p>"}</div></section>
+<section id="details"><h2>Grades and errors</h2><div class="side">
+<div><h3>ASTM D610 grade (from the rusted area; errs towards worse)</h3>{page.histogram(stats.grades)}</div>
+<div><h3>Unreadable files by reason</h3><table class="data">{errors or "<tr><td>none</td></tr>"}</table>
+<h3 style="margin-top:14px">Counts</h3><table class="data">
+<tr><td>Photos scored</td><td class="num">{stats.images}</td></tr>
+<tr><td>Rust photos (classifier or regions)</td><td class="num">{stats.rust_images}</td></tr>
+<tr><td>Classified rust</td><td class="num">{stats.classified_rust}</td></tr>
+<tr><td>Rust regions (boxes)</td><td class="num">{stats.boxes}</td></tr>
+<tr><td>Unreadable files</td><td class="num">{stats.errors}</td></tr></table></div></div></section>
+</main>
+{page.json_script("report-colours", colours)}
+{page.json_script("report-rows", table_data)}
+{page.json_script("report-thumbs", v["thumbs"])}
+<script>{page.static_text("report.js")}</script>
+</body></html>
 """
 
 
