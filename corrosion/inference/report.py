@@ -106,7 +106,7 @@ def render_report(
     entries = sorted(entries, key=lambda e: (-e.rust_probability, e.image_uri))
     photos = [data.photo(r) for r in (rows or [_entry_row(e) for e in entries])]
     by_uri = {p.image_uri: p for p in photos}
-    previews = {e.image_uri: link_target(e.preview_uri, report_path) for e in entries if e.preview_uri}
+    previews = {data.text(e.image_uri): link_target(e.preview_uri, report_path) for e in entries if e.preview_uri}
 
     def href(uri: str) -> str:
         return previews.get(uri, "")
@@ -117,7 +117,7 @@ def render_report(
     queue = data.review_items(review)
     queued = {i.image_uri: i for i in queue}
     thumbs = [e.thumbnail for e in entries]
-    thumb_index = {e.image_uri: i for i, e in enumerate(entries)}
+    thumb_index = {data.text(e.image_uri): i for i, e in enumerate(entries)}
     worst = sorted(
         (e for e in entries if e.thumbnail),
         key=lambda e: (11 if e.rust_grade is None else e.rust_grade, -(e.rust_area_fraction or 0), -e.rust_probability),
@@ -134,12 +134,13 @@ def _figure(e: ReportEntry, href: str, index: int | None) -> str:
     """A thumbnail card; ``index`` set: the image is filled in lazily from the thumbnails' JSON."""
     esc = html.escape
     src = f'data-thumb="{index}"' if index is not None else f'src="{esc(e.thumbnail, quote=True)}"'
-    img = f'<img {src} alt="{esc(page.photo_name(e.image_uri), quote=True)}" width="184" height="138">'
+    uri = data.text(e.image_uri)
+    img = f'<img {src} alt="{esc(page.photo_name(uri), quote=True)}" width="184" height="138">'
     link = f'<a href="{esc(href, quote=True)}">{img}</a>' if href else img
     return (
         f"<figure>{link}<figcaption>{page.grade_badge(e.rust_grade)} p={e.rust_probability:.3f} · "
         f"{page.pct(e.rust_area_fraction)} · boxes {e.num_boxes if e.num_boxes is not None else '–'}<br>"
-        f'<span class="name">{esc(page.photo_name(e.image_uri))}</span></figcaption></figure>'
+        f'<span class="uri">{esc(uri)}</span></figcaption></figure>'
     )
 
 
@@ -158,8 +159,8 @@ def _page(**v) -> str:
         (stats.errors, "unreadable files", "bad" if stats.errors else ""),
     ]
     chip_html = "".join(f'<li class="{c}"><b>{n}</b>{esc(label)}</li>' for n, label, c in chips)
-    worst = "".join(_figure(e, href(e.image_uri), None) for e in v["worst"])
-    gallery = "".join(_figure(e, href(e.image_uri), v["thumb_index"][e.image_uri]) for e in entries)
+    worst = "".join(_figure(e, href(data.text(e.image_uri)), None) for e in v["worst"])
+    gallery = "".join(_figure(e, href(data.text(e.image_uri)), i) for i, e in enumerate(entries))
     more = (
         f"<p class='muted'>Showing the {len(entries)} most probable of {v['listed']} rust photos; the CSV lists all.</p>"
         if len(entries) < v["listed"]
@@ -198,12 +199,12 @@ def _page(**v) -> str:
 <section id="details"><h2>Grades and errors</h2><div class="side">
 <div><h3>ASTM D610 grade (from the rusted area; errs towards worse)</h3>{page.histogram(stats.grades)}</div>
 <div><h3>Unreadable files by reason</h3><table class="data">{errors or "<tr><td>none</td></tr>"}</table>
-<h3 style="margin-top:14px">Counts</h3><table class="data">
-<tr><td>Photos scored</td><td class="num">{stats.images}</td></tr>
-<tr><td>Rust photos (classifier or regions)</td><td class="num">{stats.rust_images}</td></tr>
-<tr><td>Classified rust</td><td class="num">{stats.classified_rust}</td></tr>
-<tr><td>Rust regions (boxes)</td><td class="num">{stats.boxes}</td></tr>
-<tr><td>Unreadable files</td><td class="num">{stats.errors}</td></tr></table></div></div></section>
+<h3 style="margin-top:14px">Counts</h3><table class="data counts">
+<tr><td>Images scored</td><td>{stats.images}</td></tr>
+<tr><td>Rust images (classifier or boxes)</td><td>{stats.rust_images}</td></tr>
+<tr><td>Classified rust</td><td>{stats.classified_rust}</td></tr>
+<tr><td>Rust boxes</td><td>{stats.boxes}</td></tr>
+<tr><td>Unreadable files (errors)</td><td>{stats.errors}</td></tr></table></div></div></section>
 </main>
 {page.json_script("report-colours", colours)}
 {page.json_script("report-rows", table_data)}

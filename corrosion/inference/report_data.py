@@ -13,11 +13,20 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from corrosion.core import paths
+
 NO_ASSET = "(no asset)"
 NO_ZONE = "(no zone)"
 # the order "what got worse" lists change kinds in: a worse zone is the inspector's first question
 CHANGE_ORDER = ("worse_zone", "new_rust", "new_zone", "unreadable_tonight", "missing_photo")
-CHANGE_LABELS = {
+CHANGE_TAGS = {  # one change row's label
+    "worse_zone": "worse zone",
+    "new_rust": "new rust",
+    "new_zone": "new zone",
+    "unreadable_tonight": "unreadable tonight",
+    "missing_photo": "missing tonight",
+}
+CHANGE_LABELS = {  # the counts' labels
     "worse_zone": "zones worse",
     "new_rust": "new rust photos",
     "new_zone": "new zones",
@@ -48,7 +57,8 @@ def as_bool(value: Any) -> bool:
 
 
 def text(value: Any) -> str:
-    return "" if value is None else str(value)
+    """A value as the page shows it: one line, control characters escaped (as the CSVs write names)."""
+    return "" if value is None else paths.display(str(value))
 
 
 def photo_name(uri: str) -> str:

@@ -16,6 +16,7 @@ from typing import Any
 
 from corrosion.inference.report_data import (
     CHANGE_LABELS,
+    CHANGE_TAGS,
     Change,
     Photo,
     ReviewItem,
@@ -108,7 +109,7 @@ def _change_text(c: Change, href: Href) -> str:
     where = f"<b>{esc(c.asset)}</b> / {esc(c.zone)}"
     was = f" ({esc(c.previous_value)} → {esc(c.tonight_value)})" if c.previous_value or c.tonight_value else ""
     photo = f": {photo_link(c.image_uri, href)}" if c.image_uri else ""
-    return f'<span class="tag">{esc(CHANGE_LABELS.get(c.change, c.change))}</span> {where}{photo}{was}'
+    return f'<span class="tag">{esc(CHANGE_TAGS.get(c.change, c.change))}</span> {where}{photo}{was}'
 
 
 def answer_review(items: Sequence[ReviewItem], photos: Mapping[str, Photo], href: Href) -> str:
@@ -177,7 +178,7 @@ def changes_table(changes: Sequence[Change], href: Href, compared: bool) -> str:
         extra = ' class="print-extra"' if i >= PRINT_ROWS else ""
         photo = photo_link(c.image_uri, href) if c.image_uri else ""
         rows.append(
-            f'<tr{extra}><td><span class="tag">{esc(CHANGE_LABELS.get(c.change, c.change))}</span></td>'
+            f'<tr{extra}><td><span class="tag">{esc(CHANGE_TAGS.get(c.change, c.change))}</span></td>'
             f"<td><b>{esc(c.asset)}</b></td><td>{esc(c.zone)}</td><td>{photo}</td>"
             f'<td>{esc(c.previous_night)}</td><td class="num">{esc(c.previous_value)}</td>'
             f'<td class="num">{esc(c.tonight_value)}</td><td class="reason">{esc(c.detail)}</td></tr>'

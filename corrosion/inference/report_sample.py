@@ -26,7 +26,11 @@ ASSETS = {  # asset -> (latitude, longitude) of its middle, a few hundred metres
     "tank-7": ((53.5440, 9.9712), ("roof", "shell")),
     "jetty-2": ((53.5425, 9.9640), ("piles", "fenders")),
 }
-HOSTILE_NAMES = ("<script>alert(1)</script>.jpg", "quote\"s and 'apostrophes'.jpg", "new\nline.jpg")
+# the first holds a slash, so its photo is "script>.jpg" in a folder "<script>alert(1)<", as on disk
+HOSTILE_NAMES = (
+    "<script>alert(1)</script>.jpg", "<img src=x onerror=alert(2)>.jpg", "quote\"s and 'apostrophes'.jpg",
+    "new\nline &amp; <td>.jpg",
+)  # fmt: skip
 
 
 @dataclass
@@ -65,8 +69,9 @@ def generate(
         area = float(rng.uniform(0.02, 0.4) if worse and p > 0.5 else (rng.uniform(0.0005, 0.05) if p > 0.5 else 0))
         grade = grading.astm_d610_grade(area)
         name = f"IMG_{i:05d}.jpg"
-        if hostile and i < len(HOSTILE_NAMES):
-            name = HOSTILE_NAMES[i]
+        if hostile and i < len(HOSTILE_NAMES):  # rust, so their names reach every section of the page
+            name, p, area = HOSTILE_NAMES[i], 0.97, 0.2
+            grade = grading.astm_d610_grade(area)
         boxes = [[10, 10, 60, 50, round(float(rng.uniform(0.4, 0.95)), 3)]] if area > 0 else []
         rows.append(
             {
