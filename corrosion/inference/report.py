@@ -137,10 +137,16 @@ def _figure(e: ReportEntry, href: str, index: int | None) -> str:
     uri = data.text(e.image_uri)
     img = f'<img {src} alt="{esc(page.photo_name(uri), quote=True)}" width="184" height="138">'
     link = f'<a href="{esc(href, quote=True)}">{img}</a>' if href else img
+    # the gallery names the whole path (asset and zone folders); the first screen's strip just the file
+    caption = (
+        f'<span class="uri">{esc(uri)}</span>'
+        if index is not None
+        else f'<span class="name">{esc(page.photo_name(uri))}</span>'
+    )
     return (
         f"<figure>{link}<figcaption>{page.grade_badge(e.rust_grade)} p={e.rust_probability:.3f} · "
         f"{page.pct(e.rust_area_fraction)} · boxes {e.num_boxes if e.num_boxes is not None else '–'}<br>"
-        f'<span class="uri">{esc(uri)}</span></figcaption></figure>'
+        f"{caption}</figcaption></figure>"
     )
 
 
