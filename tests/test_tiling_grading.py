@@ -123,6 +123,14 @@ def test_result_rows_round_trip_through_csv_with_types(tmp_path):
         "detector_version": None,
         "survey_id": "s",
         "processed_at": "2026-11-24 12:00:00.000000 UTC",
+        "capture_time": "2026-11-23 09:15:02.500000 UTC",
+        "gps_latitude": 59.4420833,
+        "gps_longitude": -10.75,
+        "gps_altitude": -12.5,
+        "camera_model": "DJI FC3411",
+        "location": "POINT(-10.75 59.4420833)",
+        "asset": "hull-7",
+        "zone": "port-side",
     }
     assert results.validate_row(row, schema) == []
     path = tmp_path / "r.csv"
@@ -131,6 +139,15 @@ def test_result_rows_round_trip_through_csv_with_types(tmp_path):
     bad = dict(row, width="4000", is_rust=1, survey_id=None, extra=1)
     problems = results.validate_row(bad, schema)
     assert len(problems) == 4 and any("extra" in p for p in problems)
+    for point in ("POINT(-190 10)", "POINT(10 91)", "POINT(nan 1)", "10 20", "POINT(1,2)"):
+        assert results.validate_row(dict(row, location=point), schema) == [
+            f"location={point!r} is not a valid GEOGRAPHY"
+        ]
+    # a shard written before the where-columns existed reads back with them as None
+    old_columns = columns[: columns.index("processed_at") + 1]
+    path.write_text(results.csv_header(old_columns) + "\n" + results.csv_line(row, old_columns) + "\n")
+    new_columns = columns[len(old_columns) :]
+    assert results.read_csv_rows([str(path)], schema) == [{**row, **dict.fromkeys(new_columns)}]
     assert len(results.beam_table_schema().fields) == len(columns)
 
 

@@ -13,6 +13,8 @@ import dataclasses
 import datetime as dt
 import io
 import json
+import math
+import re
 import typing
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -28,7 +30,7 @@ ERROR_COLUMNS = ("image_uri", "stage", "reason", "message")
 @dataclass(frozen=True)
 class SchemaField:
     name: str
-    type: str  # STRING | INTEGER | FLOAT | BOOLEAN | TIMESTAMP
+    type: str  # STRING | INTEGER | FLOAT | BOOLEAN | TIMESTAMP | GEOGRAPHY
     mode: str  # REQUIRED | NULLABLE
     description: str = ""
 
@@ -69,6 +71,24 @@ def parse_timestamp(text: str) -> dt.datetime:
     return dt.datetime.strptime(text, "%Y-%m-%d %H:%M:%S.%f UTC").replace(tzinfo=dt.UTC)
 
 
+# GEOGRAPHY as the rows carry it: a WKT point, longitude first (BigQuery's own order), finite, in range.
+_POINT = re.compile(r"POINT\((\S+) (\S+)\)")
+
+
+def parse_point(text: str) -> tuple[float, float] | None:
+    """(longitude, latitude) of a ``POINT(lon lat)`` WKT text; None when it is not one in range."""
+    match = _POINT.fullmatch(text)
+    if not match:
+        return None
+    try:
+        lon, lat = float(match[1]), float(match[2])
+    except ValueError:
+        return None
+    if not (math.isfinite(lon) and math.isfinite(lat) and -180 <= lon <= 180 and -90 <= lat <= 90):
+        return None
+    return lon, lat
+
+
 def _type_ok(kind: str, value: Any) -> bool:
     if kind == "STRING":
         return isinstance(value, str)
@@ -86,6 +106,8 @@ def _type_ok(kind: str, value: Any) -> bool:
         except ValueError:
             return False
         return True
+    if kind == "GEOGRAPHY":
+        return isinstance(value, str) and parse_point(value) is not None
     raise ValueError(f"schema type {kind} is not handled by the validator; add it to corrosion/inference/results.py")
 
 
@@ -139,14 +161,18 @@ def parse_csv_value(text: str, kind: str) -> Any:
 
 
 def read_csv_rows(paths: Iterable[str], schema: Sequence[SchemaField] | None = None) -> list[dict[str, Any]]:
-    """Result rows back from CSV shards, typed by the schema (for tests, scripts and --skip_processed)."""
+    """Result rows back from CSV shards, typed by the schema (for tests, scripts and --skip_processed).
+
+    A shard written before a column was added (columns are only ever added at the end) gives that
+    column as None, so every row has every schema column whatever night it comes from."""
     schema = schema or load_schema()
     types = {f.name: f.type for f in schema}
     rows = []
     for path in paths:
         reader = csv.DictReader(io.StringIO(io_utils.read_text(path)))
+        absent = dict.fromkeys(n for n in types if n not in (reader.fieldnames or ()))
         for record in reader:
-            rows.append({k: parse_csv_value(v, types.get(k, "STRING")) for k, v in record.items()})
+            rows.append({**{k: parse_csv_value(v, types.get(k, "STRING")) for k, v in record.items()}, **absent})
     return rows
 
 
@@ -197,6 +223,16 @@ class ResultRow:
     detector_version: str | None
     survey_id: str
     processed_at: str = field(metadata={"bigquery_type": "TIMESTAMP"})  # format_timestamp text
+    # Where and what (issue 30): from the photo's EXIF (corrosion.inference.exif) and its folder
+    # (corrosion.inference.assets); None where the photo or the layout does not say.
+    capture_time: str | None = field(default=None, metadata={"bigquery_type": "TIMESTAMP"})
+    gps_latitude: float | None = None
+    gps_longitude: float | None = None
+    gps_altitude: float | None = None
+    camera_model: str | None = None
+    location: str | None = field(default=None, metadata={"bigquery_type": "GEOGRAPHY"})  # WKT POINT(lon lat)
+    asset: str | None = None
+    zone: str | None = None
 
     @property
     def flagged(self) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
+from corrosion.inference.assets import AssetResolver
 from corrosion.models import serving
 from corrosion.models.lite_runtime import RUNTIMES
 
@@ -36,6 +37,7 @@ class OutputConfig:
     preview_quality: int = 85
     thumbnail_side: int = 192
     report_max_images: int = 500
+    report_review_items: int = 20  # the report's review queue (corrosion.review.selection), most urgent first
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,12 @@ class InferenceConfig:
     max_side: int = 100_000
     max_file_bytes: int = 200_000_000
     progress_every: int = 200
+    # Where and what changed (issue 30): asset/zone from the path under the survey root
+    # (corrosion.inference.assets; None: no pattern), and the margins a zone must worsen by
+    # against the asset's last survey to be a change row (corrosion.review.survey_changes).
+    asset_pattern: str | None = None
+    changes_grade_margin: int = 1  # worst ASTM D610 grade lower by at least this many grades
+    changes_area_margin_pct: float = 5.0  # worst or mean rusted % higher by at least this many points
     tiling: TilingConfig = field(default_factory=TilingConfig)
     merge: MergeConfig = field(default_factory=MergeConfig)
     outputs: OutputConfig = field(default_factory=OutputConfig)
@@ -106,6 +114,9 @@ class InferenceJob:
     masks_dir: str | None = None  # --masks: each image's rust mask as a PNG (a rust-region model only)
     report: str | None = None
     no_wait: bool = False
+    # asset/zone of each photo (--asset_pattern, --asset_map), resolved under the survey root
+    assets: AssetResolver = field(default_factory=AssetResolver)
+    previous: str | None = None  # --previous: glob of earlier result CSVs; None: earlier date= folders under output
 
     @property
     def own_outputs(self) -> tuple[str | None, ...]:
