@@ -3,7 +3,17 @@
 Each run is ``pipelines.batch_inference`` (classifier + detector at the production detector input,
 320 px, with its tiles, previews and report) in a fresh interpreter that reports its own peak RSS.
 The baseline is the same job on one 1 MP JPEG in the same session, so the figure that matters is the
-increment a huge photo adds. Also the dataset pipeline on the 100 MP PNG. Writes
+increment a huge photo adds. Also the dataset pipeline on the 100 MP PNG.
+
+Then memory against archive size (issue 29): peak RSS over ``--archive_sizes`` (default 100 and
+1,000; ``--archive_sizes 100,1000,10000`` for the full figure) small generated photos (96x72, every
+file distinct), each in a fresh interpreter:
+- ``night``: batch inference, classifier + rust-region model (test doubles: the models' own memory
+  is constant, the figure is what grows with the archive) with ``--report``;
+- ``history``: the same job on a fixed 100 new photos with ``--skip_processed`` over the night of N
+  photos above: the history side input (a dict of every scored sha256) on every worker;
+- ``build_dataset``: the dataset pipeline on N labelled photos (VOC, half rust).
+Per size, the peak and its increment per photo (KB) over the previous size. Writes
 ``bench_out/memory.json``.
 """
 
@@ -13,9 +23,11 @@ import argparse
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -105,12 +117,91 @@ def measure(folder: Path) -> dict:
     return result
 
 
+def write_small_photos(folder: Path, count: int, seed: int = 0, size: tuple[int, int] = (96, 72)) -> Path:
+    """``count`` small JPEGs, every file distinct (a few renders, each copy stamped with its index)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    bases = [synthetic.render(rng, *size, i % 3, synthetic.BACKGROUNDS[i % 5])[0] for i in range(8)]
+    for i in range(count):
+        pixels = bases[i % len(bases)].copy()
+        bits = np.array([(i >> b) & 1 for b in range(16)], np.uint8) * 255
+        pixels[:4, : 16 * 4] = np.repeat(bits, 4)[None, :, None]
+        (folder / f"photo_{seed}_{i:05d}.jpg").write_bytes(synthetic.encode_image(pixels, quality=90))
+    return folder
+
+
+def archive_models(folder: Path) -> tuple[str, str]:
+    from tests.support import model_doubles as doubles
+
+    return (
+        doubles.export_tiny_classifier(str(folder / "classifier"), lite=True),
+        doubles.export_colour_rule_segmenter(str(folder / "segmenter"), input_size=96),
+    )
+
+
+def measure_archive(folder: Path, sizes: list[int]) -> dict:
+    """Peak RSS (MB) of the night, of --skip_processed history and of build_dataset against archive size."""
+    classifier, segmenter = archive_models(folder)
+    fixed = write_small_photos(folder / "fixed_100", 100, seed=1)
+    out: dict = {"sizes": sizes, "night_mb": {}, "history_mb": {}, "build_dataset_mb": {}, "seconds": {}}
+    for n in sizes:
+        photos = write_small_photos(folder / f"night_{n}", n)
+        night_out = folder / f"out_{n}"
+        started = time.perf_counter()
+        out["night_mb"][n] = peak_rss_mb(
+            "pipelines.batch_inference",
+            "--input", f"{photos}/*.jpg", "--classifier", classifier, "--regions", segmenter,
+            "--output", str(night_out), "--report", str(folder / f"report_{n}.html"),
+            timeout=3600,
+        )  # fmt: skip
+        out["seconds"][f"night_{n}"] = round(time.perf_counter() - started, 1)
+        out["history_mb"][n] = peak_rss_mb(
+            "pipelines.batch_inference",
+            "--input", f"{fixed}/*.jpg", "--classifier", classifier, "--regions", segmenter,
+            "--output", str(folder / f"out_fixed_{n}"), "--skip_processed", str(night_out),
+            timeout=3600,
+        )  # fmt: skip
+        shutil.rmtree(photos)
+        survey = folder / f"survey_{n}"
+        synthetic.generate_survey(survey, "voc", n_rust=n // 2, n_clean=n - n // 2, size=(96, 72), seed=n)
+        started = time.perf_counter()
+        out["build_dataset_mb"][n] = peak_rss_mb(
+            "pipelines.build_dataset", "--input", str(survey), "--output_dir", str(folder / f"dataset_{n}"),
+            timeout=3600,
+        )  # fmt: skip
+        out["seconds"][f"build_dataset_{n}"] = round(time.perf_counter() - started, 1)
+        shutil.rmtree(survey)
+        shutil.rmtree(folder / f"dataset_{n}")
+        log.info(
+            "%d photos: night %.0f MB, 100 photos over its history %.0f MB, build_dataset %.0f MB",
+            n, out["night_mb"][n], out["history_mb"][n], out["build_dataset_mb"][n],
+        )  # fmt: skip
+    for name in ("night_mb", "history_mb", "build_dataset_mb"):
+        peaks = out[name]
+        out[name.replace("_mb", "_kb_per_photo")] = {
+            f"{a}->{b}": round((peaks[b] - peaks[a]) * 1024 / (b - a), 3)
+            for a, b in zip(sizes, sizes[1:], strict=False)
+        }
+        out[name.replace("_mb", "_growth")] = {
+            f"{a}->{b}": round(peaks[b] / peaks[a] - 1, 3) for a, b in zip(sizes, sizes[1:], strict=False)
+        }
+    out["target"] = "flat within 10 % from 1,000 to 10,000 photos"
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--output", default=str(REPO / "bench_out" / "memory.json"))
+    parser.add_argument("--archive_sizes", default="100,1000", help="comma-separated archive sizes (photos)")
+    parser.add_argument("--no_large_photos", action="store_true", help="skip the 100 MP / 60 MP runs")
     args = parser.parse_args(argv)
+    sizes = [int(v) for v in args.archive_sizes.split(",") if v]
+    result: dict = {}
     with tempfile.TemporaryDirectory() as tmp:
-        result = measure(Path(tmp))
+        if not args.no_large_photos:
+            result = measure(Path(tmp) / "large")
+        if sizes:
+            result["archive_size"] = measure_archive(Path(tmp) / "archive", sizes)
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
