@@ -118,14 +118,17 @@ def sahi_rust_map(path: Path, model, input_size: int, tile_size: int, overlap: i
     return tiling.stitch_maps(maps, views, width, height), len(views)
 
 
-def sahi_loop(paths: list[Path], model, input_size: int, threshold: float, config: InferenceConfig) -> float:
-    """Photos/s of the SAHI-style loop (the model already loaded and traced)."""
+def sahi_loop(
+    paths: list[Path], model, input_size: int, threshold: float, config: InferenceConfig
+) -> tuple[float, float]:
+    """Photos/s and CPU-seconds per photo (this process, all threads) of the SAHI-style loop (the
+    model already loaded and traced)."""
     t = config.tiling
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     for path in paths:
         prob, _ = sahi_rust_map(path, model, input_size, t.tile_size, t.overlap)
         float((prob >= threshold).mean())
-    return len(paths) / (time.perf_counter() - start)
+    return len(paths) / (time.perf_counter() - start), (time.process_time() - cpu) / len(paths)
 
 
 # ------------------------------------------------------------------ (d) ceilings, (e) stages: worker processes
@@ -275,7 +278,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--photos", type=int, default=24, help="photos of the large night run (and the ceilings)")
     parser.add_argument("--small_photos", type=int, default=4, help="photos of the small night run (steady state)")
-    parser.add_argument("--loop_photos", type=int, default=4, help="photos the SAHI-style loop scores a round")
+    parser.add_argument("--loop_photos", type=int, default=6, help="photos the SAHI-style loop scores a round")
     parser.add_argument("--article_photos", type=int, default=12, help="photos the article classifier loop scores")
     parser.add_argument("--stage_photos", type=int, default=4, help="photos timed stage by stage")
     parser.add_argument("--unique", type=int, default=4, help="distinct renders (copied: rendering is slow)")
@@ -328,7 +331,9 @@ def main(argv: list[str] | None = None) -> dict:
             log.info("round %d of %d", r + 1, args.repeats)
             one = {}
             one["night_large"] = night_run(work / "photos", classifier, segmenter, work / "out_l", args.workers)
-            one["sahi"] = sahi_loop(paths[: args.loop_photos], model, size, seg_meta.threshold, config)
+            one["sahi"], one["sahi_cpu_per_photo"] = sahi_loop(
+                paths[: args.loop_photos], model, size, seg_meta.threshold, config
+            )
             one["night_small"] = night_run(small, classifier, segmenter, work / "out_s", args.workers)
             one["article"] = bench_inference.article_way(paths[: args.article_photos], classifier, 224)
             one["decode_ceiling"] = decode_ceiling(paths, args.workers)
@@ -344,6 +349,8 @@ def main(argv: list[str] | None = None) -> dict:
                 max(one["compute_tiles_processes"], one["compute_tiles_in_process"]) / views_per_photo
             )
             one["tighter_ceiling"] = min(one["decode_ceiling"], one["compute_ceiling"])
+            one["night_vs_sahi"] = one["night_steady"] / one["sahi"]
+            one["night_vs_tighter_ceiling"] = one["night_steady"] / one["tighter_ceiling"]
             log.info(
                 "night %.2f (steady %.2f) photos/s, SAHI %.2f, article %.2f, ceilings decode %.2f compute %.2f",
                 one["night_rate"], one["night_steady"], one["sahi"], one["article"], one["decode_ceiling"],
@@ -357,6 +364,10 @@ def main(argv: list[str] | None = None) -> dict:
 
     def best(key: str) -> float:
         return max(r[key] for r in rounds)
+
+    def per_round(key: str) -> dict[str, float]:
+        values = sorted(r[key] for r in rounds)
+        return {"median": round(float(np.median(values)), 3), "min": round(values[0], 3), "max": round(values[-1], 3)}
 
     steady, sahi, tighter = best("night_steady"), best("sahi"), best("tighter_ceiling")
     stage_total = sum(stages.values())
@@ -391,7 +402,12 @@ def main(argv: list[str] | None = None) -> dict:
             "processes_1_thread_each": round(best("compute_tiles_processes"), 2),
             "one_process_all_threads": round(best("compute_tiles_in_process"), 2),
         },
+        "ratios_per_round": {
+            "night_steady_vs_sahi_loop": per_round("night_vs_sahi"),
+            "night_steady_vs_tighter_ceiling": per_round("night_vs_tighter_ceiling"),
+        },
         "ratios": {
+            "sahi_cpu_s_per_photo_vs_night": round(min(r["sahi_cpu_per_photo"] for r in rounds) / night_cpu, 3),
             "night_steady_vs_sahi_loop": round(steady / sahi, 2),
             "night_steady_vs_tighter_ceiling": round(steady / tighter, 3),
             "night_steady_vs_article_classifier_loop": round(steady / best("article"), 3),
@@ -406,6 +422,7 @@ def main(argv: list[str] | None = None) -> dict:
             "stages_one_thread": {k: round(v, 4) for k, v in stages.items()},
             "stages_sum": round(stage_total, 4),
             "night_total_marginal": round(night_cpu, 4),
+            "sahi_loop": round(min(r["sahi_cpu_per_photo"] for r in rounds), 4),
             "night_remainder_beam_rows_writes": round(night_cpu - stage_total, 4),
         },
         "stage_share_of_night_cpu": {k: round(v / night_cpu, 3) for k, v in stages.items()}
@@ -418,7 +435,9 @@ def main(argv: list[str] | None = None) -> dict:
             }
             for r in rounds
         ],
-        "note": "ratios within one run on a shared machine; each figure the best of the interleaved rounds; "
+        "note": "ratios within one run on a shared machine; photos_per_s and ratios: each figure the best of the "
+        "interleaved rounds; ratios_per_round: the ratio within each round (the same load for both); CPU-seconds "
+        "are the least disturbed by other jobs; "
         "stage CPU-seconds measured stage by stage on one thread in a process of its own (the night's own "
         "functions), the night's total from its process's rusage, marginal between the small and the large run",
     }
