@@ -143,6 +143,8 @@ def read_map(path: str) -> tuple[dict[str, tuple[str | None, str | None]], dict[
     neither asset nor zone, or one photo mapped twice to different places."""
     try:
         text = io_utils.read_text(path).lstrip("\ufeff")
+    except FileNotFoundError as exc:
+        raise AssetError(f"--asset_map {path}: no such file") from exc
     except (OSError, UnicodeDecodeError) as exc:
         raise AssetError(f"--asset_map {path}: cannot be read as UTF-8 text ({exc})") from exc
     reader = csv.DictReader(io.StringIO(text, newline=""))

@@ -148,7 +148,7 @@ def _coordinate(value: Any, ref: Any, refs: str, limit: float) -> float | None:
     if value is None:
         return None
     letter = (_text(ref) or "").upper()
-    if letter not in refs:
+    if len(letter) != 1 or letter not in refs:
         return None
     parts = [_number(v) for v in value] if isinstance(value, (tuple, list)) else [_number(value)]
     if not 1 <= len(parts) <= 3 or any(p < 0 for p in parts) or any(p >= 60 for p in parts[1:]):
