@@ -3,7 +3,7 @@
 Renders ``corrosion.inference.report_sample`` nights (thumbnails for at most ``report_max_images``
 flagged photos, as the pipeline embeds) and measures: render time in Python, the file's size, the
 browser's load time (navigation start to the load event, the table's first page drawn), the DOM's
-size and JS heap once loaded, and how long a sort and a filter of the whole table take. Figures are
+size once loaded, and how long a sort and a filter of the whole table take. Figures are
 written to ``bench_out/bench_report.json``; docs/batch-inference.md ("The report") quotes them.
 """
 
@@ -45,14 +45,13 @@ def _measure(driver, path: Path, repeats: int) -> dict:
     info = driver.execute_script(
         "return {nodes: document.getElementsByTagName('*').length, images: document.images.length,"
         " loaded_images: [...document.images].filter(i => i.naturalWidth > 0).length,"
-        " rows_in_dom: document.querySelectorAll('#photo-table tbody tr').length,"
-        " heap_mb: performance.memory ? performance.memory.usedJSHeapSize / 1e6 : null};"
+        " rows_in_dom: document.querySelectorAll('#photo-table tbody tr').length};"
     )
     return {
         "load_ms": round(statistics.median(loads)),
         "sort_ms": round(statistics.median(sorts)),
         "filter_ms": round(statistics.median(filters)),
-        **{k: (round(v, 1) if isinstance(v, float) else v) for k, v in info.items()},
+        **info,
     }
 
 
