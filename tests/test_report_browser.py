@@ -75,7 +75,7 @@ def test_report_in_chromium(page):
     worst = driver.find_element(By.CSS_SELECTOR, "#answer-worst li").text
     assert "bridge-north" in worst and "girder-east" in worst  # the zone the sample made worst
     changes = driver.find_element(By.ID, "answer-changes").text
-    assert "1 zones worse" in changes and "4 new rust photos" in changes and "2 photos missing tonight" in changes
+    assert "1 zone worse" in changes and "4 new rust photos" in changes and "2 photos missing tonight" in changes
     first_review = driver.find_element(By.CSS_SELECTOR, "#answer-review li").text
     assert first_review.startswith(Path(sample.review[0]["image_uri"]).name)
     assert re.search(r"near_threshold|severe|disagreement|weak_regions", first_review)

@@ -66,7 +66,7 @@ def test_first_screen_answers_and_the_page_is_self_contained(tmp_path):
     assert 'id="answer-worst"' in first and 'id="answer-changes"' in first and 'id="answer-review"' in first
     worst = re.search(r'id="answer-worst".*?<li>(.*?)</li>', page, re.S).group(1)
     assert "bridge-north" in worst and "girder-east" in worst
-    assert "1</b> zones worse" in first and "2</b> photos missing tonight" in first
+    assert "1</b> zone worse" in first and "2</b> photos missing tonight" in first
     assert report_data.photo_name(sample.review[0]["image_uri"]) in re.search(
         r'id="answer-review".*?<li>(.*?)</li>', page, re.S
     ).group(1)

@@ -26,13 +26,18 @@ CHANGE_TAGS = {  # one change row's label
     "unreadable_tonight": "unreadable tonight",
     "missing_photo": "missing tonight",
 }
-CHANGE_LABELS = {  # the counts' labels
-    "worse_zone": "zones worse",
-    "new_rust": "new rust photos",
-    "new_zone": "new zones",
-    "unreadable_tonight": "unreadable tonight",
-    "missing_photo": "photos missing tonight",
+CHANGE_LABELS = {  # the counts' labels: one, several
+    "worse_zone": ("zone worse", "zones worse"),
+    "new_rust": ("new rust photo", "new rust photos"),
+    "new_zone": ("new zone", "new zones"),
+    "unreadable_tonight": ("photo unreadable tonight", "photos unreadable tonight"),
+    "missing_photo": ("photo missing tonight", "photos missing tonight"),
 }
+
+
+def change_label(kind: str, n: int) -> str:
+    one, many = CHANGE_LABELS.get(kind, (kind, kind))
+    return one if n == 1 else many
 
 
 def as_float(value: Any) -> float | None:

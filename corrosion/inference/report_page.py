@@ -15,12 +15,12 @@ from importlib import resources
 from typing import Any
 
 from corrosion.inference.report_data import (
-    CHANGE_LABELS,
     CHANGE_TAGS,
     Change,
     Photo,
     ReviewItem,
     Zone,
+    change_label,
     grade_colour,
     photo_name,
 )
@@ -94,7 +94,7 @@ def answer_changes(changes: Sequence[Change], counts: Mapping[str, int], compare
     elif not changes:
         body = '<p class="none">Nothing got worse since the last night.</p>'
     else:
-        summary = " · ".join(f"<b>{n}</b> {esc(CHANGE_LABELS.get(k, k))}" for k, n in counts.items())
+        summary = " · ".join(f"<b>{n}</b> {esc(change_label(k, n))}" for k, n in counts.items())
         items = []
         for c in changes[:FIRST_SCREEN_ITEMS]:
             items.append(f"<li>{_change_text(c, href)}</li>")
