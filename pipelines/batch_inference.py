@@ -47,8 +47,9 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from corrosion import cli
 from corrosion.core import cloud_checks, io_utils, listing
 from corrosion.core.config import add_arguments, from_arguments
-from corrosion.inference import results
+from corrosion.inference import assets, report, results
 from corrosion.models import lite_runtime, serving, versions
+from corrosion.review import selection, survey_changes
 from pipelines.inference import steps, transforms
 from pipelines.inference.config import InferenceConfig, InferenceJob, RunInfo
 from pipelines.inference.transforms import COUNTERS, ERRORS, FLAGGED, NAMESPACE, AssembleRow
@@ -75,7 +76,7 @@ def build_pipeline(p: beam.Pipeline, job: InferenceJob) -> None:
         | "Classify" >> steps.Classify(job)
         | "Detect" >> steps.Detect(job)
         | "AssembleRows"
-        >> beam.ParDo(AssembleRow(job.info, job.previews_dir is not None, job.masks_dir)).with_outputs(
+        >> beam.ParDo(AssembleRow(job.info, job.previews_dir is not None, job.masks_dir, job.assets)).with_outputs(
             ERRORS, FLAGGED, main="rows"
         )
     )
@@ -141,6 +142,12 @@ SHORTCUTS = {
     )
     for kind in ("classifier", "detector")
 }
+SHORTCUTS["asset_pattern"] = (
+    "asset_pattern",
+    str,
+    "asset and zone from the path under the survey root, e.g. '{asset}/{zone}/...' ({asset}, {zone}, * for a "
+    "folder, ... for the rest); photos it does not match get null asset and zone",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -185,6 +192,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--previews", help="directory for JPEG previews of rust images")
     parser.add_argument("--report", help="HTML report file (previews go beside it unless --previews is given)")
     parser.add_argument("--masks", help="directory for each image's rust mask as a PNG (with a rust-region model)")
+    parser.add_argument(
+        "--asset_map",
+        help="CSV with columns image, asset, zone: image a path relative to the survey root, or a bare file name "
+        "naming every photo of that name; wins over --asset_pattern",
+    )
+    parser.add_argument(
+        "--previous",
+        help="glob of the earlier result CSVs to find what changed against (default: every earlier "
+        "OUTPUT/date=DAY/*-results-*.csv); each asset is compared with the last night that holds it",
+    )
     add_arguments(parser, CONFIG_FILE, SHORTCUTS)
     parser.add_argument(
         "--run_date", type=dt.date.fromisoformat, help="night to (re)process, YYYY-MM-DD (default today, UTC)"
@@ -250,6 +267,10 @@ def parse_job(argv: Sequence[str] | None = None) -> tuple[InferenceJob, list[str
     resolve_models(args)
     check_locations(args)
     cfg = from_arguments(InferenceConfig, args, CONFIG_FILE, SHORTCUTS)
+    try:
+        resolver = assets.resolver(assets.survey_root(args.input, args.input_list), cfg.asset_pattern, args.asset_map)
+    except (assets.AssetError, FileNotFoundError) as exc:
+        raise SystemExit(str(exc) if isinstance(exc, assets.AssetError) else f"--asset_map: {exc}") from exc
     previews_dir = args.previews or (io_utils.join(io_utils.dirname(args.report), "previews") if args.report else None)
     job = InferenceJob(
         config=cfg,
@@ -265,6 +286,8 @@ def parse_job(argv: Sequence[str] | None = None) -> tuple[InferenceJob, list[str
         masks_dir=args.masks,
         report=args.report,
         no_wait=args.no_wait,
+        assets=resolver,
+        previous=args.previous,
     )
     return job, beam_args, args
 
@@ -472,7 +495,10 @@ def finish(job: InferenceJob, counters: dict[str, int], elapsed: float, names: S
         "results": io_utils.join(info.partition_dir, f"{info.file_stem}-results-*.csv"),
         "errors": io_utils.join(info.partition_dir, f"{info.file_stem}-errors-*.csv"),
         "report": job.report,
+        "survey_root": job.assets.root,  # what the next night's changes take this night's photo paths relative to
     }
+    if not failure:
+        summary["changes"] = night_changes(job)
     summary_path = io_utils.join(info.partition_dir, f"{info.file_stem}-summary.json")
     io_utils.write_text(summary_path, json.dumps(summary, indent=2) + "\n")
     log.info("done in %.1f s: %s", elapsed, ", ".join(f"{k}={v}" for k, v in counters.items()))
@@ -481,6 +507,60 @@ def finish(job: InferenceJob, counters: dict[str, int], elapsed: float, names: S
     if not names:
         log.warning("no input: %s gave no file (--allow_empty)", job.input or job.input_list)
     return summary
+
+
+def night_changes(job: InferenceJob) -> dict[str, Any]:
+    """After the pipeline: what changed since each asset's last survey (``<survey>-changes.csv``,
+    ``TABLE_changes``), then the report re-rendered with the night's rows, changes and review queue.
+
+    A step after the run rather than in the graph: it needs the whole night (every row, against
+    every earlier night's), which the graph would gather into one element anyway, and it reads the
+    CSVs just written, so it is the same on every runner and can be re-run on its own. The graph
+    stays as it was; the report's thumbnails come from the side file the graph wrote
+    (``transforms.report_entries_path``), since the driver does not see a Dataflow worker's memory.
+    """
+    info, cfg = job.info, job.config
+    own = survey_changes.NightFiles(info.run_date.isoformat(), info.partition_dir, info.file_stem, ())
+    rows = results.read_csv_rows(own.beside("results"))
+    errors = [r for p in own.beside("errors") for r in survey_changes.read_csv_dicts(p)]
+    skipped = [r for p in own.beside("skipped") for r in survey_changes.read_csv_dicts(p)]
+    earlier_files = survey_changes.previous_nights(
+        job.output, info.run_date.isoformat(), info.partition_dir, job.previous
+    )
+    earlier, scored = survey_changes.read_nights(earlier_files)
+    changes, compared = survey_changes.survey_changes(
+        rows, errors, job.assets.root, earlier, skipped, scored, cfg.changes_grade_margin, cfg.changes_area_margin_pct
+    )
+    path = io_utils.join(info.partition_dir, f"{info.file_stem}-changes.csv")
+    io_utils.write_text(path, survey_changes.changes_csv(changes))
+    counts = dict(sorted(Counter(c["change"] for c in changes).items()))
+    log.info("changes against %d earlier night file set(s): %s (%s)", len(earlier_files), counts or "none", path)
+    out: dict[str, Any] = {"file": path, "rows": len(changes), "by_change": counts, "compared_with": compared}
+    if job.bigquery_table:
+        loaded = survey_changes.load_bigquery(job.bigquery_table, changes, info.survey_id, info.run_date.isoformat())
+        out["bigquery_table"] = survey_changes.changes_table(job.bigquery_table)
+        out["bigquery_rows"] = loaded
+    if job.report:
+        render_final_report(job, rows, changes, bool(compared))
+    return out
+
+
+def render_final_report(job: InferenceJob, rows: Sequence[dict], changes: Sequence[dict], compared: bool) -> None:
+    """The report again, now with every row, the changes and the review queue; counts and
+    thumbnails as the pipeline wrote them (its side file; without it, the pipeline's report stays)."""
+    info = job.info
+    side = transforms.report_entries_path(info)
+    if not io_utils.exists(side):
+        log.warning("%s is missing: the report keeps the pipeline's version, without changes", side)
+        return
+    stats, entries = transforms.read_report_entries(side)
+    queue = selection.select(rows, info.classifier.threshold, job.config.outputs.report_review_items)
+    review = [{"image_uri": c.row["image_uri"], "priority": c.priority, "reason": ", ".join(c.reasons)} for c in queue]
+    text = report.render_report(
+        info.survey_id, stats, entries, job.report, transforms.report_models(info), info.processed_at,
+        rows=rows, changes=changes, review=review, compared=compared,
+    )  # fmt: skip
+    report.write_report(job.report, text)
 
 
 def output_folders(argv: Sequence[str] | None) -> list[str]:

@@ -28,15 +28,19 @@ COLUMNS = (
 )  # fmt: skip
 
 
+def latest_rows(table: pd.DataFrame, key: str, side: str) -> pd.DataFrame:
+    """One row per ``key`` (the latest ``processed_at`` where a photo was scored twice, e.g. by two
+    runs of a night), logged: shared by this comparison and ``survey_changes``' nights."""
+    twice = table[key].duplicated(keep=False)
+    if twice.any():
+        log.warning("%s: %d photos have more than one row; the latest is compared", side, table[twice][key].nunique())
+        table = table.sort_values("processed_at", kind="mergesort").drop_duplicates(key, keep="last")
+    return table
+
+
 def _night(rows: Sequence[dict], errors: Sequence[dict], side: str) -> pd.DataFrame:
     """One row per photo URI (the latest processed row where a URI was scored twice), with its error if any."""
-    table = pd.DataFrame(list(rows), columns=[*KEPT, *VERSIONS, "processed_at"])
-    twice = table.image_uri.duplicated(keep=False)
-    if twice.any():
-        log.warning(
-            "%s: %d photos have more than one row; the latest is compared", side, table[twice].image_uri.nunique()
-        )
-        table = table.sort_values("processed_at").drop_duplicates("image_uri", keep="last")
+    table = latest_rows(pd.DataFrame(list(rows), columns=[*KEPT, *VERSIONS, "processed_at"]), "image_uri", side)
     failed = pd.DataFrame(list(errors), columns=["image_uri", "stage", "reason", "message"])
     failed = failed.assign(error=failed.stage + ": " + failed.reason)[["image_uri", "error"]]
     failed = failed.drop_duplicates("image_uri", keep="last")

@@ -9,6 +9,7 @@ another process (Dataflow, or the local engine's multi_processing mode) cannot f
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 import io
 import json
@@ -28,7 +29,8 @@ from apache_beam.metrics import Metrics
 
 from corrosion.core import cloud_checks, csv_rows, io_utils, listing, paths
 from corrosion.imaging import images
-from corrosion.inference import grading, previews, report, results
+from corrosion.inference import exif, grading, previews, report, results
+from corrosion.inference.assets import AssetResolver
 from pipelines.inference.config import InferenceConfig, InferenceJob, RunInfo
 from pipelines.inference.handlers import Detections, ImageRecord, classifier_pixels, limit_tf_threads
 
@@ -52,6 +54,14 @@ COUNTERS = (
     "detector_views",
     "previews_written",
 )
+
+
+@dataclass(frozen=True)
+class SurveyPhoto(ImageRecord):
+    """An ImageRecord with what its EXIF says, read where the bytes are already in hand (the decode
+    step), so the file is read once and the row gets the facts even where the bytes are not kept."""
+
+    facts: exif.PhotoFacts = exif.NOTHING
 
 
 @dataclass(frozen=True)
@@ -303,7 +313,8 @@ class PrepareForClassifier(beam.DoFn):
         except images.ImageError as exc:
             yield beam.pvalue.TaggedOutput(ERRORS, error_row(uri, "decode", exc.reason, str(exc)))
             return
-        yield ImageRecord(uri, sha, info.width, info.height, data if self._keep else b""), pixels
+        facts = exif.read_exif(data)  # never raises: bad EXIF is None fields, not an error row
+        yield SurveyPhoto(uri, sha, info.width, info.height, data if self._keep else b"", facts), pixels
 
 
 # ---------------------------------------------------------------- rows
@@ -312,10 +323,13 @@ class PrepareForClassifier(beam.DoFn):
 class AssembleRow(beam.DoFn):
     """(ScoredImage, Detections | None) -> ResultRow; images to preview also go to FLAGGED."""
 
-    def __init__(self, info: RunInfo, want_previews: bool, masks_dir: str | None = None) -> None:
+    def __init__(
+        self, info: RunInfo, want_previews: bool, masks_dir: str | None = None, assets: AssetResolver | None = None
+    ) -> None:
         self._info = info
         self._previews = want_previews
         self._masks = masks_dir
+        self._assets = assets
 
     def process(self, element: tuple[ScoredImage, Detections | None]):
         scored, det = element
@@ -325,7 +339,7 @@ class AssembleRow(beam.DoFn):
                 ERRORS, error_row(rec.uri, "detect", det.error_reason, det.error_message or "")
             )
             return
-        row = result_row(scored, det, self._info)
+        row = result_row(scored, det, self._info, self._assets)
         if det is not None and det.mask is not None and self._masks is not None:
             write_mask(self._masks, row, det.mask)
         if det is not None:
@@ -341,9 +355,14 @@ class AssembleRow(beam.DoFn):
         yield row
 
 
-def result_row(scored: ScoredImage, det: Detections | None, info: RunInfo) -> results.ResultRow:
-    """The image's row: classifier columns always, box and grade columns only where the detector ran."""
+def result_row(
+    scored: ScoredImage, det: Detections | None, info: RunInfo, assets: AssetResolver | None = None
+) -> results.ResultRow:
+    """The image's row: classifier columns always, box and grade columns only where the detector ran,
+    the EXIF and asset/zone columns where the photo and its folder say them."""
     rec, probability = scored.record, scored.rust_probability
+    facts = rec.facts if isinstance(rec, SurveyPhoto) else exif.NOTHING
+    asset, zone = assets.resolve(rec.uri) if assets is not None and assets.active else (None, None)
     boxes = fraction = grade = None
     if det is not None:
         area = det.rust_fraction  # a rust-region model counts rust pixels; boxes over-state the area
@@ -365,6 +384,14 @@ def result_row(scored: ScoredImage, det: Detections | None, info: RunInfo) -> re
         detector_version=info.detector.version if info.detector else None,
         survey_id=info.survey_id,
         processed_at=info.processed_at,
+        capture_time=facts.capture_time,
+        gps_latitude=facts.gps_latitude,
+        gps_longitude=facts.gps_longitude,
+        gps_altitude=facts.gps_altitude,
+        camera_model=facts.camera_model,
+        location=facts.location,
+        asset=asset,
+        zone=zone,
     )
 
 
@@ -436,12 +463,34 @@ class SurveyStatsFn(beam.CombineFn):
         return acc
 
 
+def report_models(info: RunInfo) -> dict[str, str]:
+    return {"classifier": info.classifier.version, "detector": info.detector.version if info.detector else ""}
+
+
+def report_entries_path(info: RunInfo) -> str:
+    """``OUTPUT/date=DAY/<survey>-report-entries.json``: the report's counts and thumbnails as the
+    pipeline made them, for the driver to render the full report after the run (with tonight's
+    rows, changes and review queue) without the pipeline's memory (Dataflow's workers are not it)."""
+    return io_utils.join(info.partition_dir, f"{info.file_stem}-report-entries.json")
+
+
+def write_report_entries(path: str, stats: report.SurveyStats, top: Sequence[report.ReportEntry]) -> None:
+    body = {"stats": dataclasses.asdict(stats), "entries": [dataclasses.asdict(e) for e in top]}
+    io_utils.write_text(path, json.dumps(body) + "\n")
+
+
+def read_report_entries(path: str) -> tuple[report.SurveyStats, list[report.ReportEntry]]:
+    body = json.loads(io_utils.read_text(path))
+    stats = report.SurveyStats(**body["stats"])
+    stats.grades = {int(k): v for k, v in stats.grades.items()}  # JSON keys are text
+    return stats, [report.ReportEntry(**e) for e in body["entries"]]
+
+
 def write_report(_, path: str, info: RunInfo, stats: report.SurveyStats, top: list) -> str:
-    models = {
-        "classifier": info.classifier.version,
-        "detector": info.detector.version if info.detector else "",
-    }
-    text = report.render_report(info.survey_id, stats, top, path, models, info.processed_at)
+    """The report from what the pipeline holds (counts, thumbnails), and those in a side file: the
+    driver re-renders it after the run with the night's rows and changes (``--no_wait`` keeps this one)."""
+    write_report_entries(report_entries_path(info), stats, top)
+    text = report.render_report(info.survey_id, stats, top, path, report_models(info), info.processed_at)
     report.write_report(path, text)
     return path
 
@@ -509,12 +558,19 @@ def history_files(prefix: str, info: RunInfo) -> list[str]:
     return sorted(m.path for m in found if own not in m.path.replace("\\", "/"))
 
 
+HISTORY_KEYS = ("image_sha256", "classifier_version", "detector_version")
+
+
 def processed_keys(line: str, columns: Sequence[str], classifier: str, detector: str) -> Iterable[tuple[str, bool]]:
+    """(sha256, True) of a history line scored by these models. Columns are only ever added at the
+    end, so a line of an older night is a prefix of ``columns``: it is read as one (a night written
+    before the EXIF and asset columns still counts as processed)."""
     import csv
 
     values = next(csv.reader([line]), None)
-    if not values or len(values) != len(columns):
+    needed = max(columns.index(k) for k in HISTORY_KEYS) + 1
+    if not values or not needed <= len(values) <= len(columns):
         return
-    row = dict(zip(columns, values, strict=True))
+    row = dict(zip(columns, values, strict=False))
     if row["classifier_version"] == classifier and row["detector_version"] == detector:
         yield row["image_sha256"], True
