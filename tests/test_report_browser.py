@@ -12,6 +12,8 @@ from __future__ import annotations
 import base64
 import re
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -29,11 +31,61 @@ except ImportError:
 ARTIFACTS = REPO / "test_artifacts"
 
 
-@pytest.fixture(scope="module")
-def page(tmp_path_factory):
+@contextmanager
+def chromium_on(path: Path, profile: Path) -> Iterator:
+    """The report at ``path`` open in headless Chromium (skips when there is none), alert() recorded."""
     found = report_browser.find_browser()
     if isinstance(found, str):
         pytest.skip(found)
+    driver = report_browser.open_chromium(profile, *found)
+    try:
+        # any alert() the page runs is recorded instead of shown (a name that executes would land here)
+        driver.execute_cdp_cmd(
+            "Page.addScriptToEvaluateOnNewDocument",
+            {"source": "window.__alerts=[];window.alert=function(m){window.__alerts.push(String(m));};"},
+        )
+        driver.get(path.as_uri())
+        yield driver
+    finally:
+        driver.quit()
+
+
+def assert_sound(driver, path: Path) -> None:
+    """No console error, no alert, every image loaded (the lazy ones once scrolled past), no broken link."""
+    total = driver.execute_script("return document.body.scrollHeight")
+    for y in range(0, total + 900, 900):
+        driver.execute_script("window.scrollTo(0, arguments[0])", y)
+        time.sleep(0.05)  # the observer's callbacks run between frames
+    deadline = time.monotonic() + 10
+    while driver.execute_script("return document.querySelectorAll('img[data-thumb]').length"):
+        assert time.monotonic() < deadline, "thumbnails scrolled past were never loaded"
+        time.sleep(0.1)
+    broken = driver.execute_script(
+        "return [...document.images].filter(i => !i.complete || i.naturalWidth === 0).map(i => i.alt || i.src.slice(0, 60));"
+    )
+    assert broken == [], f"broken images: {broken}"
+    hrefs = driver.execute_script("return [...document.querySelectorAll('a[href]')].map(a => a.getAttribute('href'));")
+    for href in set(hrefs):
+        if href.startswith("#"):
+            assert driver.find_elements(By.ID, href[1:]), f"link to missing #{href[1:]}"
+        else:
+            assert not urlparse(href).scheme, f"link leaves the page's folder: {href}"
+            assert (path.parent / unquote(href)).is_file(), f"broken link: {href}"
+    assert driver.execute_script("return window.__alerts") == []
+    severe = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+    assert severe == [], severe
+
+
+def assert_first_screen_answers(driver) -> None:
+    """The three answers are on the screen the page opens on."""
+    height = driver.execute_script("return window.innerHeight")
+    for answer in ("answer-worst", "answer-changes", "answer-review"):
+        box = driver.find_element(By.ID, answer)
+        assert box.is_displayed() and box.location["y"] + 40 < height, f"{answer} is not on the first screen"
+
+
+@pytest.fixture(scope="module")
+def page(tmp_path_factory):
     out = tmp_path_factory.mktemp("report")
     sample = report_sample.generate(500, out, hostile=True)
     path = out / "index.html"
@@ -43,17 +95,8 @@ def page(tmp_path_factory):
         rows=sample.rows, changes=sample.changes, review=sample.review,
     )  # fmt: skip
     path.write_text(text, encoding="utf-8")
-    driver = report_browser.open_chromium(out / "profile", *found)
-    try:
-        # any alert() the page runs is recorded instead of shown (a name that executes would land here)
-        driver.execute_cdp_cmd(
-            "Page.addScriptToEvaluateOnNewDocument",
-            {"source": "window.__alerts=[];window.alert=function(m){window.__alerts.push(String(m));};"},
-        )
-        driver.get(path.as_uri())
+    with chromium_on(path, out / "profile") as driver:
         yield driver, path, sample
-    finally:
-        driver.quit()
 
 
 def _visible_rows(driver) -> list[list[str]]:
@@ -68,10 +111,7 @@ def test_report_in_chromium(page):
     ARTIFACTS.mkdir(exist_ok=True)
 
     # the first screen answers the three questions
-    height = driver.execute_script("return window.innerHeight")
-    for answer in ("answer-worst", "answer-changes", "answer-review"):
-        box = driver.find_element(By.ID, answer)
-        assert box.is_displayed() and box.location["y"] + 40 < height, f"{answer} is not on the first screen"
+    assert_first_screen_answers(driver)
     worst = driver.find_element(By.CSS_SELECTOR, "#answer-worst li").text
     assert "bridge-north" in worst and "girder-east" in worst  # the zone the sample made worst
     changes = driver.find_element(By.ID, "answer-changes").text
@@ -129,41 +169,20 @@ def test_report_in_chromium(page):
     driver.find_element(By.ID, "f-search").clear()
 
     # lazy thumbnails: none of the gallery's is loaded before it is scrolled to, all are after
-    pending = driver.execute_script("return document.querySelectorAll('#gallery img[data-thumb]').length")
-    assert pending > 0
-    total = driver.execute_script("return document.body.scrollHeight")
-    for y in range(0, total + 900, 900):
-        driver.execute_script("window.scrollTo(0, arguments[0])", y)
-        time.sleep(0.05)  # the observer's callbacks run between frames
-    deadline = time.monotonic() + 10
-    while driver.execute_script("return document.querySelectorAll('#gallery img[data-thumb]').length"):
-        assert time.monotonic() < deadline, "gallery thumbnails scrolled past were never loaded"
-        time.sleep(0.1)
-    broken = driver.execute_script(
-        "return [...document.images].filter(i => !i.complete || i.naturalWidth === 0).map(i => i.alt || i.src.slice(0, 60));"
-    )
-    assert broken == [], f"broken images: {broken}"
-
-    # links: fragments name an element of the page, files exist beside the report, nothing goes online
+    assert driver.execute_script("return document.querySelectorAll('#gallery img[data-thumb]').length") > 0
     hrefs = driver.execute_script("return [...document.querySelectorAll('a[href]')].map(a => a.getAttribute('href'));")
     assert any(h.startswith("previews/") for h in hrefs)
-    for href in set(hrefs):
-        if href.startswith("#"):
-            assert driver.find_elements(By.ID, href[1:]), f"link to missing #{href[1:]}"
-        else:
-            assert not urlparse(href).scheme, f"link leaves the page's folder: {href}"
-            assert (path.parent / unquote(href)).is_file(), f"broken link: {href}"
-    driver.get((path.parent / driver.execute_script(
-        "return document.querySelector('#review a[href^=\"previews/\"]').getAttribute('href')")).as_uri())  # fmt: skip
+    assert_sound(driver, path)
+    preview = driver.execute_script(
+        "return document.querySelector('#review a[href^=\"previews/\"]').getAttribute('href')"
+    )
+    driver.get((path.parent / preview).as_uri())
     assert driver.execute_script("return document.images[0].naturalWidth") > 0  # the preview itself opens
     driver.back()
-
-    # no console error anywhere along the way
-    severe = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
-    assert severe == [], severe
 
     # the print view: a short survey summary, without the full table or the gallery
     pdf = base64.b64decode(driver.print_page())
     (ARTIFACTS / "report.pdf").write_bytes(pdf)
     pages = len(re.findall(rb"/Type\s*/Page[^s]", pdf))
     assert pdf.startswith(b"%PDF") and 1 <= pages <= 3, f"print view has {pages} pages"
+    assert [e for e in driver.get_log("browser") if e["level"] == "SEVERE"] == []
