@@ -307,43 +307,56 @@ def test_leave_one_source_out_scores_every_photo_of_a_source_with_a_decoder_that
     assert (model_dir / "leave_one_source_out.json").exists()
 
 
-def test_leave_one_source_out_scores_the_same_decoders_with_flip_test_on_mirrored_photos(trained, tmp_path):
+def test_fine_tuning_the_upper_backbone_trains_only_the_layers_after_the_cut_and_the_export_serves_them(
+    trained, tmp_path
+):
+    import keras
+    import tensorflow as tf
+
+    from corrosion.models.weights import build_backbone, resolve_weights
+    from training.segmenter import train as train_segmenter
+
+    out, _ = trained
+    cache = out["feature_cache"]["train"].rsplit("/", 1)[0]
+    config = load_segmenter_config(None, {"input_size": 64, "weights": "none", "head_epochs": 3, "batch_size": 16,
+                                          "decoder_channels": 32, "feature_cache": cache, "seed": 42,
+                                          "fine_tune_from": "block_12_add", "fine_tune_epochs": 2,
+                                          "fine_tune_learning_rate": 1e-3})  # fmt: skip
+    keras.utils.set_random_seed(42)
+    fresh = build_backbone("MobileNetV2", 64, resolve_weights("none"))  # train()'s first draws: its initial weights
+    tuned = train_segmenter.train(out["data"], str(tmp_path / "model"), config)
+    assert tuned["training"]["fine_tune_epochs"] == 2
+    # the export serves the fine-tuned layers: its maps are those scored on the cached cut features
+    assert tuned["export_check"]["feature_cache_max_abs_difference"] < 0.02
+    from corrosion.models import serving
+
+    loaded = tf.saved_model.load(str(tmp_path / "model"))
+    names = {v.name.split(":")[0]: v.numpy() for v in loaded.signatures[serving.BYTES_SIGNATURE].variables}
+
+    def changed(layer: str, weight: str) -> bool:
+        (initial,) = [w.numpy() for w in fresh.get_layer(layer).weights if w.path.endswith("/" + weight)]
+        return not np.allclose(names[f"{layer}/{weight}"], initial)
+
+    assert changed("block_13_expand", "kernel") and changed("Conv_1", "kernel")  # after the cut: trained
+    assert not changed("block_12_expand", "kernel")  # before it: frozen
+    assert not changed("block_14_expand_BN", "moving_mean") and not changed("block_14_expand_BN", "gamma")
+
+
+def test_leave_one_source_out_fine_tunes_each_fold_and_scores_it_again_with_flip_test(trained, tmp_path):
     from training import leave_one_source_out
 
     out, _ = trained
     cache = out["feature_cache"]["train"].rsplit("/", 1)[0]
     argv = ["--data", out["data"], "--output", str(tmp_path / "loso"), "--source", "tanks", "--set", "input_size=64",
             "--set", "weights=none", "--set", "head_epochs=12", "--set", "batch_size=16", "--set", "decoder_channels=32",
-            "--set", f"feature_cache={cache}", "--set", "flip_test=true"]  # fmt: skip
+            "--set", f"feature_cache={cache}", "--set", "flip_test=true", "--set", "fine_tune_from=block_12_add",
+            "--set", "fine_tune_epochs=1"]  # fmt: skip
     assert leave_one_source_out.main(argv) == 0
     result = json.loads((tmp_path / "loso" / "leave_one_source_out.json").read_text())
     (tanks,) = result["folds"]
+    assert tanks["fine_tune_epochs"] == 1
     plain, flipped = tanks["held_out_figures"], tanks["flip_test"]["held_out_figures"]
     assert plain["region_photos"] == flipped["region_photos"] == 30  # the photos, each once, mirrors averaged in
     assert plain["pixel_f1"] != flipped["pixel_f1"]
     assert result["summary"]["flip_test"]["mean_pixel_f1"] == flipped["pixel_f1"]
     assert "With flip test-time augmentation" in (tmp_path / "loso" / "leave_one_source_out.md").read_text()
-
-
-def test_augmented_views_are_cached_beside_the_photos_with_targets_that_follow_the_crop(trained, tmp_path):
-    from corrosion.models.weights import resolve_weights
-    from training.segmenter import train as train_segmenter
-
-    out, _ = trained
-    config = load_segmenter_config(None, {"input_size": 64, "weights": "none", "batch_size": 16, "augment_views": 2,
-                                          "feature_cache": str(tmp_path / "cache")})  # fmt: skip
-    _, splits, _ = train_segmenter.prepared_splits(out["data"], config)
-    train = splits["train"]
-    photos = train.originals
-    assert len(train) == photos * 2 + photos * 2  # photo, mirror, two augmented views of each
-    assert sum(train.counts[k] for k in ("regions", "boxes", "negative")) == len(train)  # as the model card counts
-    assert train.names[2 * photos].endswith("#aug0") and train.names[2 * photos + 1].endswith("#aug1")
-    for i in range(2 * photos, len(train)):  # a region view's cell targets are its own mask's shares
-        if train.kinds[i] == REGIONS:
-            m = train.truth[i].reshape(8, 8, 8, 8).mean(axis=(1, 3))
-            assert np.allclose(train.target[i], m)
-    assert np.asarray(train.features["s8"][[0, 2 * photos]]).std(axis=0).max() > 0  # its own features
-    weights = resolve_weights("none").description
-    again = train_segmenter.cached_augmented(out["data"], None, config, weights)  # read back: no extractor needed
-    assert again.names == train.names[2 * photos :]
-    assert len(list((tmp_path / "cache").glob("train-augmented-*"))) == 1

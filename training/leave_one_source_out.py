@@ -94,8 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     config_io.add_arguments(p, DEFAULT_FILE, {"seed": ("seed", int, "random seed")})
     args = p.parse_args(argv)
     config = config_io.from_arguments(SegmenterConfig, args, DEFAULT_FILE, {"seed": ("seed", int, "")})
-    _, splits, _ = prepared_splits(args.data.rstrip("/"), config)
-    result = leave_one_out.run(splits, config, args.source or None) | {"data": args.data}
+    features, splits, _ = prepared_splits(args.data.rstrip("/"), config)
+    result = leave_one_out.run(splits, config, args.source or None, features) | {"data": args.data}
     text = markdown(result)
     io_utils.make_dirs(args.output)
     io_utils.write_text(io_utils.join(args.output, RESULT_FILE), json.dumps(result, indent=2, default=str) + "\n")

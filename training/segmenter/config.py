@@ -38,6 +38,14 @@ class SegmenterConfig:
     augment_views: int = 0
     augment_zoom: float = 2.0
     augment_strength: float = 1.0
+    # Fine-tuning the upper backbone (training.segmenter.fine_tune): the output of this backbone
+    # layer is cached and every layer after it trains with the decoder (batch-norm statistics stay
+    # ImageNet's) for fine_tune_epochs at fine_tune_learning_rate, after the decoder has trained on
+    # the frozen features. None: the backbone stays frozen. A layer every later one depends on alone:
+    # a block's "_add" output or "block_N_project_BN" of a block without a shortcut.
+    fine_tune_from: str | None = None
+    fine_tune_epochs: int = 10
+    fine_tune_learning_rate: float = 1e-4
     score_threshold: float | None = None  # None: chosen on validation (max pixel F1)
     min_region_area: float = 0.002  # of the image: smaller predicted regions get no box
     region_merge_radius: float = 0.02  # of the long side: predicted pieces this close are one region
@@ -51,6 +59,10 @@ class SegmenterConfig:
             raise ValueError(f"input_size must be a multiple of 32, got {self.input_size}")
         if len(self.feature_layers) != 3:
             raise ValueError("feature_layers names three backbone layers, at strides 8, 16 and 32")
+        if self.fine_tune_from and self.augment_views:
+            raise ValueError(
+                "fine_tune_from and augment_views cannot be combined: augmented views have no cut features"
+            )
 
     @property
     def mask_size(self) -> int:

@@ -198,12 +198,13 @@ def sample_photos(data_dir: str, split: str, config: SegmenterConfig, count: int
 
 
 def extract(features, images: np.ndarray, batch_size: int) -> dict[str, np.ndarray]:
-    """The frozen backbone's taps of every image, as float16 (half the memory, ample precision)."""
-    found = {name: [] for name in FEATURE_NAMES}
+    """The frozen backbone's taps of every image (each output of ``features``), as float16 (half the
+    memory, ample precision)."""
+    found: dict[str, list[np.ndarray]] = {}
     for start in range(0, len(images), batch_size):
         batch = features(tf.constant(images[start : start + batch_size], tf.float32), training=False)
-        for name in FEATURE_NAMES:
-            found[name].append(batch[name].numpy().astype(np.float16))
+        for name, values in batch.items():
+            found.setdefault(name, []).append(values.numpy().astype(np.float16))
     return {name: np.concatenate(parts) for name, parts in found.items()}
 
 

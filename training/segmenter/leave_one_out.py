@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from corrosion.data import layout
-from training.segmenter import flip_test, metrics
+from training.segmenter import fine_tune, flip_test, metrics
 from training.segmenter.config import SegmenterConfig
 from training.segmenter.data import REGIONS, SplitData
 from training.segmenter.model import FEATURE_NAMES, build_decoder
@@ -49,7 +49,7 @@ def region_sources(splits: dict[str, SplitData], minimum: int = MIN_REGION_PHOTO
     return [s for s, n in sorted(counts.items(), key=lambda kv: -kv[1]) if n >= minimum]
 
 
-def fold(splits: dict[str, SplitData], held_out: str, config: SegmenterConfig) -> dict:
+def fold(splits: dict[str, SplitData], held_out: str, config: SegmenterConfig, features=None) -> dict:
     """Train without ``held_out``, score on all of its photos; the held-out figures and the fold's own
     validation figures (the other sources). Under ``flip_test`` the same decoder is scored a second
     time with flip test-time augmentation (``flip_test`` in the result), so the two are paired."""
@@ -61,12 +61,18 @@ def fold(splits: dict[str, SplitData], held_out: str, config: SegmenterConfig) -
     val = select(validation, where_source(validation, lambda s: s != held_out, originals(validation)))
     keras.utils.set_random_seed(config.seed)
     decoder = build_decoder(config, {n: train.features[n].shape[1:] for n in FEATURE_NAMES})
+    scorer = decoder
     with tempfile.TemporaryDirectory(prefix="loso-") as logs:
         history = fit(decoder, train, val, config, logs)
+        if config.fine_tune_from:  # from ImageNet's upper layers again: they are shared by every fold
+            fine_tune.reset_upper(features, config)()
+            scorer, tuned = fine_tune.fine_tune(features, decoder, train, val, config, logs)
     result = {"held_out": held_out, "epochs": len(history["loss"]), "training_views": len(train)}
-    result |= _scored(decoder, splits, held_out, config, tta=False)
+    if config.fine_tune_from:
+        result["fine_tune_epochs"] = len(tuned["loss"])
+    result |= _scored(scorer, splits, held_out, config, tta=False)
     if config.flip_test:
-        result["flip_test"] = _scored(decoder, splits, held_out, config, tta=True)
+        result["flip_test"] = _scored(scorer, splits, held_out, config, tta=True)
     result["seconds"] = round(time.time() - started, 1)
     log.info("held out %s: %s (%.1f min)", held_out, result["held_out_figures"], result["seconds"] / 60)
     if config.flip_test:
@@ -134,9 +140,13 @@ def _summary(folds: list[dict]) -> dict:
     }
 
 
-def run(splits: dict[str, SplitData], config: SegmenterConfig, sources: list[str] | None = None) -> dict:
-    """Every fold, then the summary; the recipe (``config``) is recorded beside it."""
+def run(splits: dict[str, SplitData], config: SegmenterConfig, sources: list[str] | None = None,
+        features=None) -> dict:  # fmt: skip
+    """Every fold, then the summary; the recipe (``config``) is recorded beside it. ``features`` (the
+    standardised extractor) is needed to fine-tune the upper backbone (``fine_tune_from``)."""
+    if config.fine_tune_from and features is None:
+        raise ValueError("fine_tune_from is set: pass the feature extractor (training.segmenter.train.prepared_splits)")
     chosen = sources or region_sources(splits)
     log.info("leave-one-source-out over %s", chosen)
-    folds = [fold(splits, source, config) for source in chosen]
+    folds = [fold(splits, source, config, features) for source in chosen]
     return {"summary": summary(folds), "folds": folds, "config": dataclasses.asdict(config)}

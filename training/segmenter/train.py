@@ -33,7 +33,7 @@ from training.common.export import export_model
 from training.common.job import Job, JobSpec
 from training.common.job import main as job_main
 from training.common.tensorboard import TensorBoardScalars
-from training.segmenter import flip_test, metrics, model_card
+from training.segmenter import fine_tune, flip_test, metrics, model_card
 from training.segmenter.config import DEFAULT_FILE, SegmenterConfig
 from training.segmenter.data import SplitData, cache_key, load_augmented, load_split, sample_photos
 from training.segmenter.data import load as load_cached
@@ -104,9 +104,10 @@ class Batches(keras.utils.PyDataset):
     (as float32: twice the cache) before the first step.
     """
 
-    def __init__(self, data: SplitData, batch_size: int, shuffle: bool, seed: int) -> None:
+    def __init__(self, data: SplitData, batch_size: int, shuffle: bool, seed: int,
+                 names: tuple[str, ...] = FEATURE_NAMES) -> None:  # fmt: skip
         super().__init__()
-        self.data, self.batch_size, self.shuffle = data, batch_size, shuffle
+        self.data, self.batch_size, self.shuffle, self.names = data, batch_size, shuffle, names
         self.rng = np.random.default_rng(seed)
         self.order = np.arange(len(data))
         self.on_epoch_end()
@@ -116,7 +117,7 @@ class Batches(keras.utils.PyDataset):
 
     def __getitem__(self, index: int):
         rows = np.sort(self.order[index * self.batch_size : (index + 1) * self.batch_size])
-        x = {name: self.data.features[name][rows].astype(np.float32) for name in FEATURE_NAMES}
+        x = {name: self.data.features[name][rows].astype(np.float32) for name in self.names}
         y = np.stack([self.data.target[rows], self.data.weight[rows]], axis=-1).astype(np.float32)
         return x, y
 
@@ -125,10 +126,14 @@ class Batches(keras.utils.PyDataset):
             self.rng.shuffle(self.order)
 
 
-def fit(decoder: keras.Model, train: SplitData, val: SplitData, config: SegmenterConfig, model_dir: str) -> dict:
-    """The decoder on the cached features; best epoch by validation loss restored. Returns the history."""
+def fit(decoder: keras.Model, train: SplitData, val: SplitData, config: SegmenterConfig, model_dir: str,
+        epochs: int | None = None, learning_rate: float | None = None) -> dict:  # fmt: skip
+    """The decoder (or any network on cached inputs named as its inputs) on the cached features;
+    best epoch by validation loss restored. Returns the history."""
+    epochs = epochs or config.head_epochs
     steps = max(1, len(train) // config.batch_size)
-    schedule = keras.optimizers.schedules.CosineDecay(config.head_learning_rate, steps * config.head_epochs, alpha=0.05)
+    schedule = keras.optimizers.schedules.CosineDecay(learning_rate or config.head_learning_rate, steps * epochs,
+                                                      alpha=0.05)  # fmt: skip
     decoder.compile(
         keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay), loss=region_loss(config.dice_weight)
     )
@@ -136,15 +141,21 @@ def fit(decoder: keras.Model, train: SplitData, val: SplitData, config: Segmente
         keras.callbacks.EarlyStopping(patience=config.early_stopping_patience, restore_best_weights=True, verbose=1),
         TensorBoardScalars(io_utils.join(model_dir, "logs")),
     ]
+    names = input_names(decoder)
     history = decoder.fit(
-        Batches(train, config.batch_size, True, config.seed), epochs=config.head_epochs,
-        validation_data=Batches(val, config.batch_size, False, config.seed), callbacks=callbacks, verbose=2,
+        Batches(train, config.batch_size, True, config.seed, names), epochs=epochs,
+        validation_data=Batches(val, config.batch_size, False, config.seed, names), callbacks=callbacks, verbose=2,
     )  # fmt: skip
     return {k: [float(v) for v in values] for k, values in history.history.items()}
 
 
+def input_names(network: keras.Model) -> tuple[str, ...]:
+    """The cached arrays a network on cached features reads, by its inputs' names."""
+    return tuple(x.name for x in network.inputs)
+
+
 def predict(decoder: keras.Model, data: SplitData, batch_size: int) -> np.ndarray:
-    batches = Batches(data, batch_size, False, 0)
+    batches = Batches(data, batch_size, False, 0, input_names(decoder))
     logits = [np.asarray(decoder.predict_on_batch(batches[i][0])) for i in range(len(batches))]
     return tf.sigmoid(np.concatenate(logits)).numpy()
 
@@ -168,6 +179,8 @@ def prepared_splits(data: str, config: SegmenterConfig):
         views = cached_augmented(data, features, config, weights.description)
         originals = splits[layout.TRAIN].originals
         splits[layout.TRAIN] = dataclasses.replace(concat([splits[layout.TRAIN], views]), originals=originals)
+    if config.fine_tune_from:
+        splits = fine_tune.with_cut(splits, data, features, config, weights.description, mirrored)
     return features, splits, weights
 
 
@@ -196,14 +209,18 @@ def train(data: str, model_dir: str, config: SegmenterConfig, config_file: str |
     io_utils.make_dirs(model_dir)
     scored = {s: flip_test.photos_only(splits[s]) for s in (layout.VALIDATION, layout.TEST)}
     history = fit(decoder, splits[layout.TRAIN], scored[layout.VALIDATION], config, model_dir)
-    probs = {s: flip_test.predict_photos(predict, decoder, splits[s], config.batch_size, config.flip_test)
+    scorer, tuned = decoder, None  # the network on cached inputs whose maps are scored
+    if config.fine_tune_from:
+        scorer, tuned = fine_tune.fine_tune(features, decoder, splits[layout.TRAIN], scored[layout.VALIDATION], config,
+                                            io_utils.join(model_dir, "fine_tune"))  # fmt: skip
+    probs = {s: flip_test.predict_photos(predict, scorer, splits[s], config.batch_size, config.flip_test)
              for s in scored}  # fmt: skip
     threshold, val_f1 = metrics.choose_threshold(probs[layout.VALIDATION], scored[layout.VALIDATION], config.input_size)
     source = "validation max rust-pixel F1"
     if config.score_threshold is not None:
         threshold, source = config.score_threshold, "configuration"
     log.info("pixel threshold %.2f (%s; validation pixel F1 %.3f there)", threshold, source, val_f1)
-    network = build_segmenter(features, decoder)
+    network = build_segmenter(features, decoder)  # fine-tuned upper layers are the extractor's own
     if config.flip_test:
         network = flip_test.flip_averaged(network)
     metadata = _metadata(config, weights.description, threshold, source, data)
@@ -219,7 +236,8 @@ def train(data: str, model_dir: str, config: SegmenterConfig, config_file: str |
         "export_check": export_check,
         "feature_cache": _cache_folders(data, config, weights.description),
         "training": {"seconds": round(time.time() - started, 1), "feature_cache_seconds": round(cached, 1),
-                     "epochs": len(history["loss"]), "history": history},
+                     "epochs": len(history["loss"]), "history": history,
+                     "fine_tune_epochs": len(tuned["loss"]) if tuned else 0, "fine_tune_history": tuned},
         "versions": report.versions(),
     }  # fmt: skip
     card = model_card.render(out, config, config_file)
