@@ -141,3 +141,158 @@ def test_previous_glob_names_the_nights_and_must_match(tmp_path):
 
 def test_the_changes_schema_file_holds_the_change_columns_then_the_night_keys():
     assert [f.name for f in sc.load_schema()] == [*sc.CHANGE_COLUMNS, "survey_id", "night"]
+
+
+# ---------------------------------------------------------------- the pipeline writes them
+
+
+def photo(path: Path, rust: bool, gps: dict | None = None, when: str | None = None) -> None:
+    """A 128x96 JPEG: grey, with a rust-coloured patch (what the colour-rule doubles call rust)."""
+    import numpy as np
+    from PIL import ExifTags, Image
+
+    pixels = np.full((96, 128, 3), 120, np.uint8)
+    if rust:
+        pixels[20:60, 30:90] = (170, 90, 40)
+    e = Image.Exif()
+    e[0x0110] = "Survey Cam 2"
+    if gps:
+        e[ExifTags.IFD.GPSInfo] = gps
+    if when:
+        e[ExifTags.IFD.Exif] = {0x9003: when}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(pixels).save(path, "JPEG", quality=95, exif=e.tobytes())
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory) -> dict[str, str]:
+    from support import model_doubles as doubles
+
+    root = tmp_path_factory.mktemp("models")
+    return {
+        "classifier": doubles.export_colour_rule_classifier(str(root / "classifier")),
+        "regions": doubles.export_colour_rule_segmenter(str(root / "segmenter"), input_size=64),
+    }
+
+
+def night_run(models: dict, photos: Path, out: Path, day: str, *extra: str) -> dict:
+    from pipelines import batch_inference as bi
+
+    return bi.run([
+        "--input", f"{photos}/**.jpg", "--classifier", models["classifier"], "--regions", models["regions"],
+        "--output", str(out), "--survey_id", "hull-7-nightly", "--run_date", day,
+        "--asset_pattern", "{asset}/{zone}/...", *extra,
+    ])  # fmt: skip
+
+
+GPS = {1: "N", 2: (59.0, 26.0, 31.5), 3: "W", 4: (10.0, 45.0, 0.0), 6: 12.5}
+
+
+def test_two_nights_through_the_pipeline_give_where_columns_changes_csv_and_report(models, tmp_path):
+    n1, n2, out = tmp_path / "n1", tmp_path / "n2", tmp_path / "out"
+    for rel in ("hull-7/port/a.jpg", "hull-7/port/b.jpg", "hull-7/stbd/d.jpg"):
+        photo(n1 / rel, rust=False, gps=GPS, when="2026:12:01 10:00:00")
+    photo(n2 / "hull-7/port/a.jpg", rust=True, gps=GPS, when="2026:12:02 10:00:00")
+    photo(n2 / "hull-7/port/b.jpg", rust=False)
+    (n2 / "loose.jpg").write_bytes((n2 / "hull-7/port/b.jpg").read_bytes())
+    first = night_run(models, n1, out, "2026-12-01")
+    assert first["changes"] == {"file": f"{out}/date=2026-12-01/hull-7-nightly-changes.csv", "rows": 0,
+                                "by_change": {}, "compared_with": {}}  # fmt: skip
+    assert first["survey_root"] == str(n1)
+    report = tmp_path / "report.html"
+    second = night_run(models, n2, out, "2026-12-02", "--report", str(report))
+
+    rows = {Path(r["image_uri"]).relative_to(n2).as_posix(): r for r in results.read_csv_rows(
+        [str(p) for p in (out / "date=2026-12-02").glob("hull-7-nightly-results-*.csv")])}  # fmt: skip
+    a = rows["hull-7/port/a.jpg"]
+    where = {k: a[k] for k in ("capture_time", "gps_latitude", "gps_longitude", "gps_altitude", "camera_model",
+                              "location", "asset", "zone")}  # fmt: skip
+    lat = round(59 + 26 / 60 + 31.5 / 3600, 7)
+    assert where == {
+        "capture_time": "2026-12-02 10:00:00.000000 UTC", "gps_latitude": lat, "gps_longitude": -10.75,
+        "gps_altitude": 12.5, "camera_model": "Survey Cam 2", "location": f"POINT(-10.75 {lat!r})",
+        "asset": "hull-7", "zone": "port",
+    }  # fmt: skip
+    assert a["is_rust"] and a["rust_grade"] < 10
+    b, loose = rows["hull-7/port/b.jpg"], rows["loose.jpg"]
+    assert (b["gps_latitude"], b["location"], b["capture_time"], b["camera_model"]) == (
+        None,
+        None,
+        None,
+        "Survey Cam 2",
+    )
+    assert (loose["asset"], loose["zone"]) == (None, None)  # matches no pattern: null, not an error
+
+    changes = sc.read_changes(second["changes"]["file"])
+    got = [(c["asset"], c["zone"], c["image_uri"], c["change"], c["previous_night"]) for c in changes]
+    assert got == [
+        ("hull-7", "port", str(n2 / "hull-7/port/a.jpg"), "new_rust", "2026-12-01"),
+        ("hull-7", "port", str(n2 / "hull-7/port/a.jpg"), "worse_zone", "2026-12-01"),
+        ("hull-7", "stbd", str(n1 / "hull-7/stbd/d.jpg"), "missing_photo", "2026-12-01"),
+    ]
+    grade, pct = a["rust_grade"], f"{100 * a['rust_area_fraction']:.1f} %"
+    assert (changes[0]["previous_value"], changes[0]["tonight_value"]) == (
+        "clean, grade 10, 0.0 %",
+        f"rust, grade {grade}, {pct}",
+    )
+    assert changes[1]["detail"].startswith(f"worst grade 10 -> {grade} (margin 1)")
+    assert second["changes"]["by_change"] == {"missing_photo": 1, "new_rust": 1, "worse_zone": 1}
+    assert second["changes"]["compared_with"] == {"hull-7": "2026-12-01"}  # loose.jpg: no asset, no earlier group
+    html = report.read_text()
+    assert 'id="changes"' in html and "hull-7" in html and "stbd" in html and "d.jpg" in html
+
+
+def test_where_columns_and_changes_land_in_bigquery_on_the_emulator(models, local_cloud_servers, tmp_path, monkeypatch):
+    """GEOGRAPHY round trip and the changes table, on bqemulator (DuckDB's GEOMETRY behind GEOGRAPHY)."""
+    from google.cloud import bigquery
+
+    cloud = local_cloud_servers
+    for name, value in cloud.environment().items():
+        monkeypatch.setenv(name, value)
+    cloud.create_bucket("changes-bucket")
+    client = bigquery.Client(project=cloud.project)
+    client.create_dataset("surveys", exists_ok=True)
+    n1, n2, out = tmp_path / "n1", tmp_path / "n2", tmp_path / "out"
+    photo(n1 / "hull-7/port/a.jpg", rust=False, gps=GPS, when="2026:12:01 10:00:00")
+    photo(n2 / "hull-7/port/a.jpg", rust=True, gps=GPS, when="2026:12:02 10:00:00")
+    flags = ("--bigquery_table", f"{cloud.project}:surveys.rust", "--temp_location", "gs://changes-bucket/tmp",
+             "--project", cloud.project)  # fmt: skip
+    night_run(models, n1, out, "2026-12-01", *flags)
+    summary = night_run(models, n2, out, "2026-12-02", *flags)
+    summary = night_run(models, n2, out, "2026-12-02", *flags)  # a re-run replaces the night's change rows
+
+    csv_rows = results.read_csv_rows([str(p) for p in sorted((out / "date=2026-12-02").glob("*-results-*.csv"))])
+    # bqemulator keeps the column as GEOGRAPHY but reports a bare `SELECT location` as BYTES holding the
+    # WKT text (which the client then fails to base64-decode), so the point is read with ST_X / ST_Y
+    plain = ", ".join(c for c in results.result_columns() if c != "location")
+    sql = (
+        f"SELECT {plain}, ST_X(location) AS lon, ST_Y(location) AS lat, ST_ASTEXT(location) AS wkt "
+        f"FROM `{cloud.project}.surveys.rust` WHERE DATE(processed_at) = '2026-12-02'"
+    )
+    landed = [dict(r.items()) for r in client.query(sql).result()]
+    assert len(landed) == len(csv_rows) == 1
+    got, want = landed[0], csv_rows[0]
+    for column in ("capture_time", "processed_at"):
+        got[column] = results.format_timestamp(got[column])
+    assert (
+        (got.pop("lon"), got.pop("lat")) == results.parse_point(want.pop("location")) == (-10.75, want["gps_latitude"])
+    )
+    assert got.pop("wkt").replace(" (", "(") == f"POINT(-10.75 {want['gps_latitude']!r})"
+    assert got == want
+    assert [(f.name, f.field_type) for f in client.get_table(f"{cloud.project}.surveys.rust").schema][-8:] == [
+        ("capture_time", "TIMESTAMP"), ("gps_latitude", "FLOAT"), ("gps_longitude", "FLOAT"), ("gps_altitude", "FLOAT"),
+        ("camera_model", "STRING"), ("location", "GEOGRAPHY"), ("asset", "STRING"), ("zone", "STRING"),
+    ]  # fmt: skip
+
+    table = f"{cloud.project}.surveys.rust_changes"
+    assert summary["changes"]["bigquery_table"] == f"{cloud.project}:surveys.rust_changes"
+    changes = sc.read_changes(summary["changes"]["file"])
+    stored = sorted(
+        (dict(r.items()) for r in client.query(f"SELECT * FROM `{table}`").result()),
+        key=lambda r: (r["zone"], r["change"]),
+    )
+    assert [{**c, "survey_id": "hull-7-nightly", "night": "2026-12-02"} for c in changes] == [
+        {**r, "night": r["night"].isoformat()} for r in stored
+    ]
+    assert [c["change"] for c in changes] == ["new_rust", "worse_zone"]
+    assert [f.name for f in client.get_table(table).schema] == [f.name for f in sc.load_schema()]

@@ -21,6 +21,7 @@ the row that scored its bytes (same sha256) in any night read; nights before thi
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import posixpath
@@ -206,7 +207,6 @@ def read_nights(nights: Sequence[NightFiles]) -> tuple[list[Night], dict[str, di
 def read_csv_dicts(path: str) -> list[dict[str, str]]:
     """A CSV's records as text (error and skipped shards), undecodable bytes replaced."""
     import csv
-    import io
 
     return list(csv.DictReader(io.StringIO(io_utils.read_text(path, errors="replace"))))
 
@@ -405,5 +405,9 @@ def load_bigquery(table: str, rows: Sequence[Mapping[str, Any]], survey_id: str,
         create_disposition=bigquery.CreateDisposition.CREATE_IF_NEEDED,
         write_disposition=bigquery.WriteDisposition.WRITE_APPEND,
     )
-    client.load_table_from_json(payload, full, job_config=config).result()
+    config.source_format = bigquery.SourceFormat.NEWLINE_DELIMITED_JSON
+    # A stream of unknown size goes up as a resumable upload: bqemulator refuses the multipart upload
+    # load_table_from_json sends (its body's part typed '*/*'); BigQuery itself takes either.
+    body = io.BytesIO("".join(json.dumps(r) + "\n" for r in payload).encode())
+    client.load_table_from_file(body, full, job_config=config).result()
     return len(payload)
