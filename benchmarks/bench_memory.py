@@ -189,11 +189,58 @@ def measure_archive(folder: Path, sizes: list[int]) -> dict:
     return out
 
 
+def signature_join(count: int) -> dict:
+    """Memory and time of build_dataset's one global step (``assign_groups``: the near-duplicate join
+    over every unique image's ``dedup.Signature``) on ``count`` realistic signatures (random hashes,
+    16x16 thumbnails, sha256 and source strings as a build makes them), measured with tracemalloc."""
+    import hashlib
+    import tracemalloc
+
+    from corrosion.data import dedup
+    from corrosion.data.dataset_config import load_dataset_config
+
+    cfg = load_dataset_config().dedup
+    rng = np.random.default_rng(0)
+    tracemalloc.start()
+    sigs = [
+        dedup.Signature(
+            key=hashlib.sha1(i.to_bytes(8, "little")).hexdigest(),
+            shas=(hashlib.sha256(i.to_bytes(8, "little")).hexdigest(),),
+            dhash=int(rng.integers(0, 2**63)) << 1 | int(rng.integers(0, 2)),
+            thumb=rng.integers(0, 256, cfg.thumb_size * cfg.thumb_size, np.uint8).tobytes(),
+            image_class="rust" if i % 2 else "no_rust",
+            source_splits=("train",),
+            stratum=f"source-{i % 8}/boxes/rust",
+        )
+        for i in range(count)
+    ]
+    held = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    seconds = {}
+    for n in (count // 2, count):  # timed without tracemalloc (it slows Python several-fold)
+        started = time.perf_counter()
+        groups = dedup.near_duplicate_groups(sigs[:n], cfg)
+        seconds[n] = time.perf_counter() - started
+    exponent = float(np.log(seconds[count] / seconds[count // 2]) / np.log(2))
+    return {
+        "signatures": count,
+        "held_mb": round(held / 2**20, 1),
+        "bytes_per_signature": round(held / count),
+        "join_seconds": {n: round(t, 2) for n, t in seconds.items()},
+        "join_time_exponent": round(exponent, 2),
+        "groups": len(groups),
+        "at_1e6_signatures_held_mb_estimate": round(held / count * 1e6 / 2**20),
+        "at_1e6_signatures_join_seconds_estimate": round(seconds[count] * (1e6 / count) ** max(exponent, 1.0)),
+        "note": "random 64-bit dHashes (uniform buckets: the kindest case); one process, this machine",
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--output", default=str(REPO / "bench_out" / "memory.json"))
     parser.add_argument("--archive_sizes", default="100,1000", help="comma-separated archive sizes (photos)")
     parser.add_argument("--no_large_photos", action="store_true", help="skip the 100 MP / 60 MP runs")
+    parser.add_argument("--signatures", type=int, default=20_000, help="signatures of the near-duplicate join probe")
     args = parser.parse_args(argv)
     sizes = [int(v) for v in args.archive_sizes.split(",") if v]
     result: dict = {}
@@ -202,6 +249,8 @@ def main(argv: list[str] | None = None) -> int:
             result = measure(Path(tmp) / "large")
         if sizes:
             result["archive_size"] = measure_archive(Path(tmp) / "archive", sizes)
+    if args.signatures:
+        result["near_duplicate_join"] = signature_join(args.signatures)
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
