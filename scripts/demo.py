@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import datetime as dt
 import io
 import json
 import logging
@@ -31,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from PIL import ExifTags, Image
 
 from corrosion.core import io_utils, staging
 from corrosion.core.config import config_path, load_config
@@ -123,8 +125,57 @@ def generate_region_labelled(root: Path, size: DemoSize, seed: int) -> None:
     log.info("generated %d photos with rust masks in %s", size.region_photos, root)
 
 
+# The demo survey's assets: (latitude, longitude) of each one's middle, a few hundred metres apart
+# in a harbour, and its zones; photos are filed as ASSET/ZONE/NAME.jpg (--asset_pattern below).
+ASSETS = {
+    "bridge-north": (53.5461, 9.9665, ("girder-east", "deck")),
+    "tank-7": (53.5440, 9.9712, ("roof", "shell")),
+    "jetty-2": (53.5425, 9.9640, ("piles", "fenders")),
+}
+ASSET_PATTERN = "{asset}/{zone}/..."
+NIGHTS = ("2025-06-11", "2025-06-12")  # the previous night and tonight (--run_date)
+WORSE_ZONE = ("bridge-north", "girder-east")  # the zone where tonight's photos show new rust
+
+
+def exif_bytes(latitude: float, longitude: float, altitude: float, taken: dt.datetime) -> bytes:
+    """A drone camera's EXIF: capture time (local, with its UTC offset), GPS position and altitude."""
+
+    def dms(v: float) -> tuple[float, float, float]:
+        v = abs(v)
+        d, m = int(v), int(abs(v) * 60) % 60
+        return float(d), float(m), round((v * 3600) % 60, 4)
+
+    exif = Image.Exif()
+    exif[0x010F], exif[0x0110] = "DJI", "FC3411"
+    sub = exif.get_ifd(ExifTags.IFD.Exif)
+    sub[0x9003], sub[0x9011] = taken.strftime("%Y:%m:%d %H:%M:%S"), "+02:00"
+    gps = exif.get_ifd(ExifTags.IFD.GPSInfo)
+    gps[1], gps[2] = "N" if latitude >= 0 else "S", dms(latitude)
+    gps[3], gps[4] = "E" if longitude >= 0 else "W", dms(longitude)
+    gps[5], gps[6] = b"\x00", float(altitude)
+    return exif.tobytes()
+
+
+def _with_exif(pixels: np.ndarray, exif: bytes, quality: int) -> bytes:
+    out = io.BytesIO()
+    Image.fromarray(pixels).save(out, "JPEG", quality=quality, exif=exif)
+    return out.getvalue()
+
+
+def _place(rng: np.random.Generator, i: int, zones: list[tuple[str, str]]) -> tuple[str, str, float, float]:
+    """The i-th photo's asset, zone and GPS position (a zone is a patch of its asset, a few metres wide)."""
+    asset, zone = zones[i % len(zones)]
+    lat, lon, names = ASSETS[asset]
+    k = names.index(zone)
+    return asset, zone, lat + 0.00025 * k + float(rng.normal(0, 0.00005)), lon + float(rng.normal(0, 0.0001))
+
+
 def generate_night(root: Path, size: DemoSize, seed: int) -> synthetic.Survey:
-    """A fresh survey night: ordinary photos, a few 12 MP ones with small spots, a few unreadable files."""
+    """Tonight's survey: ordinary photos, a few 12 MP ones with small spots, a few unreadable files.
+
+    Photos lie in ASSET/ZONE folders and carry EXIF capture times and GPS, as a drone survey's do;
+    the unreadable files stay at the top (no asset). Truth: ``<root>_truth.json`` by file name.
+    """
     survey = synthetic.generate_survey(
         root, "flat", n_rust=size.night_images // 2, n_clean=size.night_images - size.night_images // 2,
         size=[tuple(s) for s in size.night_sizes], seed=seed, hard_negative_fraction=0.4,
@@ -136,14 +187,57 @@ def generate_night(root: Path, size: DemoSize, seed: int) -> synthetic.Survey:
         name = f"large_{i:02d}.jpg"
         (root / name).write_bytes(synthetic.encode_image(pixels, quality=90))
         survey.images.append(synthetic.SyntheticImage(name, 4000, 3000, "rust", boxes, "steel"))
+    zones = [(a, z) for a, (_, _, names) in ASSETS.items() for z in names]
+    tonight = dt.datetime.fromisoformat(NIGHTS[1] + "T21:00")
+    for i, image in enumerate(survey.images):
+        asset, zone, lat, lon = _place(rng, i, zones)
+        src, dst = root / image.path, root / asset / zone / image.path
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        pixels = np.asarray(Image.open(src).convert("RGB"))
+        dst.write_bytes(_with_exif(pixels, exif_bytes(lat, lon, 30.0, tonight + dt.timedelta(seconds=20 * i)), 92))
+        src.unlink()
     (root.parent / f"{root.name}_truth.json").write_text(survey.truth_json())
     log.info(
-        "generated survey night: %d images (%d of 12 MP), %d unreadable files",
-        len(survey.images),
-        size.night_large,
-        len(survey.bad_files),
-    )
+        "generated survey night: %d images (%d of 12 MP) on %d assets, %d unreadable files",
+        len(survey.images), size.night_large, len(ASSETS), len(survey.bad_files),
+    )  # fmt: skip
     return survey
+
+
+def previous_night(root: Path, survey: synthetic.Survey, seed: int) -> dict[Path, bytes | None]:
+    """Turn tonight's folder into the previous night's: WORSE_ZONE's rust photos clean, one more photo.
+
+    Returns what to put back for tonight (the bytes, or None for the photo that goes missing), so
+    both nights lie at the same paths, as an archive re-surveyed in place does.
+    """
+    rng = np.random.default_rng(seed)
+    yesterday = dt.datetime.fromisoformat(NIGHTS[0] + "T21:00")
+    lat, lon, _ = ASSETS[WORSE_ZONE[0]]
+    folder = root.joinpath(*WORSE_ZONE)
+    rust = {i.path for i in survey.rust_images}
+    restore: dict[Path, bytes | None] = {}
+    for k, photo in enumerate(sorted(p for p in folder.iterdir() if p.name in rust)[:3]):
+        restore[photo] = photo.read_bytes()
+        w, h = Image.open(photo).size
+        pixels, _ = synthetic.render(rng, w, h, 0, "steel")
+        photo.write_bytes(_with_exif(pixels, exif_bytes(lat, lon, 30.0, yesterday + dt.timedelta(seconds=20 * k)), 92))
+    gone = root / "tank-7" / "shell" / "gone_00.jpg"  # photographed last night, not tonight
+    pixels, _ = synthetic.render(rng, 640, 480, 0, "steel")
+    tank_lat, tank_lon, _ = ASSETS["tank-7"]
+    gone.write_bytes(_with_exif(pixels, exif_bytes(tank_lat + 0.00025, tank_lon, 30.0, yesterday), 92))
+    restore[gone] = None
+    log.info(
+        "previous night: %d rust photos of %s clean, %s present", len(restore) - 1, "/".join(WORSE_ZONE), gone.name
+    )
+    return restore
+
+
+def restore_tonight(restore: dict[Path, bytes | None]) -> None:
+    for path, data in restore.items():
+        if data is None:
+            path.unlink()
+        else:
+            path.write_bytes(data)
 
 
 @dataclass(frozen=True)
@@ -226,19 +320,26 @@ def run_chain(workdir: Path, places: Places, data: str | None, tiny: bool, size:
         "train rust-region model", "training.train_segmenter", "--data", dataset, "--model_dir", str(models / "regions"),
         "--input_size", str(size.regions_input_size), "--head_epochs", str(size.regions_head_epochs), "--weights", w,
     )  # fmt: skip
+    results, report = places.at("results"), places.at("report", "index.html")
+    classifier = places.publish(models / "classifier", "models", "classifier")
+    regions = places.publish(models / "regions", "models", "regions")
+    night_flags = ["--classifier", classifier, "--regions", regions, "--output", results, "--survey_id", "demo-night"]
     if data is None:
-        generate_night(workdir / "survey_night", size, seed + 1)
-        inputs = ["--input", places.publish(workdir / "survey_night", "survey_night") + "/*"]
+        night = workdir / "survey_night"
+        survey = generate_night(night, size, seed + 1)
+        where = ["--asset_pattern", ASSET_PATTERN]
+        if places.cloud is None:  # the previous night first, at the same paths, so tonight has changes
+            restore = previous_night(night, survey, seed + 3)
+            _step("batch inference, previous night", "pipelines.batch_inference", "--input", f"{night}/**",
+                  *night_flags, *where, "--run_date", NIGHTS[0])  # fmt: skip
+            restore_tonight(restore)
+        inputs = ["--input", places.publish(night, "survey_night") + "/**", *where]
     else:  # a real folder: score its held-out test split, which no model saw in training
         inputs = ["--input_list", test_split_list(dataset, places.at("test_images.txt"))]
-    results, report = places.at("results"), places.at("report", "index.html")
     _step(
-        "batch inference", "pipelines.batch_inference", *inputs,
-        "--classifier", places.publish(models / "classifier", "models", "classifier"),
-        "--regions", places.publish(models / "regions", "models", "regions"),
-        "--output", results, "--survey_id", "demo-night", "--previews", places.at("report", "previews"),
-        "--masks", places.at("report", "masks"),
-        "--report", report, *places.job_flags(),
+        "batch inference", "pipelines.batch_inference", *inputs, *night_flags,
+        "--previews", places.at("report", "previews"), "--masks", places.at("report", "masks"),
+        "--report", report, "--run_date", NIGHTS[1], *places.job_flags(),
     )  # fmt: skip
     return summarise(workdir, places, results, report, time.monotonic() - started)
 
@@ -265,14 +366,18 @@ def warehouse_rows(places: Places) -> int | None:
 
 
 def summarise(workdir: Path, places: Places, results: str, report: str, seconds: float) -> dict:
-    result_files = io_utils.matching(io_utils.join(results, "date=*", "*-results-*.csv"))
-    error_files = io_utils.matching(io_utils.join(results, "date=*", "*-errors-*.csv"))
+    tonight = io_utils.join(results, f"date={NIGHTS[1]}")  # the previous night's rows are the comparison's
+    result_files = io_utils.matching(io_utils.join(tonight, "*-results-*.csv"))
+    error_files = io_utils.matching(io_utils.join(tonight, "*-errors-*.csv"))
+    change_files = io_utils.matching(io_utils.join(tonight, "*-changes*.csv"))
+    changes = [r for f in change_files for r in csv.DictReader(io.StringIO(io_utils.read_text(f)))]
     rows = [r for f in result_files for r in csv.DictReader(io.StringIO(io_utils.read_text(f)))]
     errors = [r for f in error_files for r in csv.DictReader(io.StringIO(io_utils.read_text(f)))]
     rust = [r for r in rows if r["is_rust"].lower() == "true"]
     summary = {
         "results_csv": result_files,
         "errors_csv": error_files,
+        "changes_csv": change_files,
         "previews": places.at("report", "previews"),
         "masks": places.at("report", "masks"),
         "report": report,
@@ -280,6 +385,7 @@ def summarise(workdir: Path, places: Places, results: str, report: str, seconds:
         "scored": len(rows),
         "rust_images": len(rust),
         "errors": len(errors),
+        "changes": len(changes),
         "bigquery_rows": warehouse_rows(places),
         "seconds": round(seconds),
     }
@@ -287,15 +393,17 @@ def summarise(workdir: Path, places: Places, results: str, report: str, seconds:
     print(f"\nDemo finished in {seconds:.0f} s. Outputs:")
     print(f"  results CSV : {', '.join(result_files)}")
     print(f"  errors CSV  : {', '.join(error_files)}")
+    print(f"  changes CSV : {', '.join(change_files) or '(no earlier night)'}")
     print(f"  previews    : {summary['previews']}")
     print(f"  rust masks  : {summary['masks']}")
-    print(f"  HTML report : {report}")
+    print(f"  HTML report : {report}  (open it in a browser: worst rust, what got worse, what to look at first)")
     if places.cloud is not None:
         print(f"  BigQuery    : {summary['bigquery_rows']} rows in {places.cloud.project}:{BIGQUERY_DATASET}.rust")
         on_disk = places.cloud.gcs_files / report.removeprefix("gs://")
         print(f"  report file : {on_disk} (the emulator keeps objects as files; it is stopped now)")
     print(
-        f"Summary: {summary['images']} images, {summary['rust_images']} rust images, {summary['errors']} errors (unreadable files)"
+        f"Summary: {summary['images']} images, {summary['rust_images']} rust images, {summary['errors']} errors "
+        f"(unreadable files), {summary['changes']} changes since {NIGHTS[0]}"
     )
     return summary
 

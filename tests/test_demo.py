@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from corrosion.inference import report_browser
 from scripts import demo
 
 
@@ -26,6 +27,20 @@ def test_tiny_demo_end_to_end(tmp_path):
     assert sorted(e["reason"] for e in errors) == ["corrupt_image", "empty_file", "not_an_image", "too_large"]
 
     report = Path(summary["report"]).read_text()
+    # two nights at the same paths, filed ASSET/ZONE with EXIF: tonight's report has where and what changed
+    assert {(r["asset"], r["zone"]) for r in rows} <= {(a, z) for a, (_, _, zs) in demo.ASSETS.items() for z in zs}
+    assert all(r["gps_latitude"] and r["capture_time"].startswith(demo.NIGHTS[1]) for r in rows)
+    changes = [r for f in summary["changes_csv"] for r in csv.DictReader(open(f, newline=""))]
+    assert summary["changes"] == len(changes) and "missing_photo" in {c["change"] for c in changes}
+    first_screen = report[: report.index('id="zones"')]
+    assert "1</b> photo missing tonight" in first_screen and "gone_00.jpg" in report
+    assert "<circle" in report  # the photos' GPS positions, drawn
+    if not isinstance(report_browser.find_browser(), str):  # the real pipeline's report in Chromium, as the test's
+        from test_report_browser import assert_first_screen_answers, assert_sound, chromium_on
+
+        with chromium_on(Path(summary["report"]), tmp_path / "profile") as driver:
+            assert_first_screen_answers(driver)
+            assert_sound(driver, Path(summary["report"]))
     rust = [r for r in rows if r["is_rust"].lower() == "true"]
     assert summary["rust_images"] == len(rust)
     for row in rust:
