@@ -355,6 +355,7 @@ def test_leave_one_source_out_fine_tunes_each_fold_and_scores_it_again_with_flip
     result = json.loads((tmp_path / "loso" / "leave_one_source_out.json").read_text())
     (tanks,) = result["folds"]
     assert tanks["fine_tune_epochs"] == 1
+    assert tanks["before_fine_tune"]["held_out_figures"]["pixel_f1"] != tanks["held_out_figures"]["pixel_f1"]
     plain, flipped = tanks["held_out_figures"], tanks["flip_test"]["held_out_figures"]
     assert plain["region_photos"] == flipped["region_photos"] == 30  # the photos, each once, mirrors averaged in
     assert plain["pixel_f1"] != flipped["pixel_f1"]

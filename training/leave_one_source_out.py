@@ -65,6 +65,12 @@ def markdown(result: dict) -> str:
             f"{s['worst_rusted_pct_mae']:.2f} ({s['worst_rusted_pct_mae_source']}).",
             "",
             *(_flip_lines(result["folds"], flipped) if flipped else []),
+            *[
+                f"{f['held_out']}: pixel F1 {f['before_fine_tune']['held_out_figures']['pixel_f1']:.3f} before fine-tuning "
+                f"the upper backbone ({f['fine_tune_epochs']} epochs), {f['held_out_figures']['pixel_f1']:.3f} after."
+                for f in result["folds"]
+                if "before_fine_tune" in f
+            ],  # fmt: skip
         ]
     )
 

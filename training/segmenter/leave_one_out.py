@@ -52,7 +52,8 @@ def region_sources(splits: dict[str, SplitData], minimum: int = MIN_REGION_PHOTO
 def fold(splits: dict[str, SplitData], held_out: str, config: SegmenterConfig, features=None) -> dict:
     """Train without ``held_out``, score on all of its photos; the held-out figures and the fold's own
     validation figures (the other sources). Under ``flip_test`` the same decoder is scored a second
-    time with flip test-time augmentation (``flip_test`` in the result), so the two are paired."""
+    time with flip test-time augmentation (``flip_test`` in the result), so the two are paired; under
+    ``fine_tune_from``, the decoder on the frozen features is scored before the fine-tuning too."""
     from training.segmenter.train import fit
 
     started = time.time()
@@ -64,12 +65,12 @@ def fold(splits: dict[str, SplitData], held_out: str, config: SegmenterConfig, f
     scorer = decoder
     with tempfile.TemporaryDirectory(prefix="loso-") as logs:
         history = fit(decoder, train, val, config, logs)
+        result = {"held_out": held_out, "epochs": len(history["loss"]), "training_views": len(train)}
         if config.fine_tune_from:  # from ImageNet's upper layers again: they are shared by every fold
+            result["before_fine_tune"] = _scored(decoder, splits, held_out, config, tta=False)  # the pair to it
             fine_tune.reset_upper(features, config)()
             scorer, tuned = fine_tune.fine_tune(features, decoder, train, val, config, logs)
-    result = {"held_out": held_out, "epochs": len(history["loss"]), "training_views": len(train)}
-    if config.fine_tune_from:
-        result["fine_tune_epochs"] = len(tuned["loss"])
+            result["fine_tune_epochs"] = len(tuned["loss"])
     result |= _scored(scorer, splits, held_out, config, tta=False)
     if config.flip_test:
         result["flip_test"] = _scored(scorer, splits, held_out, config, tta=True)
