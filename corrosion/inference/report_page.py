@@ -107,7 +107,8 @@ def answer_changes(changes: Sequence[Change], counts: Mapping[str, int], compare
 
 def _change_text(c: Change, href: Href) -> str:
     where = f"<b>{esc(c.asset)}</b> / {esc(c.zone)}"
-    was = f" ({esc(c.previous_value)} → {esc(c.tonight_value)})" if c.previous_value or c.tonight_value else ""
+    prev, now = esc(c.previous_value), esc(c.tonight_value)
+    was = f" ({prev} → {now})" if prev and now else f" (was {prev})" if prev else f" ({now})" if now else ""
     photo = f": {photo_link(c.image_uri, href)}" if c.image_uri else ""
     return f'<span class="tag">{esc(CHANGE_TAGS.get(c.change, c.change))}</span> {where}{photo}{was}'
 
