@@ -67,9 +67,11 @@ def export_bench_classifier(model_dir: Path) -> str:
     return model_doubles.export_keras_classifier(str(model_dir), model, 224, version="bench-mobilenetv2", lite=True)
 
 
-def export_bench_segmenter(model_dir: Path) -> str:
+def export_bench_segmenter(model_dir: Path, lite: bool = False) -> str:
     """The shipped rust-region model's shape (``configs/segmenter.yaml``: frozen MobileNetV2 at 256 px
-    and its decoder), random weights: its speed does not depend on them."""
+    and its decoder), random weights: its speed does not depend on them. ``lite``: with its float32
+    LiteRT copy (``lite_runtime.SEGMENTER_LITE_FILE``, converted from the Keras network), written
+    only when it gives the SavedModel's maps to 1e-4 on generated steel photos."""
     from corrosion.models.weights import resolve_weights
     from training.segmenter import train as segmenter
     from training.segmenter.config import load_segmenter_config
@@ -80,8 +82,36 @@ def export_bench_segmenter(model_dir: Path) -> str:
     features = with_standardisation(build_feature_extractor(config, resolve_weights("none")), sample)
     decoder = build_decoder(config, {n: tuple(t.shape[1:]) for n, t in features.output.items()})
     meta = segmenter._metadata(config, "none", 0.5, "benchmark", "none")
-    segmenter.export(str(model_dir), build_segmenter(features, decoder), meta)
+    network = build_segmenter(features, decoder)
+    segmenter.export(str(model_dir), network, meta)
+    if lite:
+        write_segmenter_lite(str(model_dir), network, config.input_size)
     return str(model_dir)
+
+
+def write_segmenter_lite(model_dir: str, network, input_size: int, max_abs_diff: float = 1e-4) -> float:
+    """The Keras segmenter ``network``'s float32 LiteRT copy beside its SavedModel in ``model_dir``,
+    checked against the SavedModel's pixels signature first; returns the largest difference."""
+    import keras
+    import tensorflow as tf
+
+    from corrosion.core import io_utils
+    from corrosion.models import lite_runtime
+    from pipelines.inference.handlers import SavedSegmenter
+    from training.common.lite import check_pixels
+
+    inputs = keras.Input((input_size, input_size, 3), name=serving.PIXELS_INPUT)
+    maps = keras.layers.Identity(name=serving.SEGMENTER_OUTPUT)(network(inputs, training=False))
+    data = tf.lite.TFLiteConverter.from_keras_model(keras.Model(inputs, {serving.SEGMENTER_OUTPUT: maps})).convert()
+    pixels = check_pixels(input_size, 8)
+    diff = float(
+        np.abs(lite_runtime.LiteSegmenter(data, threads=None)(pixels) - SavedSegmenter(model_dir)(pixels)).max()
+    )
+    if not diff <= max_abs_diff:
+        raise RuntimeError(f"the segmenter's LiteRT copy differs by {diff:.2e} from {model_dir}: not written")
+    io_utils.write_bytes(lite_runtime.lite_path(model_dir, "segmenter"), data)
+    log.info("wrote the segmenter's LiteRT copy (%.1f MB), max difference %.1e", len(data) / 2**20, diff)
+    return diff
 
 
 def article_way(paths: list[Path], model_dir: str | None, size: int) -> float:

@@ -50,6 +50,7 @@ from benchmarks import bench_inference
 from corrosion.core.config import config_path, load_config
 from corrosion.inference import tiling
 from corrosion.models import serving
+from corrosion.models.lite_runtime import has_lite
 from pipelines.inference.config import InferenceConfig
 from pipelines.local_runner import LOCAL_RUNNER
 
@@ -66,13 +67,14 @@ def shipped_config() -> InferenceConfig:
 # ------------------------------------------------------------------ (a) the default night
 
 
-def night_run(folder: Path, classifier: str, segmenter: str, out: Path, workers: int) -> dict:
+def night_run(folder: Path, classifier: str, segmenter: str, out: Path, workers: int, runtime: str = "auto") -> dict:
     """One run of the job as a user runs it: wall seconds, its own seconds, CPU-seconds (rusage)."""
     if out.exists():
         shutil.rmtree(out)
     argv = [
         "--input", str(folder / "*.jpg"), "--classifier", classifier, "--regions", segmenter, "--output", str(out),
         f"--runner={LOCAL_RUNNER}", "--direct_running_mode=multi_threading", f"--direct_num_workers={workers}",
+        f"--detector_runtime={runtime}",
     ]  # fmt: skip
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
@@ -167,13 +169,14 @@ def decode_ceiling(paths: list[Path], workers: int) -> float:
         return len(paths) / (time.perf_counter() - start)
 
 
-def _ceiling_worker(segmenter: str, tiles_file: str, batches: int, barrier, results) -> None:
+def _ceiling_worker(segmenter: str, tiles_file: str, batches: int, barrier, results, runtime: str) -> None:
     """One 1-thread process: load and trace the model, wait for the others, run its batches."""
     _init_worker(1)
+    from corrosion.models.lite_runtime import LiteSegmenter
     from pipelines.inference.handlers import SavedSegmenter
 
     tiles = np.load(tiles_file)
-    model = SavedSegmenter(segmenter)
+    model = LiteSegmenter.from_model_dir(segmenter, 1) if runtime == "litert" else SavedSegmenter(segmenter)
     model(tiles)  # tracing not counted
     barrier.wait()
     start = time.time()
@@ -182,13 +185,17 @@ def _ceiling_worker(segmenter: str, tiles_file: str, batches: int, barrier, resu
     results.put((start, time.time(), batches * len(tiles)))
 
 
-def compute_ceiling_processes(segmenter: str, tiles_file: str, batches: int, workers: int) -> float:
+def compute_ceiling_processes(
+    segmenter: str, tiles_file: str, batches: int, workers: int, runtime: str = "savedmodel"
+) -> float:
     """Tiles/s of the segmenter alone on pre-decoded batches, one 1-thread process per core, all
     starting together once every one has loaded its model."""
     ctx = get_context("spawn")
     barrier, results = ctx.Barrier(workers), ctx.Queue()
     share = [batches // workers + (i < batches % workers) for i in range(workers)]
-    procs = [ctx.Process(target=_ceiling_worker, args=(segmenter, tiles_file, n, barrier, results)) for n in share]
+    procs = [
+        ctx.Process(target=_ceiling_worker, args=(segmenter, tiles_file, n, barrier, results, runtime)) for n in share
+    ]
     for proc in procs:
         proc.start()
     done = [results.get(timeout=600) for _ in procs]
@@ -212,13 +219,15 @@ def stage_seconds(paths: list[str], classifier: str, segmenter: str) -> dict[str
 
     from corrosion.data import regions
     from corrosion.imaging import images, preprocess
-    from corrosion.models.lite_runtime import LiteClassifier, has_lite
+    from corrosion.models.lite_runtime import LiteClassifier, LiteSegmenter, has_lite
     from pipelines.inference import handlers
 
     config = shipped_config()
     meta = serving.read_metadata(segmenter)
     cmeta = serving.read_metadata(classifier)
     seg = handlers.SavedSegmenter(segmenter)
+    lite = LiteSegmenter.from_model_dir(segmenter, 1) if has_lite(segmenter, "segmenter") else None
+    agreement = {"tp": 0, "fp": 0, "fn": 0, "rusted_pct_abs_diff": []}
     cls = (
         LiteClassifier.from_model_dir(classifier, 1) if has_lite(classifier) else handlers._SavedClassifier(classifier)
     )
@@ -254,9 +263,26 @@ def stage_seconds(paths: list[str], classifier: str, segmenter: str) -> dict[str
                 extra.get("min_region_area", 0.002),
             )
             timed("regions_and_mask", lambda p: float((p >= meta.threshold).mean()), prob)
+            if (
+                lite is not None
+            ):  # the LiteRT copy on the same views: its time (apart) and its mask against the float one
+                lite_maps = timed("segmenter_model_litert", lite, tiles)
+                rust, lite_rust = (
+                    prob >= meta.threshold,
+                    tiling.stitch_maps(lite_maps, views, *img.size) >= meta.threshold,
+                )
+                agreement["tp"] += int((rust & lite_rust).sum())
+                agreement["fp"] += int((lite_rust & ~rust).sum())
+                agreement["fn"] += int((rust & ~lite_rust).sum())
+                agreement["rusted_pct_abs_diff"].append(abs(float(rust.mean() - lite_rust.mean())) * 100)
         if warm:
             totals.clear()
-    return {k: v / len(paths) for k, v in totals.items()}
+    out = {k: v / len(paths) for k, v in totals.items()}
+    if lite is not None:
+        tp, fp, fn = agreement["tp"], agreement["fp"], agreement["fn"]
+        out["litert_vs_float_pixel_f1"] = 2 * tp / max(1, 2 * tp + fp + fn)
+        out["litert_vs_float_rusted_pct_mae"] = float(np.mean(agreement["rusted_pct_abs_diff"]))
+    return out
 
 
 def run_stages(paths: list[Path], classifier: str, segmenter: str) -> dict[str, float]:
@@ -271,12 +297,12 @@ def find_segmenter(work: Path, given: str | None) -> str:
     if given:
         return given
     found = [str(d) for d in REAL_SEGMENTERS if (d / serving.METADATA_FILE).exists()]
-    return found[0] if found else bench_inference.export_bench_segmenter(work / "segmenter")
+    return found[0] if found else bench_inference.export_bench_segmenter(work / "segmenter", lite=True)
 
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--photos", type=int, default=24, help="photos of the large night run (and the ceilings)")
+    parser.add_argument("--photos", type=int, default=16, help="photos of the large night run (and the ceilings)")
     parser.add_argument("--small_photos", type=int, default=4, help="photos of the small night run (steady state)")
     parser.add_argument("--loop_photos", type=int, default=6, help="photos the SAHI-style loop scores a round")
     parser.add_argument("--article_photos", type=int, default=12, help="photos the article classifier loop scores")
@@ -300,6 +326,7 @@ def main(argv: list[str] | None = None) -> dict:
             else bench_inference.export_bench_classifier(work / "classifier")
         )
         segmenter = find_segmenter(work, args.regions)
+        lite = has_lite(segmenter, "segmenter")
         seg_meta = serving.read_metadata(segmenter)
         size = seg_meta.input_size
         log.info("classifier %s, segmenter %s; rendering %d photos", classifier, segmenter, args.unique)
@@ -330,11 +357,21 @@ def main(argv: list[str] | None = None) -> dict:
         for r in range(args.repeats):
             log.info("round %d of %d", r + 1, args.repeats)
             one = {}
-            one["night_large"] = night_run(work / "photos", classifier, segmenter, work / "out_l", args.workers)
+            one["night_large"] = night_run(
+                work / "photos", classifier, segmenter, work / "out_l", args.workers, "savedmodel"
+            )
             one["sahi"], one["sahi_cpu_per_photo"] = sahi_loop(
                 paths[: args.loop_photos], model, size, seg_meta.threshold, config
             )
-            one["night_small"] = night_run(small, classifier, segmenter, work / "out_s", args.workers)
+            one["night_small"] = night_run(small, classifier, segmenter, work / "out_s", args.workers, "savedmodel")
+            if lite:
+                one["lite_large"] = night_run(
+                    work / "photos", classifier, segmenter, work / "out_ll", args.workers, "litert"
+                )
+                one["lite_small"] = night_run(small, classifier, segmenter, work / "out_ls", args.workers, "litert")
+                one["compute_tiles_litert"] = compute_ceiling_processes(
+                    segmenter, str(tiles_file), ceiling_batches, args.workers, "litert"
+                )
             one["article"] = bench_inference.article_way(paths[: args.article_photos], classifier, 224)
             one["decode_ceiling"] = decode_ceiling(paths, args.workers)
             one["compute_tiles_processes"] = compute_ceiling_processes(
@@ -350,6 +387,14 @@ def main(argv: list[str] | None = None) -> dict:
             )
             one["tighter_ceiling"] = min(one["decode_ceiling"], one["compute_ceiling"])
             one["night_vs_sahi"] = one["night_steady"] / one["sahi"]
+            if lite:
+                ll, ls = one["lite_large"], one["lite_small"]
+                one["lite_steady"] = (args.photos - args.small_photos) / (ll["job_s"] - ls["job_s"])
+                one["lite_cpu_per_photo"] = (ll["cpu_s"] - ls["cpu_s"]) / (args.photos - args.small_photos)
+                one["lite_compute_ceiling"] = min(one["decode_ceiling"], one["compute_tiles_litert"] / views_per_photo)
+                one["lite_vs_today"] = one["lite_steady"] / one["night_steady"]
+                one["lite_vs_sahi"] = one["lite_steady"] / one["sahi"]
+                one["lite_vs_its_ceiling"] = one["lite_steady"] / one["lite_compute_ceiling"]
             one["night_vs_tighter_ceiling"] = one["night_steady"] / one["tighter_ceiling"]
             log.info(
                 "night %.2f (steady %.2f) photos/s, SAHI %.2f, article %.2f, ceilings decode %.2f compute %.2f",
@@ -358,6 +403,8 @@ def main(argv: list[str] | None = None) -> dict:
             )  # fmt: skip
             rounds.append(one)
         stages = run_stages(paths[: args.stage_photos], classifier, segmenter)
+        lite_keys = ("segmenter_model_litert", "litert_vs_float_pixel_f1", "litert_vs_float_rusted_pct_mae")
+        lite_stage = {k: stages.pop(k) for k in lite_keys if k in stages}
         classifier_version = serving.read_metadata(classifier).version
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -380,7 +427,7 @@ def main(argv: list[str] | None = None) -> dict:
         "classifier": classifier_version,
         "segmenter": seg_meta.version,
         "classifier_runtime": rounds[0]["night_large"]["classifier_runtime"],
-        "segmenter_runtime": "savedmodel (no LiteRT copy for segmenters)",
+        "segmenter_runtime": "today: savedmodel (shipped segmenters have no LiteRT copy); candidate: litert",
         "views_per_photo": views_per_photo,
         "settings": {
             "tile_size": config.tiling.tile_size,
@@ -425,6 +472,21 @@ def main(argv: list[str] | None = None) -> dict:
             "sahi_loop": round(min(r["sahi_cpu_per_photo"] for r in rounds), 4),
             "night_remainder_beam_rows_writes": round(night_cpu - stage_total, 4),
         },
+        "litert_candidate": {
+            "night_steady_photos_per_s": round(best("lite_steady"), 3),
+            "vs_today_per_round": per_round("lite_vs_today"),
+            "vs_sahi_loop_per_round": per_round("lite_vs_sahi"),
+            "vs_its_tighter_ceiling_per_round": per_round("lite_vs_its_ceiling"),
+            "cpu_s_per_photo": round(min(r["lite_cpu_per_photo"] for r in rounds), 4),
+            "compute_ceiling_photos_per_s": round(best("lite_compute_ceiling"), 3),
+            "segmenter_model_cpu_s_per_photo_one_thread": round(lite_stage["segmenter_model_litert"], 4),
+            "segmenter_model_vs_savedmodel": round(stages["segmenter_model"] / lite_stage["segmenter_model_litert"], 2),
+            "pixel_f1_vs_float": round(lite_stage["litert_vs_float_pixel_f1"], 5),
+            "rusted_pct_mae_vs_float": round(lite_stage["litert_vs_float_rusted_pct_mae"], 4),
+            "tolerance": "pixel F1 within 0.005 and rusted-% MAE within 0.1 points of the float model",
+        }
+        if lite
+        else None,
         "stage_share_of_night_cpu": {k: round(v / night_cpu, 3) for k, v in stages.items()}
         | {"beam_rows_writes_other": round((night_cpu - stage_total) / night_cpu, 3)},
         "rounds": [

@@ -221,13 +221,19 @@ class DetectorHandler(ModelHandler[tuple[Any, ImageRecord], tuple[Any, Predictio
         self._runtime = runtime
         self._keep_masks = keep_masks
 
-    def load_model(self) -> _SavedDetector | lite_runtime.LiteDetector:
+    def load_model(self) -> _SavedDetector | lite_runtime.LiteDetector | SavedSegmenter | lite_runtime.LiteSegmenter:
         limit_tf_threads(self._config.tf_threads_per_call)
         log.info("loading detector %s (%s) from %s", self._metadata.version, self._runtime, self._model_dir)
-        if self._metadata.kind == "segmenter":
+        c = self._config
+        if self._metadata.kind == "segmenter" and self._runtime == "litert":
+            load = partial(
+                lite_runtime.LiteSegmenter.from_model_dir,
+                threads=c.tf_threads_per_call,
+                max_interpreters=c.lite_interpreters_per_process,
+            )
+        elif self._metadata.kind == "segmenter":
             load = SavedSegmenter
         elif self._runtime == "litert":
-            c = self._config
             load = partial(
                 lite_runtime.LiteDetector.from_model_dir,
                 threads=c.tf_threads_per_call,
