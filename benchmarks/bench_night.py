@@ -449,6 +449,12 @@ def main(argv: list[str] | None = None) -> dict:
             "processes_1_thread_each": round(best("compute_tiles_processes"), 2),
             "one_process_all_threads": round(best("compute_tiles_in_process"), 2),
         },
+        # the least disturbed figures: what the cores would do at full use, from CPU-seconds a photo
+        "photos_per_s_from_cpu_s_all_cores": {
+            "night": round(args.workers / night_cpu, 3),
+            "compute_ceiling": round(args.workers / stages["segmenter_model"], 3),
+            "night_vs_compute_ceiling": round(stages["segmenter_model"] / night_cpu, 3),
+        },
         "ratios_per_round": {
             "night_steady_vs_sahi_loop": per_round("night_vs_sahi"),
             "night_steady_vs_tighter_ceiling": per_round("night_vs_tighter_ceiling"),
@@ -478,6 +484,8 @@ def main(argv: list[str] | None = None) -> dict:
             "vs_sahi_loop_per_round": per_round("lite_vs_sahi"),
             "vs_its_tighter_ceiling_per_round": per_round("lite_vs_its_ceiling"),
             "cpu_s_per_photo": round(min(r["lite_cpu_per_photo"] for r in rounds), 4),
+            "today_cpu_s_per_photo_vs_litert": round(night_cpu / min(r["lite_cpu_per_photo"] for r in rounds), 3),
+            "photos_per_s_from_cpu_s_all_cores": round(args.workers / min(r["lite_cpu_per_photo"] for r in rounds), 3),
             "compute_ceiling_photos_per_s": round(best("lite_compute_ceiling"), 3),
             "segmenter_model_cpu_s_per_photo_one_thread": round(lite_stage["segmenter_model_litert"], 4),
             "segmenter_model_vs_savedmodel": round(stages["segmenter_model"] / lite_stage["segmenter_model_litert"], 2),
@@ -499,7 +507,8 @@ def main(argv: list[str] | None = None) -> dict:
         ],
         "note": "ratios within one run on a shared machine; photos_per_s and ratios: each figure the best of the "
         "interleaved rounds; ratios_per_round: the ratio within each round (the same load for both); CPU-seconds "
-        "are the least disturbed by other jobs; "
+        "are the least disturbed by other jobs (photos_per_s_from_cpu_s_all_cores: cores / CPU-s a photo); "
+        "the steady rates (a difference of two short runs) are the most disturbed; "
         "stage CPU-seconds measured stage by stage on one thread in a process of its own (the night's own "
         "functions), the night's total from its process's rusage, marginal between the small and the large run",
     }
