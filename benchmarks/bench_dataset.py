@@ -76,17 +76,21 @@ def article_style_convert(root: Path, output: Path) -> int:
 
 
 def validated_loop(root: Path, output: Path) -> int:
-    """The same per-image checks as the pipeline (scan, decode, validate, hashes) in one plain loop."""
+    """The same per-image checks as the pipeline (scan, decode, validate, TensorFlow's decode check of
+    the bytes a record keeps, hashes, near-duplicate signature) in one plain loop."""
+    import hashlib
+
     from corrosion.data import dedup, discovery
     from corrosion.data.dataset_config import load_dataset_config
-    from corrosion.data.validate import validate
+    from corrosion.data.decodable import validate
 
     config = load_dataset_config()
     labels = config.load_labels()
     count = 0
     with tf.io.TFRecordWriter(str(output)) as writer:
         for labelled in discovery.scan(str(root), labels).images:
-            result = validate(labelled, Path(labelled.image_path).read_bytes(), labels, config)
+            data = Path(labelled.image_path).read_bytes()
+            result = validate(labelled, data, labels, config, sha256=hashlib.sha256(data).hexdigest())
             dedup.fingerprints(result.image, config.dedup.hash_size, config.dedup.thumb_size)
             writer.write(schema.serialize(result.record))
             count += 1
