@@ -10,7 +10,7 @@ splits, sharding, manifest): the ratio says what that care costs, or saves with 
 It also runs the pipeline with 1 and 2 workers, threads (``--direct_running_mode multi_threading``)
 and processes (``multi_processing``), rounds interleaved (``--repeats``), each figure its best round.
 
-    python -m benchmarks.bench_dataset [--images 600] [--size 640x480] [--repeats 2]
+    python -m benchmarks.bench_dataset [--images 400] [--size 640x480] [--repeats 2]
 """
 
 from __future__ import annotations
@@ -115,7 +115,7 @@ def _pipeline_flags(mode: str | None, workers: int) -> list[str]:
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--images", type=int, default=600, help="generated VOC images (half rust, half clean)")
+    parser.add_argument("--images", type=int, default=400, help="generated VOC images (half rust, half clean)")
     parser.add_argument("--size", default="640x480", help="image size WxH")
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1), help="workers of the scaled runs")
     parser.add_argument("--repeats", type=int, default=2, help="interleaved rounds; each figure keeps its best")
