@@ -192,16 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--previews", help="directory for JPEG previews of rust images")
     parser.add_argument("--report", help="HTML report file (previews go beside it unless --previews is given)")
     parser.add_argument("--masks", help="directory for each image's rust mask as a PNG (with a rust-region model)")
-    parser.add_argument(
-        "--asset_map",
-        help="CSV with columns image, asset, zone: image a path relative to the survey root, or a bare file name "
-        "naming every photo of that name; wins over --asset_pattern",
-    )
-    parser.add_argument(
-        "--previous",
-        help="glob of the earlier result CSVs to find what changed against (default: every earlier "
-        "OUTPUT/date=DAY/*-results-*.csv); each asset is compared with the last night that holds it",
-    )
+    add_where_arguments(parser)
     add_arguments(parser, CONFIG_FILE, SHORTCUTS)
     parser.add_argument(
         "--run_date", type=dt.date.fromisoformat, help="night to (re)process, YYYY-MM-DD (default today, UTC)"
@@ -212,6 +203,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="submit and return (Dataflow/Flex Template launches); counters are then in the Dataflow console",
     )
     return parser
+
+
+def add_where_arguments(parser: argparse.ArgumentParser) -> None:
+    """Where each photo is (asset and zone) and what its night is compared with (``night_changes``)."""
+    parser.add_argument(
+        "--asset_map",
+        help="CSV with columns image, asset, zone: image a path relative to the survey root, or a bare file name "
+        "naming every photo of that name; wins over --asset_pattern",
+    )
+    parser.add_argument(
+        "--previous",
+        help="glob of the earlier result CSVs to find what changed against (default: every earlier "
+        "OUTPUT/date=DAY/*-results-*.csv); each asset is compared with the last night that holds it",
+    )
 
 
 def add_listing_arguments(parser: argparse.ArgumentParser) -> None:
