@@ -90,28 +90,11 @@ def export_bench_segmenter(model_dir: Path, lite: bool = False) -> str:
 
 
 def write_segmenter_lite(model_dir: str, network, input_size: int, max_abs_diff: float = 1e-4) -> float:
-    """The Keras segmenter ``network``'s float32 LiteRT copy beside its SavedModel in ``model_dir``,
-    checked against the SavedModel's pixels signature first; returns the largest difference."""
-    import keras
-    import tensorflow as tf
+    """The Keras segmenter ``network``'s checked float32 LiteRT copy beside its SavedModel in
+    ``model_dir``, as training writes it (``training.common.lite``); returns the largest difference."""
+    from training.common.lite import export_segmenter_lite
 
-    from corrosion.core import io_utils
-    from corrosion.models import lite_runtime
-    from pipelines.inference.handlers import SavedSegmenter
-    from training.common.lite import check_pixels
-
-    inputs = keras.Input((input_size, input_size, 3), name=serving.PIXELS_INPUT)
-    maps = keras.layers.Identity(name=serving.SEGMENTER_OUTPUT)(network(inputs, training=False))
-    data = tf.lite.TFLiteConverter.from_keras_model(keras.Model(inputs, {serving.SEGMENTER_OUTPUT: maps})).convert()
-    pixels = check_pixels(input_size, 8)
-    diff = float(
-        np.abs(lite_runtime.LiteSegmenter(data, threads=None)(pixels) - SavedSegmenter(model_dir)(pixels)).max()
-    )
-    if not diff <= max_abs_diff:
-        raise RuntimeError(f"the segmenter's LiteRT copy differs by {diff:.2e} from {model_dir}: not written")
-    io_utils.write_bytes(lite_runtime.lite_path(model_dir, "segmenter"), data)
-    log.info("wrote the segmenter's LiteRT copy (%.1f MB), max difference %.1e", len(data) / 2**20, diff)
-    return diff
+    return export_segmenter_lite(model_dir, network, input_size, max_abs_diff, 8)["max_abs_difference"]
 
 
 def article_way(paths: list[Path], model_dir: str | None, size: int) -> float:

@@ -78,6 +78,9 @@ def test_a_short_run_finds_rust_pixels_a_constant_guess_cannot(trained):
     assert set(out["splits"]["test"]) == {"pooled", "tanks", "bridges", "clean"}
     assert out["data_counts"]["train"]["regions"] > 0 and out["data_counts"]["train"]["negative"] > 0
     assert out["export_check"]["max_abs_difference"] < 1e-3
+    # the night's LiteRT copy, checked on synthetic and test photos (7 of them here) before it was written
+    assert out["export_check"]["lite"]["max_abs_difference"] <= 1e-4 and out["export_check"]["lite"]["images"] > 8
+    assert (model_dir / "segmenter.tflite").exists()
     saved = json.loads((model_dir / "metrics.json").read_text())
     assert saved["threshold"] == out["threshold"] and "| pooled |" in (model_dir / "model_card.md").read_text()
     meta = json.loads((model_dir / "metadata.json").read_text())
@@ -321,7 +324,7 @@ def test_fine_tuning_the_upper_backbone_trains_only_the_layers_after_the_cut_and
     config = load_segmenter_config(None, {"input_size": 64, "weights": "none", "head_epochs": 3, "batch_size": 16,
                                           "decoder_channels": 32, "feature_cache": cache, "seed": 42,
                                           "fine_tune_from": "block_12_add", "fine_tune_epochs": 2,
-                                          "fine_tune_learning_rate": 1e-3})  # fmt: skip
+                                          "fine_tune_learning_rate": 1e-3, "export_lite": False})  # fmt: skip
     keras.utils.set_random_seed(42)
     fresh = build_backbone("MobileNetV2", 64, resolve_weights("none"))  # train()'s first draws: its initial weights
     tuned = train_segmenter.train(out["data"], str(tmp_path / "model"), config)

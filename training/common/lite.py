@@ -5,7 +5,9 @@ a model exported before (rebuilt from its metadata, config and checkpoint). Copi
 never quantised, and written only after a check on synthetic steel photos with and without rust:
 - classifier: the LiteRT file's scores against the SavedModel's pixels signature;
 - detector: the LiteRT network's raw outputs against the Keras network's (the decode after it is
-  the SavedModel's own ``serving_decode``, the same function its pixels signature ends with).
+  the SavedModel's own ``serving_decode``, the same function its pixels signature ends with);
+- segmenter: the LiteRT file's rust maps against the SavedModel's pixels signature, on the
+  synthetic photos and on photos of the data set it trained on.
 Nothing is written when they differ by more than the tolerance, so results never depend on the runtime.
 """
 
@@ -95,3 +97,26 @@ def export_detector_lite(model_dir: str, model, input_size: int, max_abs_diff: f
             f"{model_dir} has no {serving.DECODE_SIGNATURE} signature to decode the LiteRT network's outputs"
         )
     return _write(model_dir, "detector", lite_bytes, len(pixels), diff)
+
+
+def export_segmenter_lite(model_dir: str, network, input_size: int, max_abs_diff: float, check_images: int,
+                          photos: np.ndarray | None = None) -> dict:  # fmt: skip
+    """The Keras segmenter ``network`` (0..255 RGB -> rust maps, as exported in ``model_dir``) as
+    ``segmenter.tflite``, checked against the SavedModel's maps on synthetic ``check_images`` and
+    ``photos`` (real ones at the model input); returns the check."""
+    import keras
+
+    inputs = keras.Input((input_size, input_size, 3), name=serving.PIXELS_INPUT)
+    maps = keras.layers.Identity(name=serving.SEGMENTER_OUTPUT)(network(inputs, training=False))
+    lite_bytes = tf.lite.TFLiteConverter.from_keras_model(
+        keras.Model(inputs, {serving.SEGMENTER_OUTPUT: maps})
+    ).convert()
+    pixels = check_pixels(input_size, check_images)
+    if photos is not None and len(photos):
+        pixels = np.concatenate([pixels, np.asarray(photos, np.float32)])
+    saved = tf.saved_model.load(model_dir).signatures[serving.PIXELS_SIGNATURE]
+    expected = saved(**{serving.PIXELS_INPUT: tf.constant(pixels)})[serving.SEGMENTER_OUTPUT].numpy()
+    got = lite_runtime.LiteSegmenter(lite_bytes, threads=None, source="converted segmenter")(pixels)
+    diff = float(np.max(np.abs(got - expected)))
+    _require(diff, max_abs_diff, "its SavedModel", model_dir, len(pixels))
+    return _write(model_dir, "segmenter", lite_bytes, len(pixels), diff)

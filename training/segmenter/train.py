@@ -28,7 +28,7 @@ from corrosion.data import layout
 from corrosion.imaging import preprocess
 from corrosion.models import serving
 from corrosion.models.weights import resolve_weights
-from training.common import report
+from training.common import lite, report
 from training.common.export import export_model
 from training.common.job import Job, JobSpec
 from training.common.job import main as job_main
@@ -226,6 +226,12 @@ def train(data: str, model_dir: str, config: SegmenterConfig, config_file: str |
     metadata = _metadata(config, weights.description, threshold, source, data)
     export(model_dir, network, metadata)
     export_check = check_export(model_dir, network, scored[layout.TEST], probs[layout.TEST], config.input_size)
+    if config.export_lite:
+        photos = [preprocess.decode_and_resize(tf.constant(e), config.input_size).numpy()
+                  for e in scored[layout.TEST].sample_encoded]  # fmt: skip
+        export_check["lite"] = lite.export_segmenter_lite(model_dir, network, config.input_size,
+                                                          config.lite_max_abs_diff, config.lite_check_images,
+                                                          np.stack(photos) if photos else None)  # fmt: skip
     out = {
         "model": dataclasses.asdict(metadata) | {"class_names": list(metadata.class_names)},
         "data": data,
