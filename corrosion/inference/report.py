@@ -150,12 +150,9 @@ def _figure(e: ReportEntry, href: str, index: int | None) -> str:
     )
 
 
-def _page(**v) -> str:
-    esc = html.escape
+def _chips(v: Mapping) -> str:
+    """The first screen's counts: photos, rust, zones, review queue, unreadable files."""
     stats: SurveyStats = v["stats"]
-    href = v["href"]
-    entries = v["entries"]
-    model_text = " · ".join(f"{esc(k)} <code>{esc(m)}</code>" for k, m in v["models"].items() if m)
     assets = len({z.asset for z in v["zones"]})
     chips = [
         (stats.images, "photos scored", ""),
@@ -164,45 +161,72 @@ def _page(**v) -> str:
         (len(v["queue"]), "to review", ""),
         (stats.errors, "unreadable files", "bad" if stats.errors else ""),
     ]
-    chip_html = "".join(f'<li class="{c}"><b>{n}</b>{esc(label)}</li>' for n, label, c in chips)
-    worst = "".join(_figure(e, href(data.text(e.image_uri)), None) for e in v["worst"])
-    gallery = "".join(_figure(e, href(data.text(e.image_uri)), i) for i, e in enumerate(entries))
-    more = (
-        f"<p class='muted'>Showing the {len(entries)} most probable of {v['listed']} rust photos; the CSV lists all.</p>"
-        if len(entries) < v["listed"]
-        else ""
-    )
-    errors = "".join(
-        f'<tr><td>{esc(r)}</td><td class="num">{n}</td></tr>' for r, n in sorted(stats.errors_by_reason.items())
-    )
-    svg = plot.survey_map(v["photos"])
-    map_html = svg or "<p class='muted'>No photo carries GPS (EXIF GPS is read when the camera records it).</p>"
-    table_data = page.table_rows(v["photos"], v["queued"], href, v["thumb_index"])
-    colours = [data.grade_colour(g) for g in range(11)]
-    counts = data.change_counts(v["changes"])
+    return "".join(f'<li class="{c}"><b>{n}</b>{html.escape(label)}</li>' for n, label, c in chips)
+
+
+def _header(v: Mapping) -> str:
+    """Doctype, head with the inlined style, and the page's title bar."""
+    esc = html.escape
+    model_text = " · ".join(f"{esc(k)} <code>{esc(m)}</code>" for k, m in v["models"].items() if m)
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
 <title>Corrosion survey {esc(v["survey_id"])}</title>
 <style>{page.static_text("report.css")}</style></head><body><main>
 <header class="top"><h1>Corrosion survey <code>{esc(v["survey_id"])}</code></h1>
 <span class="meta">Generated {esc(v["generated_at"])}{" · " + model_text if model_text else ""}</span></header>
-<ul class="chips">{chip_html}</ul>
+"""
+
+
+def _first_screen(v: Mapping) -> str:
+    """The counts, the three answers and the strip of the worst photos."""
+    href = v["href"]
+    counts = data.change_counts(v["changes"])
+    worst = "".join(_figure(e, href(data.text(e.image_uri)), None) for e in v["worst"])
+    return f"""<ul class="chips">{_chips(v)}</ul>
 <div class="answers">
 {page.answer_worst(v["zones"], href)}
 {page.answer_changes(v["changes"], counts, v["compared"], href)}
 {page.answer_review(v["queue"], v["by_uri"], href)}
 </div>
 {f'<p class="strip-title">Worst photos tonight</p><div class="worst-strip" id="worst-photos">{worst}</div>' if worst else ""}
-<section id="zones"><h2>Assets and zones, worst first</h2>{page.zones_table(v["zones"], href)}</section>
+"""
+
+
+def _sections(v: Mapping) -> str:
+    """Zones, map, changes, review queue, the photo table and the gallery."""
+    href = v["href"]
+    svg = plot.survey_map(v["photos"])
+    map_html = svg or "<p class='muted'>No photo carries GPS (EXIF GPS is read when the camera records it).</p>"
+    return f"""<section id="zones"><h2>Assets and zones, worst first</h2>{page.zones_table(v["zones"], href)}</section>
 <section id="map"><h2>Where the photos were taken</h2>{map_html}</section>
 <section id="changes"><h2>What changed since the last night</h2>
 {page.changes_table(v["changes"], href, v["compared"])}</section>
 <section id="review"><h2>Review queue: what a person should check, and why</h2>
 {page.review_table(v["queue"], v["by_uri"], href)}</section>
 <section id="photos"><h2>All photos</h2>{page.photo_table(v["photos"])}</section>
-<section id="gallery"><h2>Rust photos, most probable first</h2>{more}
+{_gallery(v)}"""
+
+
+def _gallery(v: Mapping) -> str:
+    """The rust thumbnails, most probable first, saying when the list is cut short."""
+    entries = v["entries"]
+    gallery = "".join(_figure(e, v["href"](data.text(e.image_uri)), i) for i, e in enumerate(entries))
+    more = (
+        f"<p class='muted'>Showing the {len(entries)} most probable of {v['listed']} rust photos; the CSV lists all.</p>"
+        if len(entries) < v["listed"]
+        else ""
+    )
+    return f"""<section id="gallery"><h2>Rust photos, most probable first</h2>{more}
 <div class="gallery worst-strip">{gallery or "<p class='muted'>No rust found.</p>"}</div></section>
-<section id="details"><h2>Grades and errors</h2><div class="side">
+"""
+
+
+def _details(stats: SurveyStats) -> str:
+    """The grade histogram, unreadable files by reason, and the run's counts."""
+    errors = "".join(
+        f'<tr><td>{html.escape(r)}</td><td class="num">{n}</td></tr>' for r, n in sorted(stats.errors_by_reason.items())
+    )
+    return f"""<section id="details"><h2>Grades and errors</h2><div class="side">
 <div><h3>ASTM D610 grade (from the rusted area; errs towards worse)</h3>{page.histogram(stats.grades)}</div>
 <div><h3>Unreadable files by reason</h3><table class="data">{errors or "<tr><td>none</td></tr>"}</table>
 <h3 style="margin-top:14px">Counts</h3><table class="data counts">
@@ -211,13 +235,23 @@ def _page(**v) -> str:
 <tr><td>Classified rust</td><td>{stats.classified_rust}</td></tr>
 <tr><td>Rust boxes</td><td>{stats.boxes}</td></tr>
 <tr><td>Unreadable files (errors)</td><td>{stats.errors}</td></tr></table></div></div></section>
-</main>
-{page.json_script("report-colours", colours)}
+"""
+
+
+def _scripts(v: Mapping) -> str:
+    """The page's data as JSON (grade colours, table rows, thumbnails) and its inlined script."""
+    table_data = page.table_rows(v["photos"], v["queued"], v["href"], v["thumb_index"])
+    colours = [data.grade_colour(g) for g in range(11)]
+    return f"""{page.json_script("report-colours", colours)}
 {page.json_script("report-rows", table_data)}
 {page.json_script("report-thumbs", v["thumbs"])}
 <script>{page.static_text("report.js")}</script>
 </body></html>
 """
+
+
+def _page(**v) -> str:
+    return _header(v) + _first_screen(v) + _sections(v) + _details(v["stats"]) + "</main>\n" + _scripts(v)
 
 
 def write_report(path: str, text: str) -> None:
