@@ -24,6 +24,7 @@ import numpy as np
 from corrosion.core import io_utils
 from training.segmenter.config import SegmenterConfig
 from training.segmenter.data import SplitData, _features, _pixel_facts, cache_key
+from training.segmenter.fitting import fit
 from training.segmenter.model import FEATURE_NAMES
 
 log = logging.getLogger("training.train_segmenter")
@@ -118,8 +119,6 @@ def network(features: keras.Model, decoder: keras.Model, config: SegmenterConfig
 def fine_tune(features: keras.Model, decoder: keras.Model, train: SplitData, val: SplitData,
               config: SegmenterConfig, logs: str) -> tuple[keras.Model, dict]:  # fmt: skip
     """The upper backbone and the decoder trained together; (that network, its history)."""
-    from training.segmenter.train import fit
-
     model, upper = network(features, decoder, config)
     log.info("fine-tuning %d backbone weights after %s for up to %d epochs",
              sum(int(np.prod(w.shape)) for w in upper.trainable_weights), config.fine_tune_from,

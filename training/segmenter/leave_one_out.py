@@ -27,6 +27,7 @@ from corrosion.data import layout
 from training.segmenter import fine_tune, flip_test, metrics
 from training.segmenter.config import SegmenterConfig
 from training.segmenter.data import REGIONS, SplitData
+from training.segmenter.fitting import fit, predict
 from training.segmenter.model import FEATURE_NAMES, build_decoder
 from training.segmenter.subsets import select, where_source
 
@@ -54,8 +55,6 @@ def fold(splits: dict[str, SplitData], held_out: str, config: SegmenterConfig, f
     validation figures (the other sources). Under ``flip_test`` the same decoder is scored a second
     time with flip test-time augmentation (``flip_test`` in the result), so the two are paired; under
     ``fine_tune_from``, the decoder on the frozen features is scored before the fine-tuning too."""
-    from training.segmenter.train import fit
-
     started = time.time()
     train = select(splits[layout.TRAIN], where_source(splits[layout.TRAIN], lambda s: s != held_out))
     validation = splits[layout.VALIDATION]
@@ -105,8 +104,6 @@ def _scored(decoder, splits: dict[str, SplitData], held_out: str, config: Segmen
 
 def _maps(decoder, data: SplitData, rows: np.ndarray, config: SegmenterConfig, tta: bool):
     """(one rust map per photo at ``rows``, those photos): mirrored and averaged under ``tta``."""
-    from training.segmenter.train import predict
-
     part = flip_test.with_mirrors(data, rows) if tta else select(data, rows)
     probs = flip_test.predict_photos(predict, decoder, part, config.batch_size, tta)
     return probs, flip_test.photos_only(part)

@@ -32,12 +32,12 @@ from training.common import lite, report
 from training.common.export import export_model
 from training.common.job import Job, JobSpec
 from training.common.job import main as job_main
-from training.common.tensorboard import TensorBoardScalars
 from training.segmenter import fine_tune, flip_test, metrics, model_card
 from training.segmenter.config import DEFAULT_FILE, SegmenterConfig
 from training.segmenter.data import SplitData, cache_key, load_augmented, load_split, sample_photos
 from training.segmenter.data import load as load_cached
 from training.segmenter.data import save as save_cached
+from training.segmenter.fitting import fit, predict
 from training.segmenter.model import (
     FEATURE_NAMES,
     build_decoder,
@@ -80,84 +80,6 @@ def _cache_folders(data: str, config: SegmenterConfig, weights: str) -> dict[str
         s: io_utils.join(config.feature_cache, f"{s}-{cache_key(data, s, config, weights, f)}")
         for s, f in flips.items()
     }
-
-
-def region_loss(dice_weight: float):
-    """Weighted per-cell cross-entropy on rust shares + soft Dice; ``y_true`` packs (share, weight)."""
-
-    def loss(y_true: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
-        target, weight = y_true[..., 0], y_true[..., 1]
-        bce = tf.nn.sigmoid_cross_entropy_with_logits(labels=target, logits=logits)
-        bce = tf.reduce_sum(weight * bce) / tf.maximum(tf.reduce_sum(weight), 1.0)
-        p = tf.sigmoid(logits)
-        inter = tf.reduce_sum(weight * p * target)
-        dice = 1.0 - (2.0 * inter + 1.0) / (tf.reduce_sum(weight * (p + target)) + 1.0)
-        return bce + dice_weight * dice
-
-    return loss
-
-
-class Batches(keras.utils.PyDataset):
-    """Batches of the cached float16 features as float32, with (share, weight) targets packed.
-
-    Slicing per batch keeps the cache as it is: handing Keras the whole arrays makes it copy them
-    (as float32: twice the cache) before the first step.
-    """
-
-    def __init__(self, data: SplitData, batch_size: int, shuffle: bool, seed: int,
-                 names: tuple[str, ...] = FEATURE_NAMES) -> None:  # fmt: skip
-        super().__init__()
-        self.data, self.batch_size, self.shuffle, self.names = data, batch_size, shuffle, names
-        self.rng = np.random.default_rng(seed)
-        self.order = np.arange(len(data))
-        self.on_epoch_end()
-
-    def __len__(self) -> int:
-        return max(1, -(-len(self.data) // self.batch_size))
-
-    def __getitem__(self, index: int):
-        rows = np.sort(self.order[index * self.batch_size : (index + 1) * self.batch_size])
-        x = {name: self.data.features[name][rows].astype(np.float32) for name in self.names}
-        y = np.stack([self.data.target[rows], self.data.weight[rows]], axis=-1).astype(np.float32)
-        return x, y
-
-    def on_epoch_end(self) -> None:
-        if self.shuffle:
-            self.rng.shuffle(self.order)
-
-
-def fit(decoder: keras.Model, train: SplitData, val: SplitData, config: SegmenterConfig, model_dir: str,
-        epochs: int | None = None, learning_rate: float | None = None) -> dict:  # fmt: skip
-    """The decoder (or any network on cached inputs named as its inputs) on the cached features;
-    best epoch by validation loss restored. Returns the history."""
-    epochs = epochs or config.head_epochs
-    steps = max(1, len(train) // config.batch_size)
-    schedule = keras.optimizers.schedules.CosineDecay(learning_rate or config.head_learning_rate, steps * epochs,
-                                                      alpha=0.05)  # fmt: skip
-    decoder.compile(
-        keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay), loss=region_loss(config.dice_weight)
-    )
-    callbacks = [
-        keras.callbacks.EarlyStopping(patience=config.early_stopping_patience, restore_best_weights=True, verbose=1),
-        TensorBoardScalars(io_utils.join(model_dir, "logs")),
-    ]
-    names = input_names(decoder)
-    history = decoder.fit(
-        Batches(train, config.batch_size, True, config.seed, names), epochs=epochs,
-        validation_data=Batches(val, config.batch_size, False, config.seed, names), callbacks=callbacks, verbose=2,
-    )  # fmt: skip
-    return {k: [float(v) for v in values] for k, values in history.history.items()}
-
-
-def input_names(network: keras.Model) -> tuple[str, ...]:
-    """The cached arrays a network on cached features reads, by its inputs' names."""
-    return tuple(x.name for x in network.inputs)
-
-
-def predict(decoder: keras.Model, data: SplitData, batch_size: int) -> np.ndarray:
-    batches = Batches(data, batch_size, False, 0, input_names(decoder))
-    logits = [np.asarray(decoder.predict_on_batch(batches[i][0])) for i in range(len(batches))]
-    return tf.sigmoid(np.concatenate(logits)).numpy()
 
 
 def export(model_dir: str, network: keras.Model, metadata: serving.ModelMetadata) -> None:
