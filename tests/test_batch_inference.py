@@ -195,10 +195,18 @@ def test_bigquery_rows_and_table_settings_without_network(work, survey, classifi
     monkeypatch.setattr(beam.io, "WriteToBigQuery", FakeWriteToBigQuery)
     monkeypatch.setattr(bi, "clear_bigquery_night", lambda *a: captured.setdefault("cleared", True))
     monkeypatch.setattr(bi.cloud_checks, "check_bigquery", lambda table: captured.setdefault("checked", table))
+    from corrosion.review import survey_changes
+
+    def load_changes(table, rows, survey_id, night):  # the changes table's load, after the pipeline
+        captured["changes"] = (table, list(rows), survey_id)
+        return len(rows)
+
+    monkeypatch.setattr(survey_changes, "load_bigquery", load_changes)
     run_pipeline(
         "--input", str(survey.root / "*.jpg"), "--classifier", classifier, "--output", str(work / "bq_out"),
         "--bigquery_table", "proj:surveys.rust", "--survey_id", "hull-7",
     )  # fmt: skip
+    assert captured["changes"] == ("proj:surveys.rust", [], "hull-7")  # a first night: nothing changed
     rows = [json.loads(line) for p in (work / "bq").glob("rows*") for line in p.read_text().splitlines()]
     schema = results.load_schema()
     assert len(rows) == len(survey.images)
