@@ -178,7 +178,10 @@ def test_nights_land_in_a_partitioned_clustered_bigquery_table_replacing_a_rerun
     assert all(results.validate_row(r, schema) == [] for r in landed)
     created = client.get_table(table)
     assert [(f.name, f.field_type, f.mode) for f in created.schema] == [(f.name, f.type, f.mode) for f in schema]
-    loads = [j for j in client.list_jobs(all_users=True) if j.job_type == "load"]
+    loads = [  # this table's (the emulator is the session's: other tests load other tables into it)
+        j for j in client.list_jobs(all_users=True) if j.job_type == "load" and j.destination.table_id == "rust"
+        and j.destination.dataset_id == "surveys"
+    ]  # fmt: skip
     assert loads and all(  # asked of the load job that creates the table (the emulator does not apply them)
         j.time_partitioning.type_ == "DAY" and j.time_partitioning.field == "processed_at" for j in loads
     )

@@ -251,11 +251,11 @@ def test_where_columns_and_changes_land_in_bigquery_on_the_emulator(models, loca
         monkeypatch.setenv(name, value)
     cloud.create_bucket("changes-bucket")
     client = bigquery.Client(project=cloud.project)
-    client.create_dataset("surveys", exists_ok=True)
+    client.create_dataset("where_changes", exists_ok=True)  # its own: the emulator serves the whole session
     n1, n2, out = tmp_path / "n1", tmp_path / "n2", tmp_path / "out"
     photo(n1 / "hull-7/port/a.jpg", rust=False, gps=GPS, when="2026:12:01 10:00:00")
     photo(n2 / "hull-7/port/a.jpg", rust=True, gps=GPS, when="2026:12:02 10:00:00")
-    flags = ("--bigquery_table", f"{cloud.project}:surveys.rust", "--temp_location", "gs://changes-bucket/tmp",
+    flags = ("--bigquery_table", f"{cloud.project}:where_changes.rust", "--temp_location", "gs://changes-bucket/tmp",
              "--project", cloud.project)  # fmt: skip
     night_run(models, n1, out, "2026-12-01", *flags)
     summary = night_run(models, n2, out, "2026-12-02", *flags)
@@ -267,7 +267,7 @@ def test_where_columns_and_changes_land_in_bigquery_on_the_emulator(models, loca
     plain = ", ".join(c for c in results.result_columns() if c != "location")
     sql = (
         f"SELECT {plain}, ST_X(location) AS lon, ST_Y(location) AS lat, ST_ASTEXT(location) AS wkt "
-        f"FROM `{cloud.project}.surveys.rust` WHERE DATE(processed_at) = '2026-12-02'"
+        f"FROM `{cloud.project}.where_changes.rust` WHERE DATE(processed_at) = '2026-12-02'"
     )
     landed = [dict(r.items()) for r in client.query(sql).result()]
     assert len(landed) == len(csv_rows) == 1
@@ -279,13 +279,13 @@ def test_where_columns_and_changes_land_in_bigquery_on_the_emulator(models, loca
     )
     assert got.pop("wkt").replace(" (", "(") == f"POINT(-10.75 {want['gps_latitude']!r})"
     assert got == want
-    assert [(f.name, f.field_type) for f in client.get_table(f"{cloud.project}.surveys.rust").schema][-8:] == [
+    assert [(f.name, f.field_type) for f in client.get_table(f"{cloud.project}.where_changes.rust").schema][-8:] == [
         ("capture_time", "TIMESTAMP"), ("gps_latitude", "FLOAT"), ("gps_longitude", "FLOAT"), ("gps_altitude", "FLOAT"),
         ("camera_model", "STRING"), ("location", "GEOGRAPHY"), ("asset", "STRING"), ("zone", "STRING"),
     ]  # fmt: skip
 
-    table = f"{cloud.project}.surveys.rust_changes"
-    assert summary["changes"]["bigquery_table"] == f"{cloud.project}:surveys.rust_changes"
+    table = f"{cloud.project}.where_changes.rust_changes"
+    assert summary["changes"]["bigquery_table"] == f"{cloud.project}:where_changes.rust_changes"
     changes = sc.read_changes(summary["changes"]["file"])
     stored = sorted(
         (dict(r.items()) for r in client.query(f"SELECT * FROM `{table}`").result()),

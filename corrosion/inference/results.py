@@ -160,19 +160,31 @@ def parse_csv_value(text: str, kind: str) -> Any:
     return text
 
 
-def read_csv_rows(paths: Iterable[str], schema: Sequence[SchemaField] | None = None) -> list[dict[str, Any]]:
+def read_csv_rows(
+    paths: Iterable[str], schema: Sequence[SchemaField] | None = None, unreadable: list[str] | None = None
+) -> list[dict[str, Any]]:
     """Result rows back from CSV shards, typed by the schema (for tests, scripts and --skip_processed).
 
     A shard written before a column was added (columns are only ever added at the end) gives that
-    column as None, so every row has every schema column whatever night it comes from."""
+    column as None, so every row has every schema column whatever night it comes from. With
+    ``unreadable`` (earlier nights' shards, which anything may have touched since), undecodable bytes
+    are replaced and a record that is not a row ("PATH line N: why") goes there instead of raising."""
     schema = schema or load_schema()
     types = {f.name: f.type for f in schema}
     rows = []
     for path in paths:
-        reader = csv.DictReader(io.StringIO(io_utils.read_text(path)))
+        text = io_utils.read_text(path, errors="strict" if unreadable is None else "replace")
+        reader = csv.DictReader(io.StringIO(text))
         absent = dict.fromkeys(n for n in types if n not in (reader.fieldnames or ()))
         for record in reader:
-            rows.append({**{k: parse_csv_value(v, types.get(k, "STRING")) for k, v in record.items()}, **absent})
+            try:
+                if None in record or None in record.values():
+                    raise ValueError(f"{len(reader.fieldnames or ())} columns in the header, not in this record")
+                rows.append({**{k: parse_csv_value(v, types.get(k, "STRING")) for k, v in record.items()}, **absent})
+            except ValueError as e:
+                if unreadable is None:
+                    raise ValueError(f"{path} line {reader.line_num}: {e}") from e
+                unreadable.append(f"{path} line {reader.line_num}: {e}")
     return rows
 
 

@@ -188,11 +188,14 @@ class Night:
 
 def read_nights(nights: Sequence[NightFiles]) -> tuple[list[Night], dict[str, dict[str, Any]]]:
     """The earlier nights as tables, and every scored row by sha256 (latest), for skipped photos."""
-    loaded = []
+    loaded, unreadable = [], []
     for n in nights:
-        rows = results.read_csv_rows(n.results)
+        rows = results.read_csv_rows(n.results, unreadable=unreadable)
         skipped = [r for p in n.beside("skipped") for r in read_csv_dicts(p)]
         loaded.append((n, rows, skipped))
+    if unreadable:
+        log.warning("%d records of earlier nights are not result rows, left out of the comparison: %s",
+                    len(unreadable), "; ".join(unreadable[:5]))  # fmt: skip
     scored: dict[str, dict[str, Any]] = {}
     for _, rows, _ in loaded:
         for r in sorted(rows, key=lambda r: r.get("processed_at") or ""):
