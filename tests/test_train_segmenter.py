@@ -345,22 +345,36 @@ def test_fine_tuning_the_upper_backbone_trains_only_the_layers_after_the_cut_and
     assert not changed("block_14_expand_BN", "moving_mean") and not changed("block_14_expand_BN", "gamma")
 
 
-def test_leave_one_source_out_fine_tunes_each_fold_and_scores_it_again_with_flip_test(trained, tmp_path):
+def test_leave_one_source_out_fine_tunes_each_fold_and_scores_it_again_with_flip_test(trained, tmp_path, monkeypatch):
     from training import leave_one_source_out
+    from training.segmenter import fine_tune
 
+    started_from = []  # the upper backbone's weights as each fold's fine-tuning begins
+    real = fine_tune.fine_tune
+
+    def recording(features, decoder, train, val, config, logs):
+        upper, _ = fine_tune.upper_model(features, config)
+        started_from.append(np.concatenate([w.reshape(-1) for w in upper.get_weights()]))
+        return real(features, decoder, train, val, config, logs)
+
+    monkeypatch.setattr(fine_tune, "fine_tune", recording)
     out, _ = trained
     cache = out["feature_cache"]["train"].rsplit("/", 1)[0]
-    argv = ["--data", out["data"], "--output", str(tmp_path / "loso"), "--source", "tanks", "--set", "input_size=64",
+    argv = ["--data", out["data"], "--output", str(tmp_path / "loso"), "--source", "tanks", "--source", "bridges",
+            "--set", "input_size=64",
             "--set", "weights=none", "--set", "head_epochs=12", "--set", "batch_size=16", "--set", "decoder_channels=32",
             "--set", f"feature_cache={cache}", "--set", "flip_test=true", "--set", "fine_tune_from=block_12_add",
             "--set", "fine_tune_epochs=1"]  # fmt: skip
     assert leave_one_source_out.main(argv) == 0
     result = json.loads((tmp_path / "loso" / "leave_one_source_out.json").read_text())
-    (tanks,) = result["folds"]
-    assert tanks["fine_tune_epochs"] == 1
+    tanks, bridges = result["folds"]
+    assert len(started_from) == 2 and np.array_equal(*started_from)  # the second fold from the same weights
+    assert tanks["fine_tune_epochs"] == bridges["fine_tune_epochs"] == 1
     assert tanks["before_fine_tune"]["held_out_figures"]["pixel_f1"] != tanks["held_out_figures"]["pixel_f1"]
     plain, flipped = tanks["held_out_figures"], tanks["flip_test"]["held_out_figures"]
     assert plain["region_photos"] == flipped["region_photos"] == 30  # the photos, each once, mirrors averaged in
     assert plain["pixel_f1"] != flipped["pixel_f1"]
-    assert result["summary"]["flip_test"]["mean_pixel_f1"] == flipped["pixel_f1"]
+    assert result["summary"]["flip_test"]["mean_pixel_f1"] == pytest.approx(
+        (flipped["pixel_f1"] + bridges["flip_test"]["held_out_figures"]["pixel_f1"]) / 2
+    )
     assert "With flip test-time augmentation" in (tmp_path / "loso" / "leave_one_source_out.md").read_text()

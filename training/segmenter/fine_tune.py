@@ -129,8 +129,8 @@ def fine_tune(features: keras.Model, decoder: keras.Model, train: SplitData, val
 
 
 def reset_upper(features: keras.Model, config: SegmenterConfig):
-    """A function that puts the upper backbone's ImageNet weights back (one fold's fine-tuning must
-    not carry into the next: the layers are shared)."""
+    """A function that puts the upper backbone's present weights back (call it before any
+    fine-tuning: one fold's must not carry into the next, the layers are shared)."""
     upper, _ = upper_model(features, config)
     saved = upper.get_weights()
     return lambda: upper.set_weights(saved)

@@ -50,11 +50,12 @@ def region_sources(splits: dict[str, SplitData], minimum: int = MIN_REGION_PHOTO
     return [s for s, n in sorted(counts.items(), key=lambda kv: -kv[1]) if n >= minimum]
 
 
-def fold(splits: dict[str, SplitData], held_out: str, config: SegmenterConfig, features=None) -> dict:
+def fold(splits: dict[str, SplitData], held_out: str, config: SegmenterConfig, features=None, restore=None) -> dict:
     """Train without ``held_out``, score on all of its photos; the held-out figures and the fold's own
     validation figures (the other sources). Under ``flip_test`` the same decoder is scored a second
     time with flip test-time augmentation (``flip_test`` in the result), so the two are paired; under
-    ``fine_tune_from``, the decoder on the frozen features is scored before the fine-tuning too."""
+    ``fine_tune_from``, the decoder on the frozen features is scored before the fine-tuning too, and
+    ``restore`` puts ImageNet's upper weights back first (the layers are shared by every fold)."""
     started = time.time()
     train = select(splits[layout.TRAIN], where_source(splits[layout.TRAIN], lambda s: s != held_out))
     validation = splits[layout.VALIDATION]
@@ -65,9 +66,9 @@ def fold(splits: dict[str, SplitData], held_out: str, config: SegmenterConfig, f
     with tempfile.TemporaryDirectory(prefix="loso-") as logs:
         history = fit(decoder, train, val, config, logs)
         result = {"held_out": held_out, "epochs": len(history["loss"]), "training_views": len(train)}
-        if config.fine_tune_from:  # from ImageNet's upper layers again: they are shared by every fold
+        if config.fine_tune_from:
             result["before_fine_tune"] = _scored(decoder, splits, held_out, config, tta=False)  # the pair to it
-            fine_tune.reset_upper(features, config)()
+            restore()
             scorer, tuned = fine_tune.fine_tune(features, decoder, train, val, config, logs)
             result["fine_tune_epochs"] = len(tuned["loss"])
     result |= _scored(scorer, splits, held_out, config, tta=False)
@@ -146,5 +147,6 @@ def run(splits: dict[str, SplitData], config: SegmenterConfig, sources: list[str
         raise ValueError("fine_tune_from is set: pass the feature extractor (training.segmenter.train.prepared_splits)")
     chosen = sources or region_sources(splits)
     log.info("leave-one-source-out over %s", chosen)
-    folds = [fold(splits, source, config, features) for source in chosen]
+    restore = fine_tune.reset_upper(features, config) if config.fine_tune_from else None  # before any fold
+    folds = [fold(splits, source, config, features, restore) for source in chosen]
     return {"summary": summary(folds), "folds": folds, "config": dataclasses.asdict(config)}
