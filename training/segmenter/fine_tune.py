@@ -59,7 +59,7 @@ def with_cut(splits: dict[str, SplitData], data: str, features: keras.Model, con
         if config.feature_cache is not None:
             key = cache_key(data, split, config, weights, flip, ("cut", config.fine_tune_from))
             folder = io_utils.join(config.feature_cache, f"{split}-cut-{key}")
-        cut = _cached_cut(folder, len(found))
+        cut = _cached_cut(folder)
         if cut is None:
             log.info("%s: caching the output of %s", split, config.fine_tune_from)
             _, kept = _pixel_facts(data, split, config)
@@ -73,7 +73,7 @@ def with_cut(splits: dict[str, SplitData], data: str, features: keras.Model, con
     return out
 
 
-def _cached_cut(folder: str | None, rows: int) -> np.ndarray | None:
+def _cached_cut(folder: str | None) -> np.ndarray | None:
     if folder is None or not io_utils.exists(io_utils.join(folder, "done")):
         return None
     return np.load(io_utils.join(folder, f"{CUT}.npy"), mmap_mode="r")
