@@ -23,6 +23,7 @@ _NORMALISATION_MODES = {
     "VGG": "caffe",
     "DenseNet": "torch",
     "EfficientNet": "none",
+    "EfficientNetLite": "lite",  # (x - 127) / 128, as the TF Lite originals (corrosion/models/efficientnet_lite.py)
     "MobileNetV3": "none",
     "ConvNeXt": "none",
 }
@@ -81,6 +82,8 @@ def normalisation_layer(architecture: str):
     mode = normalisation_mode(architecture)
     if mode == "tf":
         return keras.layers.Rescaling(1.0 / 127.5, offset=-1.0, name="normalise")
+    if mode == "lite":
+        return keras.layers.Rescaling(1.0 / 128.0, offset=-127.0 / 128.0, name="normalise")
     if mode == "none":
         return keras.layers.Identity(name="normalise")
     return keras.layers.Lambda(
