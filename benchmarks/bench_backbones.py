@@ -1,0 +1,75 @@
+"""Wall time per photo of the segmenter's frozen feature extractor: EfficientNet-Lite2 against MobileNetV2.
+
+Both extractors (``training.segmenter.model.build_feature_extractor``: normalisation, backbone, the
+three taps) at the same input size in one process, random weights (speed does not depend on them),
+``--images`` generated 0..255 photos in batches of ``--batch`` as the feature cache runs them. The
+two are timed in alternating rounds so that load from other processes falls on both; the figure is
+each one's best round (ms per photo) and their ratio. Writes ``bench_out/backbones.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger("benchmarks.bench_backbones")
+REPO = Path(__file__).resolve().parent.parent
+BACKBONES = {
+    "MobileNetV2": ("block_6_expand_relu", "block_13_expand_relu", "out_relu"),
+    "EfficientNetLite2": ("block7_expand_relu", "block15_expand_relu", "top_relu"),
+}
+
+
+def _extractor(backbone: str, size: int):
+    import tensorflow as tf
+
+    from corrosion.models.weights import resolve_weights
+    from training.segmenter.config import SegmenterConfig
+    from training.segmenter.model import build_feature_extractor
+
+    config = SegmenterConfig(backbone=backbone, input_size=size, feature_layers=BACKBONES[backbone])
+    model = build_feature_extractor(config, resolve_weights("none"))
+    return tf.function(lambda x: model(x, training=False), jit_compile=False), model.count_params()
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--images", type=int, default=64)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--out", default=str(REPO / "bench_out" / "backbones.json"))
+    args = parser.parse_args(argv)
+    rng = np.random.default_rng(0)
+    images = rng.uniform(0, 255, (args.images, args.size, args.size, 3)).astype(np.float32)
+    runs = {name: _extractor(name, args.size) for name in BACKBONES}
+    best = {name: float("inf") for name in BACKBONES}
+    for fn, _ in runs.values():
+        fn(images[: args.batch])  # trace and warm up
+    for _ in range(args.rounds):
+        for name, (fn, _) in runs.items():
+            start = time.perf_counter()
+            for i in range(0, len(images), args.batch):
+                np.asarray(fn(images[i : i + args.batch])["s32"])
+            best[name] = min(best[name], (time.perf_counter() - start) / len(images) * 1000)
+    figures = {
+        "input_size": args.size,
+        "images": args.images,
+        "ms_per_photo": {n: round(v, 2) for n, v in best.items()},
+        "parameters": {n: int(p) for n, (_, p) in runs.items()},
+        "ratio_lite2_to_mobilenetv2": round(best["EfficientNetLite2"] / best["MobileNetV2"], 2),
+    }
+    print(json.dumps(figures, indent=2))
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(figures, indent=2) + "\n")
+    return figures
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO)
+    main()
