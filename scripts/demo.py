@@ -55,10 +55,6 @@ class DemoSize:
     classifier_head_epochs: int
     classifier_fine_tune_epochs: int
     classifier_input_size: int
-    detector_head_epochs: int
-    detector_fine_tune_epochs: int
-    detector_input_size: int
-    detector_batch_size: int
     region_photos: int
     regions_head_epochs: int
     regions_input_size: int

@@ -1,9 +1,9 @@
 """``make demo-cycle``: two survey nights with the review loop between them, on generated photos.
 
-labelled photos -> data set -> classifier and detector V1 (each published to its model root and
-promoted) -> night 1 scored by V1 -> review queue -> corrections (the photos' known truth written
+labelled photos (VOC boxes, and rust masks) -> data set -> classifier and rust-region model
+(segmenter) V1 (each published to its model root and promoted) -> night 1 scored by V1 -> review queue -> corrections (the photos' known truth written
 as labelImg files, standing in for the inspector) -> data set rebuilt with them (--corrections,
---previous_manifest) -> classifier and detector V2 trained into their roots (not promoted) ->
+--previous_manifest) -> classifier and rust-region model V2 trained into their roots (not promoted) ->
 training.compare V2 against V1 on the test split, each promoted only if not worse -> night 2
 (night 1's photos plus new ones) scored by what the roots then serve, with --skip_processed
 re-scoring what a new version must -> pipelines.compare_nights: night 1's rows against night 2's,
@@ -26,7 +26,7 @@ from corrosion.core.config import config_path, load_config
 from corrosion.models import versions
 from corrosion.review import exports
 from corrosion.testing import synthetic
-from scripts.demo import DemoConfig, DemoSize, _step, generate_labelled, pick_weights
+from scripts.demo import DemoConfig, DemoSize, _step, generate_labelled, generate_region_labelled, pick_weights
 
 log = logging.getLogger("demo_cycle")
 
@@ -39,11 +39,10 @@ def train_classifier(dataset: Path, size: DemoSize, weights: str, root: Path) ->
     )  # fmt: skip
 
 
-def train_detector(dataset: Path, size: DemoSize, weights: str, root: Path) -> None:
+def train_segmenter(dataset: Path, size: DemoSize, weights: str, root: Path) -> None:
     _step(
-        "train detector", "training.train_detector", "--data", str(dataset), "--model_root", str(root),
-        "--set", f"model.input_size={size.detector_input_size}", "--head_epochs", str(size.detector_head_epochs),
-        "--fine_tune_epochs", str(size.detector_fine_tune_epochs), "--batch_size", str(size.detector_batch_size),
+        "train rust-region model", "training.train_segmenter", "--data", str(dataset), "--model_root", str(root),
+        "--input_size", str(size.regions_input_size), "--head_epochs", str(size.regions_head_epochs),
         "--weights", weights,
     )  # fmt: skip
 
@@ -51,7 +50,7 @@ def train_detector(dataset: Path, size: DemoSize, weights: str, root: Path) -> N
 def night(photos: Path, roots: dict[str, Path], out: Path, date: str) -> dict:
     _step(
         f"night {date}", "pipelines.batch_inference", "--input", str(photos / "*"), "--classifier",
-        str(roots["classifier"]), "--detector", str(roots["detector"]), "--output", str(out), "--skip_processed", str(out), "--survey_id", "hull-7",
+        str(roots["classifier"]), "--regions", str(roots["segmenter"]), "--output", str(out), "--skip_processed", str(out), "--survey_id", "hull-7",
         "--run_date", date,
     )  # fmt: skip
     return json.loads((out / f"date={date}" / "hull-7-summary.json").read_text())
@@ -78,11 +77,12 @@ def run_cycle(workdir: Path, tiny: bool, seed: int = 11) -> dict:
         shutil.rmtree(workdir)
     workdir.mkdir(parents=True)
     w = pick_weights(tiny)
-    roots = {kind: workdir / "models" / kind for kind in ("classifier", "detector")}
-    trainers = {"classifier": train_classifier, "detector": train_detector}
+    roots = {kind: workdir / "models" / kind for kind in ("classifier", "segmenter")}
+    trainers = {"classifier": train_classifier, "segmenter": train_segmenter}
     generate_labelled(workdir / "labelled", size, seed)
-    _step("build data set", "pipelines.build_dataset", "--input", str(workdir / "labelled"),
-          "--output_dir", str(workdir / "d1"))  # fmt: skip
+    generate_region_labelled(workdir / "labelled_regions", size, seed + 3)
+    inputs = [a for folder in ("labelled", "labelled_regions") for a in ("--input", str(workdir / folder))]
+    _step("build data set", "pipelines.build_dataset", *inputs, "--output_dir", str(workdir / "d1"))
     for kind, root in roots.items():
         trainers[kind](workdir / "d1", size, w, root)
         _step(f"promote {kind} V1", "training.versions", "promote", str(root), versions.versions(str(root))[0])
@@ -98,7 +98,7 @@ def run_cycle(workdir: Path, tiny: bool, seed: int = 11) -> dict:
           str(roots["classifier"]), "--budget", budget, "--output", str(workdir / "review"))  # fmt: skip
     corrected = correct(workdir / "review", truth, workdir / "corrections")
     _step(
-        "rebuild data set", "pipelines.build_dataset", "--input", str(workdir / "labelled"),
+        "rebuild data set", "pipelines.build_dataset", *inputs,
         "--corrections", str(workdir / "corrections"), "--previous_manifest", str(workdir / "d1" / "manifest.csv"),
         "--output_dir", str(workdir / "d2"),
     )  # fmt: skip
@@ -136,7 +136,7 @@ def compare(root: Path, v1: str, v2: str, output: Path) -> bool:
 
 def summarise(workdir: Path, first: dict, second: dict, corrected: int, models: dict) -> dict:
     def served(night: dict) -> dict:
-        return {"classifier": night["classifier_version"], "detector": night["detector_version"]}
+        return {"classifier": night["classifier_version"], "segmenter": night["detector_version"]}
 
     diff = workdir / "night_diff" / "summary.json"
     summary = {
