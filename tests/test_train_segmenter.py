@@ -64,7 +64,10 @@ def trained(tmp_path_factory):
     build_dataset.run([*inputs, "--output_dir", str(data)])  # three inputs: three sources
     config = load_segmenter_config(None, {"input_size": 64, "weights": "none", "head_epochs": 40, "batch_size": 16,
                                           "early_stopping_patience": 40, "decoder_channels": 32,
-                                          "feature_cache": str(tmp_path_factory.mktemp("features"))})  # fmt: skip
+                                          "feature_cache": str(tmp_path_factory.mktemp("features")),
+                                          # the int8 copy's mechanics; its tolerance is tested on its own
+                                          "lite_int8": True, "lite_int8_max_f1_drop": 1.0,
+                                          "lite_int8_max_mae_rise": 100.0})  # fmt: skip
     model_dir = tmp_path_factory.mktemp("model")
     return train_segmenter.train(str(data), str(model_dir), config), model_dir
 
@@ -85,6 +88,58 @@ def test_a_short_run_finds_rust_pixels_a_constant_guess_cannot(trained):
     assert saved["threshold"] == out["threshold"] and "| pooled |" in (model_dir / "model_card.md").read_text()
     meta = json.loads((model_dir / "metadata.json").read_text())
     assert meta["kind"] == "segmenter" and meta["threshold"] == out["threshold"]
+
+
+def test_the_int8_copy_is_scored_beside_the_float_copy_on_every_validation_photo_and_served_on_request(trained):
+    from corrosion.core import config as core_config
+    from corrosion.models import lite_runtime, serving
+    from pipelines.inference import handlers
+    from pipelines.inference.config import InferenceConfig
+
+    out, model_dir = trained
+    check = out["export_check"]["lite_int8"]
+    validation = out["data_counts"]["validation"]
+    assert check["photos"] == validation["regions"] + validation["negative"] + validation["boxes"]
+    for copy in ("float32", "int8"):
+        assert 0 <= check[copy]["pixel_f1"] <= 1 and check[copy]["seconds"] > 0
+    assert check["pixel_f1_drop"] == pytest.approx(check["float32"]["pixel_f1"] - check["int8"]["pixel_f1"])
+    assert check["written"] and (model_dir / lite_runtime.SEGMENTER_INT8_FILE).exists()
+    meta = serving.read_metadata(str(model_dir))
+    assert meta.extra["lite_int8"]["photos"] == check["photos"]
+    assert lite_runtime.resolve_runtime(str(model_dir), "auto", "detector") == "litert"  # float unless asked
+    assert lite_runtime.resolve_runtime(str(model_dir), "litert_int8", "detector") == "litert_int8"
+    cfg = core_config.load_config(InferenceConfig, core_config.config_path("inference.yaml"))
+    pixels = np.random.default_rng(3).uniform(0, 255, (4, 64, 64, 3)).astype(np.float32)
+    int8 = handlers.DetectorHandler(str(model_dir), meta, cfg, runtime="litert_int8").load_model()
+    float32 = handlers.DetectorHandler(str(model_dir), meta, cfg, runtime="litert").load_model()
+    # this random-weight backbone's features quantise badly (the figures show it); the shipped one's: docs/segmenter.md
+    assert int8.source.endswith(lite_runtime.SEGMENTER_INT8_FILE)
+    maps = int8(pixels)
+    assert maps.shape == float32(pixels).shape and not np.array_equal(maps, float32(pixels))
+    assert maps.min() >= 0 and maps.max() <= 1
+
+
+def test_the_int8_copy_is_kept_only_within_the_f1_and_area_tolerance():
+    from training.segmenter.quantised import within_tolerance
+
+    shipped = load_segmenter_config(None, {})
+    assert (shipped.lite_int8_max_f1_drop, shipped.lite_int8_max_mae_rise) == (0.005, 0.1)
+    assert within_tolerance({"pixel_f1_drop": 0.004, "rusted_pct_mae_rise": 0.09}, shipped)
+    assert within_tolerance({"pixel_f1_drop": -0.01, "rusted_pct_mae_rise": -0.5}, shipped)  # better is kept
+    assert not within_tolerance({"pixel_f1_drop": 0.006, "rusted_pct_mae_rise": 0.0}, shipped)
+    assert not within_tolerance({"pixel_f1_drop": 0.0, "rusted_pct_mae_rise": 0.11}, shipped)
+
+
+def test_an_int8_runtime_without_its_copy_is_refused_with_what_to_do(trained, tmp_path):
+    import shutil
+
+    from corrosion.models import lite_runtime
+
+    _, model_dir = trained
+    bare = shutil.copytree(model_dir, tmp_path / "bare")
+    (bare / lite_runtime.SEGMENTER_INT8_FILE).unlink()
+    with pytest.raises(FileNotFoundError, match="lite_int8=true"):
+        lite_runtime.resolve_runtime(str(bare), "litert_int8", "detector")
 
 
 # ---------------------------------------------------------------- batch inference

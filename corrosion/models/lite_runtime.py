@@ -31,12 +31,14 @@ import numpy as np
 from corrosion.core import io_utils
 from corrosion.models import serving
 
-RUNTIMES = ("auto", "litert", "savedmodel")
+RUNTIMES = ("auto", "litert", "litert_int8", "savedmodel")  # litert_int8: the rust-region model's int8 copy
 SEGMENTER_LITE_FILE = "segmenter.tflite"
+SEGMENTER_INT8_FILE = "segmenter_int8.tflite"  # training.segmenter.quantised: only where it kept the figures
 LITE_FILES = {
     "classifier": serving.CLASSIFIER_LITE_FILE,
     "detector": serving.DETECTOR_LITE_FILE,
     "segmenter": SEGMENTER_LITE_FILE,
+    "segmenter_int8": SEGMENTER_INT8_FILE,
 }
 
 
@@ -62,6 +64,16 @@ def resolve_runtime(model_dir: str, requested: str, kind: str = "classifier") ->
     ``SEGMENTER_LITE_FILE``."""
     if kind == "detector" and _is_segmenter(model_dir):
         kind = "segmenter"
+    if requested == "litert_int8":
+        if kind != "segmenter":
+            raise ValueError(f"litert_int8 is a rust-region model's runtime; {model_dir} is a {kind}")
+        if not has_lite(model_dir, "segmenter_int8"):
+            raise FileNotFoundError(
+                f"{lite_path(model_dir, 'segmenter_int8')} is missing (detector_runtime: litert_int8). Training writes "
+                "it with --set lite_int8=true, and only where it kept the float copy's validation figures; "
+                "or set detector_runtime: auto"
+            )
+        return requested
     if requested == "auto":
         return "litert" if has_lite(model_dir, kind) else "savedmodel"
     if requested == "litert" and not has_lite(model_dir, kind):
@@ -204,10 +216,14 @@ class LiteSegmenter:
 
     @classmethod
     def from_model_dir(
-        cls, model_dir: str, threads: int | None = 1, max_interpreters: int | None = None
+        cls, model_dir: str, threads: int | None = 1, max_interpreters: int | None = None, int8: bool = False
     ) -> LiteSegmenter:
-        path = lite_path(model_dir, "segmenter")
+        path = lite_path(model_dir, "segmenter_int8" if int8 else "segmenter")
         return cls(io_utils.read_bytes(path), threads, path, max_interpreters)
+
+    @property
+    def source(self) -> str:
+        return self._model.source
 
     def __call__(self, pixels: np.ndarray) -> np.ndarray:
         return self._model(**{serving.PIXELS_INPUT: pixels})[serving.SEGMENTER_OUTPUT]

@@ -225,11 +225,12 @@ class DetectorHandler(ModelHandler[tuple[Any, ImageRecord], tuple[Any, Predictio
         limit_tf_threads(self._config.tf_threads_per_call)
         log.info("loading detector %s (%s) from %s", self._metadata.version, self._runtime, self._model_dir)
         c = self._config
-        if self._metadata.kind == "segmenter" and self._runtime == "litert":
+        if self._metadata.kind == "segmenter" and self._runtime in ("litert", "litert_int8"):
             load = partial(
                 lite_runtime.LiteSegmenter.from_model_dir,
                 threads=c.tf_threads_per_call,
                 max_interpreters=c.lite_interpreters_per_process,
+                int8=self._runtime == "litert_int8",
             )
         elif self._metadata.kind == "segmenter":
             load = SavedSegmenter

@@ -1,8 +1,9 @@
 """Write an exported model's LiteRT copy (``corrosion.models.lite_runtime``) beside its SavedModel, checked first.
 
 The training jobs write it on every export; ``python -m training.export_lite MODEL_DIR`` adds it to
-a model exported before (rebuilt from its metadata, config and checkpoint). Copies are float32,
-never quantised, and written only after a check on synthetic steel photos with and without rust:
+a model exported before (rebuilt from its metadata, config and checkpoint). Copies are float32
+(the segmenter's int8 copy is ``training.segmenter.quantised``, checked on its figures), written
+only after a check on synthetic steel photos with and without rust:
 - classifier: the LiteRT file's scores against the SavedModel's pixels signature;
 - detector: the LiteRT network's raw outputs against the Keras network's (the decode after it is
   the SavedModel's own ``serving_decode``, the same function its pixels signature ends with);
@@ -99,18 +100,27 @@ def export_detector_lite(model_dir: str, model, input_size: int, max_abs_diff: f
     return _write(model_dir, "detector", lite_bytes, len(pixels), diff)
 
 
+def convert_segmenter(network, input_size: int, representative: np.ndarray | None = None) -> bytes:
+    """The Keras segmenter as LiteRT bytes with the contract's names: float32, or with ``representative``
+    photos (0..255 RGB at the input) full-integer int8 inside, float32 pixels in and maps out."""
+    import keras
+
+    inputs = keras.Input((input_size, input_size, 3), name=serving.PIXELS_INPUT)
+    maps = keras.layers.Identity(name=serving.SEGMENTER_OUTPUT)(network(inputs, training=False))
+    converter = tf.lite.TFLiteConverter.from_keras_model(keras.Model(inputs, {serving.SEGMENTER_OUTPUT: maps}))
+    if representative is not None:
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        photos = np.asarray(representative, np.float32)
+        converter.representative_dataset = lambda: ([photo[None]] for photo in photos)
+    return converter.convert()
+
+
 def export_segmenter_lite(model_dir: str, network, input_size: int, max_abs_diff: float, check_images: int,
                           photos: np.ndarray | None = None) -> dict:  # fmt: skip
     """The Keras segmenter ``network`` (0..255 RGB -> rust maps, as exported in ``model_dir``) as
     ``segmenter.tflite``, checked against the SavedModel's maps on synthetic ``check_images`` and
     ``photos`` (real ones at the model input); returns the check."""
-    import keras
-
-    inputs = keras.Input((input_size, input_size, 3), name=serving.PIXELS_INPUT)
-    maps = keras.layers.Identity(name=serving.SEGMENTER_OUTPUT)(network(inputs, training=False))
-    lite_bytes = tf.lite.TFLiteConverter.from_keras_model(
-        keras.Model(inputs, {serving.SEGMENTER_OUTPUT: maps})
-    ).convert()
+    lite_bytes = convert_segmenter(network, input_size)
     pixels = check_pixels(input_size, check_images)
     if photos is not None and len(photos):
         pixels = np.concatenate([pixels, np.asarray(photos, np.float32)])

@@ -54,6 +54,12 @@ class SegmenterConfig:
     export_lite: bool = True
     lite_max_abs_diff: float = 1e-4
     lite_check_images: int = 8
+    # an int8 copy too (training.segmenter.quantised: ranges fitted on this many training photos),
+    # written only when its validation figures stay within these of the float32 copy's
+    lite_int8: bool = False
+    lite_int8_calibration_photos: int = 128
+    lite_int8_max_f1_drop: float = 0.005
+    lite_int8_max_mae_rise: float = 0.1
     seed: int = 42
     # A local folder for the frozen features of each split, reused by later runs on the same data
     # set, backbone and taps (seeds, decoder settings); None: computed in memory every run.

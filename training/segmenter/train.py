@@ -32,7 +32,7 @@ from training.common import lite, report
 from training.common.export import export_model
 from training.common.job import Job, JobSpec
 from training.common.job import main as job_main
-from training.segmenter import fine_tune, flip_test, metrics, model_card
+from training.segmenter import fine_tune, flip_test, metrics, model_card, quantised
 from training.segmenter.config import DEFAULT_FILE, SegmenterConfig
 from training.segmenter.data import SplitData, cache_key, load_augmented, load_split, sample_photos
 from training.segmenter.data import load as load_cached
@@ -154,6 +154,8 @@ def train(data: str, model_dir: str, config: SegmenterConfig, config_file: str |
         export_check["lite"] = lite.export_segmenter_lite(model_dir, network, config.input_size,
                                                           config.lite_max_abs_diff, config.lite_check_images,
                                                           np.stack(photos) if photos else None)  # fmt: skip
+        if config.lite_int8:
+            export_check["lite_int8"] = quantised.export_int8(model_dir, network, data, config, threshold)
     out = {
         "model": dataclasses.asdict(metadata) | {"class_names": list(metadata.class_names)},
         "data": data,

@@ -1,0 +1,120 @@
+"""The rust-region model's int8 LiteRT copy against its float32 copy: the same night, the same photos,
+one run (issue 29's "then int8 with a representative data set, kept only if it stays inside the
+tolerance").
+
+Both nights run ``pipelines.batch_inference`` as a user runs it (``bench_night.night_run``), with
+``--detector_runtime litert`` and ``litert_int8``, interleaved ``--repeats`` times; the steady rate
+is the marginal one between a small and a large run, and each keeps its best round. Whether the int8
+copy keeps the model's figures is not measured here but where it is decided: on the validation
+split at training (``training.segmenter.quantised``, ``metadata.json``'s ``lite_int8``), which this
+reports beside the speed. Without ``--regions`` (a segmenter trained with ``--set lite_int8=true``)
+it builds the shipped shape with random weights and both copies (speed only: random weights
+quantise badly). Writes ``bench_out/int8.json``.
+
+    python -m benchmarks.bench_int8 [--regions out/models/segmenter] [--photos 12] [--repeats 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from benchmarks import bench_inference
+from benchmarks.bench_night import REAL_SEGMENTERS, REPO, night_run
+from corrosion.core import io_utils
+from corrosion.models import lite_runtime, serving
+
+log = logging.getLogger("benchmarks.bench_int8")
+
+
+def bench_segmenter_with_int8(model_dir: Path) -> str:
+    """The shipped shape, random weights, with its float32 copy and an int8 copy calibrated on
+    generated steel photos (written without the validation check, which random weights fail)."""
+    from corrosion.models.weights import resolve_weights
+    from training.common import lite
+    from training.segmenter import train as segmenter
+    from training.segmenter.config import load_segmenter_config
+    from training.segmenter.model import build_decoder, build_feature_extractor, build_segmenter, with_standardisation
+
+    config = load_segmenter_config(None, {"weights": "none"})
+    size = config.input_size
+    features = with_standardisation(
+        build_feature_extractor(config, resolve_weights("none")), lite.check_pixels(size, 8)
+    )
+    decoder = build_decoder(config, {n: tuple(t.shape[1:]) for n, t in features.output.items()})
+    network = build_segmenter(features, decoder)
+    segmenter.export(str(model_dir), network, segmenter._metadata(config, "none", 0.5, "benchmark", "none"))
+    bench_inference.write_segmenter_lite(str(model_dir), network, size)
+    int8 = lite.convert_segmenter(network, size, lite.check_pixels(size, 64, seed=1))
+    io_utils.write_bytes(lite_runtime.lite_path(str(model_dir), "segmenter_int8"), int8)
+    return str(model_dir)
+
+
+def find_segmenter(work: Path, given: str | None) -> tuple[str, bool]:
+    """(model dir, whether its int8 copy passed its validation check)."""
+    candidates = [given] if given else [str(d) for d in REAL_SEGMENTERS]
+    for found in candidates:
+        if found and lite_runtime.has_lite(found, "segmenter_int8"):
+            return found, True
+    if given:
+        raise SystemExit(f"{given} has no {lite_runtime.SEGMENTER_INT8_FILE}: train it with --set lite_int8=true")
+    return bench_segmenter_with_int8(work / "segmenter"), False
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--regions", help="a segmenter with its int8 copy (default out/models/segmenter if it has one)")
+    parser.add_argument("--classifier", help="exported classifier (default out/models/classifier, else MobileNetV2)")
+    parser.add_argument("--photos", type=int, default=12)
+    parser.add_argument("--small_photos", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
+    parser.add_argument("--out", default=str(REPO / "bench_out" / "int8.json"))
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    work = Path(tempfile.mkdtemp(prefix="bench_int8_"))
+    try:
+        classifier = args.classifier or (
+            str(bench_inference.REAL_CLASSIFIER)
+            if (bench_inference.REAL_CLASSIFIER / serving.METADATA_FILE).exists()
+            else bench_inference.export_bench_classifier(work / "classifier")
+        )
+        segmenter, trained = find_segmenter(work, args.regions)
+        figures = run_rounds(work, classifier, segmenter, args)
+        meta = serving.read_metadata(segmenter)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    figures |= {"segmenter": meta.version, "trained": trained, "validation_check": meta.extra.get("lite_int8")}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(figures, indent=2) + "\n")
+    print(json.dumps(figures, indent=2))
+    return figures
+
+
+def run_rounds(work: Path, classifier: str, segmenter: str, args: argparse.Namespace) -> dict:
+    paths = bench_inference.make_photos(work / "photos", args.photos, 4, (4000, 3000))
+    small = work / "small"
+    small.mkdir()
+    for path in paths[: args.small_photos]:
+        os.link(path, small / path.name)
+    steady: dict[str, list[float]] = {"litert": [], "litert_int8": []}
+    for r in range(args.repeats):
+        log.info("round %d of %d", r + 1, args.repeats)
+        for runtime in steady:
+            large = night_run(work / "photos", classifier, segmenter, work / "out_l", args.workers, runtime)
+            little = night_run(small, classifier, segmenter, work / "out_s", args.workers, runtime)
+            assert large["detector_runtime"] == runtime, large
+            steady[runtime].append((args.photos - args.small_photos) / (large["job_s"] - little["job_s"]))
+    best = {k: max(v) for k, v in steady.items()}
+    log.info("steady photos/s: float32 copy %.2f, int8 copy %.2f", best["litert"], best["litert_int8"])
+    return {
+        "photos": args.photos,
+        "cpu_count": os.cpu_count(),
+        "steady_photos_per_s": {k: [round(x, 3) for x in v] for k, v in steady.items()},
+        "int8_vs_float32": round(best["litert_int8"] / best["litert"], 3),
+    }
