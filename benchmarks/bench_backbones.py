@@ -3,8 +3,10 @@
 Both extractors (``training.segmenter.model.build_feature_extractor``: normalisation, backbone, the
 three taps) at the same input size in one process, random weights (speed does not depend on them),
 ``--images`` generated 0..255 photos in batches of ``--batch`` as the feature cache runs them. The
-two are timed in alternating rounds so that load from other processes falls on both; the figure is
-each one's best round (ms per photo) and their ratio. Writes ``bench_out/backbones.json``.
+two are timed in alternating rounds so that load from other processes falls on both; the figures are
+each one's best round (ms per photo), the median of the rounds' paired ratios, and the convolutions'
+multiply-adds per photo (counted from the layers: what the ratio would be on an idle machine if
+time followed arithmetic). Writes ``bench_out/backbones.json``.
 """
 
 from __future__ import annotations
@@ -34,7 +36,20 @@ def _extractor(backbone: str, size: int):
 
     config = SegmenterConfig(backbone=backbone, input_size=size, feature_layers=BACKBONES[backbone])
     model = build_feature_extractor(config, resolve_weights("none"))
-    return tf.function(lambda x: model(x, training=False), jit_compile=False), model.count_params()
+    return tf.function(lambda x: model(x, training=False), jit_compile=False), model
+
+
+def multiply_adds(model) -> int:
+    """Multiply-adds of every convolution of ``model`` (nested models included), per photo."""
+    import keras
+
+    total = 0
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            total += multiply_adds(layer)
+        elif isinstance(layer, (keras.layers.Conv2D, keras.layers.DepthwiseConv2D)):  # one kernel per output cell
+            total += int(np.prod(layer.output.shape[1:3])) * int(np.prod(layer.kernel.shape))
+    return total
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -48,7 +63,7 @@ def main(argv: list[str] | None = None) -> dict:
     rng = np.random.default_rng(0)
     images = rng.uniform(0, 255, (args.images, args.size, args.size, 3)).astype(np.float32)
     runs = {name: _extractor(name, args.size) for name in BACKBONES}
-    best = {name: float("inf") for name in BACKBONES}
+    rounds = {name: [] for name in BACKBONES}
     for fn, _ in runs.values():
         fn(images[: args.batch])  # trace and warm up
     for _ in range(args.rounds):
@@ -56,13 +71,18 @@ def main(argv: list[str] | None = None) -> dict:
             start = time.perf_counter()
             for i in range(0, len(images), args.batch):
                 np.asarray(fn(images[i : i + args.batch])["s32"])
-            best[name] = min(best[name], (time.perf_counter() - start) / len(images) * 1000)
+            rounds[name].append((time.perf_counter() - start) / len(images) * 1000)
+    lite2, mobilenet = np.array(rounds["EfficientNetLite2"]), np.array(rounds["MobileNetV2"])
+    macs = {n: multiply_adds(m) for n, (_, m) in runs.items()}
     figures = {
         "input_size": args.size,
         "images": args.images,
-        "ms_per_photo": {n: round(v, 2) for n, v in best.items()},
-        "parameters": {n: int(p) for n, (_, p) in runs.items()},
-        "ratio_lite2_to_mobilenetv2": round(best["EfficientNetLite2"] / best["MobileNetV2"], 2),
+        "ms_per_photo": {n: round(min(v), 2) for n, v in rounds.items()},
+        "parameters": {n: int(m.count_params()) for n, (_, m) in runs.items()},
+        "ratio_lite2_to_mobilenetv2": round(min(lite2) / min(mobilenet), 2),
+        "median_paired_ratio": round(float(np.median(lite2 / mobilenet)), 2),
+        "multiply_adds_millions": {n: round(v / 1e6) for n, v in macs.items()},
+        "multiply_adds_ratio": round(macs["EfficientNetLite2"] / macs["MobileNetV2"], 2),
     }
     print(json.dumps(figures, indent=2))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
