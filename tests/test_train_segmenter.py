@@ -106,8 +106,8 @@ def test_the_int8_copy_is_scored_beside_the_float_copy_on_every_validation_photo
     assert check["written"] and (model_dir / lite_runtime.SEGMENTER_INT8_FILE).exists()
     meta = serving.read_metadata(str(model_dir))
     assert meta.extra["lite_int8"]["photos"] == check["photos"]
-    assert lite_runtime.resolve_runtime(str(model_dir), "auto", "detector") == "litert"  # float unless asked
-    assert lite_runtime.resolve_runtime(str(model_dir), "litert_int8", "detector") == "litert_int8"
+    assert lite_runtime.resolve_runtime(str(model_dir), "auto", "detector") == "litert_int8"  # it passed its check
+    assert lite_runtime.resolve_runtime(str(model_dir), "litert", "detector") == "litert"  # the float copy, asked for
     cfg = core_config.load_config(InferenceConfig, core_config.config_path("inference.yaml"))
     pixels = np.random.default_rng(3).uniform(0, 255, (4, 64, 64, 3)).astype(np.float32)
     int8 = handlers.DetectorHandler(str(model_dir), meta, cfg, runtime="litert_int8").load_model()
@@ -140,6 +140,7 @@ def test_an_int8_runtime_without_its_copy_is_refused_with_what_to_do(trained, tm
     (bare / lite_runtime.SEGMENTER_INT8_FILE).unlink()
     with pytest.raises(FileNotFoundError, match="lite_int8=true"):
         lite_runtime.resolve_runtime(str(bare), "litert_int8", "detector")
+    assert lite_runtime.resolve_runtime(str(bare), "auto", "detector") == "litert"  # the float copy, then
 
 
 # ---------------------------------------------------------------- batch inference

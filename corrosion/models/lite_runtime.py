@@ -58,7 +58,8 @@ def _is_segmenter(model_dir: str) -> bool:
 
 
 def resolve_runtime(model_dir: str, requested: str, kind: str = "classifier") -> str:
-    """``auto``: LiteRT where the model has its copy, else the SavedModel (older exports).
+    """``auto``: LiteRT where the model has its copy (a rust-region model's int8 copy first), else the
+    SavedModel (older exports).
 
     ``kind`` ``detector`` is the model in the detector's place: a rust-region model's copy is
     ``SEGMENTER_LITE_FILE``."""
@@ -75,6 +76,8 @@ def resolve_runtime(model_dir: str, requested: str, kind: str = "classifier") ->
             )
         return requested
     if requested == "auto":
+        if kind == "segmenter" and has_lite(model_dir, "segmenter_int8"):  # only written where it kept the figures
+            return "litert_int8"
         return "litert" if has_lite(model_dir, kind) else "savedmodel"
     if requested == "litert" and not has_lite(model_dir, kind):
         raise FileNotFoundError(

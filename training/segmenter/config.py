@@ -56,7 +56,7 @@ class SegmenterConfig:
     lite_check_images: int = 8
     # an int8 copy too (training.segmenter.quantised: ranges fitted on this many training photos),
     # written only when its validation figures stay within these of the float32 copy's
-    lite_int8: bool = False
+    lite_int8: bool = True
     lite_int8_calibration_photos: int = 128
     lite_int8_max_f1_drop: float = 0.005
     lite_int8_max_mae_rise: float = 0.1

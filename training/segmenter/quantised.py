@@ -35,7 +35,8 @@ def calibration_photos(data: str, count: int, size: int) -> np.ndarray:
     """The first ``count`` training photos at the model input: what the int8 ranges are fitted on."""
     raw = tf.data.TFRecordDataset(records.shard_files(data, layout.TRAIN)).take(count)
     encoded = [schema.from_example(r.numpy()).encoded for r in raw]
-    return np.stack([preprocess.decode_and_resize(tf.constant(e), size).numpy() for e in encoded])
+    photos = [preprocess.decode_and_resize(tf.constant(e), size).numpy() for e in encoded]
+    return np.stack(photos) if photos else np.zeros((0, size, size, 3), np.float32)
 
 
 def _timed_maps(model: lite_runtime.LiteSegmenter, pixels: np.ndarray, batch: int = 16) -> tuple[np.ndarray, float]:
@@ -57,6 +58,8 @@ def compare_copies(float_bytes: bytes, int8_bytes: bytes, data: str, config: Seg
     rejects: list[Reject] = []
     split = as_split(split_records(data, (layout.VALIDATION,), rejects)[layout.VALIDATION], config)
     size = config.input_size
+    if not split.sample_encoded:
+        return {"photos": 0}
     pixels = np.stack([preprocess.decode_and_resize(tf.constant(e), size).numpy() for e in split.sample_encoded])
     out = {"photos": len(pixels)}
     for name, model_bytes in (("float32", float_bytes), ("int8", int8_bytes)):
@@ -80,11 +83,16 @@ def export_int8(model_dir: str, network, data: str, config: SegmenterConfig, thr
     """Convert, compare with the float32 copy in ``model_dir``, write ``segmenter_int8.tflite`` if it
     keeps the figures; returns the comparison with ``written``."""
     size = config.input_size
-    int8_bytes = lite.convert_segmenter(
-        network, size, calibration_photos(data, config.lite_int8_calibration_photos, size)
-    )
+    calibration = calibration_photos(data, config.lite_int8_calibration_photos, size)
+    if not len(calibration):
+        log.warning("no training photos to fit the int8 ranges on: no int8 copy")
+        return {"photos": 0, "written": False}
+    int8_bytes = lite.convert_segmenter(network, size, calibration)
     float_bytes = io_utils.read_bytes(lite_runtime.lite_path(model_dir, "segmenter"))
     check = compare_copies(float_bytes, int8_bytes, data, config, threshold)
+    if not check["photos"]:
+        log.warning("no validation photo with pixel facts to check the int8 copy on: not written")
+        return check | {"written": False}
     check["written"] = within_tolerance(check, config)
     log.info(
         "int8 copy on %d validation photos: pixel F1 %.4f -> %.4f, rusted-%% MAE %.3f -> %.3f, %.2fx the float "

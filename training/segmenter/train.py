@@ -26,7 +26,7 @@ import tensorflow as tf
 from corrosion.core import io_utils
 from corrosion.data import layout
 from corrosion.imaging import preprocess
-from corrosion.models import serving
+from corrosion.models import lite_runtime, serving
 from corrosion.models.weights import resolve_weights
 from training.common import lite, report
 from training.common.export import export_model
@@ -154,6 +154,7 @@ def train(data: str, model_dir: str, config: SegmenterConfig, config_file: str |
         export_check["lite"] = lite.export_segmenter_lite(model_dir, network, config.input_size,
                                                           config.lite_max_abs_diff, config.lite_check_images,
                                                           np.stack(photos) if photos else None)  # fmt: skip
+        io_utils.remove_if_exists(lite_runtime.lite_path(model_dir, "segmenter_int8"))  # an earlier run's: never served
         if config.lite_int8:
             export_check["lite_int8"] = quantised.export_int8(model_dir, network, data, config, threshold)
     out = {
