@@ -77,17 +77,24 @@ def _step(name: str, module: str, *args: str) -> None:
     log.info("[%s] done in %.0f s", name, time.monotonic() - started)
 
 
-def pick_weights(tiny: bool) -> str:
-    """ImageNet weights when they can be had, else random initialisation — saying which."""
+def pick_weights(tiny: bool, backbone: str = "MobileNetV2") -> str:
+    """ImageNet weights for ``backbone`` when they can be had, else random initialisation — saying which."""
     if tiny:
         return "none"
     try:
-        weights.build_backbone("MobileNetV2", 224, weights.resolve_weights("imagenet"))
-        log.info("using ImageNet MobileNetV2 weights from %s", weights.keras_cache_dir())
+        weights.build_backbone(backbone, 224, weights.resolve_weights("imagenet"))
+        log.info("using ImageNet %s weights from %s", backbone, weights.keras_cache_dir())
         return "imagenet"
     except weights.WeightsUnavailableError as exc:
-        log.warning("ImageNet weights unavailable, training from scratch (expect weaker models): %s", exc)
+        log.warning("ImageNet %s weights unavailable, training from scratch (expect weaker models): %s", backbone, exc)
         return "none"
+
+
+def regions_backbone() -> str:
+    """The rust-region model's backbone, as configs/segmenter.yaml ships it."""
+    from training.segmenter.config import load_segmenter_config
+
+    return load_segmenter_config(None, {}).backbone
 
 
 def generate_labelled(root: Path, size: DemoSize, seed: int) -> None:
@@ -314,7 +321,8 @@ def run_chain(workdir: Path, places: Places, data: str | None, tiny: bool, size:
     )  # fmt: skip
     _step(
         "train rust-region model", "training.train_segmenter", "--data", dataset, "--model_dir", str(models / "regions"),
-        "--input_size", str(size.regions_input_size), "--head_epochs", str(size.regions_head_epochs), "--weights", w,
+        "--input_size", str(size.regions_input_size), "--head_epochs", str(size.regions_head_epochs),
+        "--weights", pick_weights(tiny, regions_backbone()),
     )  # fmt: skip
     results, report = places.at("results"), places.at("report", "index.html")
     classifier = places.publish(models / "classifier", "models", "classifier")

@@ -26,7 +26,15 @@ from corrosion.core.config import config_path, load_config
 from corrosion.models import versions
 from corrosion.review import exports
 from corrosion.testing import synthetic
-from scripts.demo import DemoConfig, DemoSize, _step, generate_labelled, generate_region_labelled, pick_weights
+from scripts.demo import (
+    DemoConfig,
+    DemoSize,
+    _step,
+    generate_labelled,
+    generate_region_labelled,
+    pick_weights,
+    regions_backbone,
+)
 
 log = logging.getLogger("demo_cycle")
 
@@ -76,7 +84,7 @@ def run_cycle(workdir: Path, tiny: bool, seed: int = 11) -> dict:
     if workdir.exists():
         shutil.rmtree(workdir)
     workdir.mkdir(parents=True)
-    w = pick_weights(tiny)
+    w = {"classifier": pick_weights(tiny), "segmenter": pick_weights(tiny, regions_backbone())}
     roots = {kind: workdir / "models" / kind for kind in ("classifier", "segmenter")}
     trainers = {"classifier": train_classifier, "segmenter": train_segmenter}
     generate_labelled(workdir / "labelled", size, seed)
@@ -84,7 +92,7 @@ def run_cycle(workdir: Path, tiny: bool, seed: int = 11) -> dict:
     inputs = [a for folder in ("labelled", "labelled_regions") for a in ("--input", str(workdir / folder))]
     _step("build data set", "pipelines.build_dataset", *inputs, "--output_dir", str(workdir / "d1"))
     for kind, root in roots.items():
-        trainers[kind](workdir / "d1", size, w, root)
+        trainers[kind](workdir / "d1", size, w[kind], root)
         _step(f"promote {kind} V1", "training.versions", "promote", str(root), versions.versions(str(root))[0])
     photos = workdir / "night"
     truth = synthetic.generate_survey(
@@ -104,7 +112,7 @@ def run_cycle(workdir: Path, tiny: bool, seed: int = 11) -> dict:
     )  # fmt: skip
     models = {}
     for kind, root in roots.items():
-        trainers[kind](workdir / "d2", size, w, root)
+        trainers[kind](workdir / "d2", size, w[kind], root)
         v1 = versions.current(str(root))
         v2 = [v for v in versions.versions(str(root)) if v != v1][0]
         models[kind] = {"v1": v1, "v2": v2, "promoted": compare(root, v1, v2, workdir / "compare" / kind)}

@@ -379,10 +379,10 @@ def test_fine_tuning_the_upper_backbone_trains_only_the_layers_after_the_cut_and
     cache = out["feature_cache"]["train"].rsplit("/", 1)[0]
     config = load_segmenter_config(None, {"input_size": 64, "weights": "none", "head_epochs": 3, "batch_size": 16,
                                           "decoder_channels": 32, "feature_cache": cache, "seed": 42,
-                                          "fine_tune_from": "block_12_add", "fine_tune_epochs": 2,
+                                          "fine_tune_from": "block14_add", "fine_tune_epochs": 2,
                                           "fine_tune_learning_rate": 1e-3, "export_lite": False})  # fmt: skip
     keras.utils.set_random_seed(42)
-    fresh = build_backbone("MobileNetV2", 64, resolve_weights("none"))  # train()'s first draws: its initial weights
+    fresh = build_backbone(config.backbone, 64, resolve_weights("none"))  # train()'s first draws: its initial weights
     tuned = train_segmenter.train(out["data"], str(tmp_path / "model"), config)
     assert tuned["training"]["fine_tune_epochs"] == 2
     # the export serves the fine-tuned layers: its maps are those scored on the cached cut features
@@ -396,9 +396,9 @@ def test_fine_tuning_the_upper_backbone_trains_only_the_layers_after_the_cut_and
         (initial,) = [w.numpy() for w in fresh.get_layer(layer).weights if w.path.endswith("/" + weight)]
         return not np.allclose(names[f"{layer}/{weight}"], initial)
 
-    assert changed("block_13_expand", "kernel") and changed("Conv_1", "kernel")  # after the cut: trained
-    assert not changed("block_12_expand", "kernel")  # before it: frozen
-    assert not changed("block_14_expand_BN", "moving_mean") and not changed("block_14_expand_BN", "gamma")
+    assert changed("block15_expand_conv", "kernel") and changed("top_conv", "kernel")  # after the cut: trained
+    assert not changed("block14_expand_conv", "kernel")  # before it: frozen
+    assert not changed("block16_expand_bn", "moving_mean") and not changed("block16_expand_bn", "gamma")
 
 
 def test_leave_one_source_out_fine_tunes_each_fold_and_scores_it_again_with_flip_test(trained, tmp_path, monkeypatch):
@@ -419,7 +419,7 @@ def test_leave_one_source_out_fine_tunes_each_fold_and_scores_it_again_with_flip
     argv = ["--data", out["data"], "--output", str(tmp_path / "loso"), "--source", "tanks", "--source", "bridges",
             "--set", "input_size=64",
             "--set", "weights=none", "--set", "head_epochs=12", "--set", "batch_size=16", "--set", "decoder_channels=32",
-            "--set", f"feature_cache={cache}", "--set", "flip_test=true", "--set", "fine_tune_from=block_12_add",
+            "--set", f"feature_cache={cache}", "--set", "flip_test=true", "--set", "fine_tune_from=block14_add",
             "--set", "fine_tune_epochs=1"]  # fmt: skip
     assert leave_one_source_out.main(argv) == 0
     result = json.loads((tmp_path / "loso" / "leave_one_source_out.json").read_text())

@@ -11,11 +11,11 @@ DEFAULT_FILE = "segmenter.yaml"
 
 @dataclass(frozen=True)
 class SegmenterConfig:
-    backbone: str = "MobileNetV2"
+    backbone: str = "EfficientNetLite2"  # MobileNetV2 until 2026-12-07 (configs/segmenter_mobilenetv2.yaml)
     input_size: int = 256  # multiple of 32; the mask comes out at stride 8
     weights: str | None = None  # None: the project's resolution ($CORROSION_WEIGHTS, configs/weights.yaml)
     # frozen backbone taps at strides 8 / 16 / 32, merged top-down by the decoder
-    feature_layers: tuple[str, ...] = ("block_6_expand_relu", "block_13_expand_relu", "out_relu")
+    feature_layers: tuple[str, ...] = ("block7_expand_relu", "block15_expand_relu", "top_relu")
     decoder_channels: int = 64
     dropout: float = 0.3  # spatial dropout on the cached features (0.1 overfits within a few epochs)
     batch_size: int = 32
