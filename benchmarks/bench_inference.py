@@ -67,6 +67,15 @@ def export_bench_classifier(model_dir: Path) -> str:
     return model_doubles.export_keras_classifier(str(model_dir), model, 224, version="bench-mobilenetv2", lite=True)
 
 
+def bench_classifier(given: str | None, work: Path) -> str:
+    """``given``, else the trained ``out/models/classifier``, else the bench's MobileNetV2 exported into ``work``."""
+    if given:
+        return given
+    if (REAL_CLASSIFIER / serving.METADATA_FILE).exists():
+        return str(REAL_CLASSIFIER)
+    return export_bench_classifier(work / "classifier")
+
+
 def export_bench_segmenter(model_dir: Path, lite: bool = False) -> str:
     """The shipped rust-region model's shape (``configs/segmenter.yaml``: frozen MobileNetV2 at 256 px
     and its decoder), random weights: its speed does not depend on them. ``lite``: with its float32

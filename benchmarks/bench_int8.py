@@ -80,11 +80,7 @@ def main(argv: list[str] | None = None) -> dict:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     work = Path(tempfile.mkdtemp(prefix="bench_int8_"))
     try:
-        classifier = args.classifier or (
-            str(bench_inference.REAL_CLASSIFIER)
-            if (bench_inference.REAL_CLASSIFIER / serving.METADATA_FILE).exists()
-            else bench_inference.export_bench_classifier(work / "classifier")
-        )
+        classifier = bench_inference.bench_classifier(args.classifier, work)
         segmenter, trained = find_segmenter(work, args.regions)
         figures = run_rounds(work, classifier, segmenter, args)
         meta = serving.read_metadata(segmenter)

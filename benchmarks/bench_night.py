@@ -320,11 +320,7 @@ def main(argv: list[str] | None = None) -> dict:
     config = shipped_config()
     work = Path(tempfile.mkdtemp(prefix="bench_night_"))
     try:
-        classifier = args.classifier or (
-            str(bench_inference.REAL_CLASSIFIER)
-            if (bench_inference.REAL_CLASSIFIER / serving.METADATA_FILE).exists()
-            else bench_inference.export_bench_classifier(work / "classifier")
-        )
+        classifier = bench_inference.bench_classifier(args.classifier, work)
         segmenter = find_segmenter(work, args.regions)
         lite = has_lite(segmenter, "segmenter")
         seg_meta = serving.read_metadata(segmenter)
