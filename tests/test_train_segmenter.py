@@ -27,6 +27,26 @@ def test_cell_targets_say_what_each_kind_of_photo_knows():
     assert cell_targets(None, np.zeros((0, 4)), False, CONFIG) is None  # rust, no pixel facts: left out
 
 
+def test_a_channel_that_never_fires_on_the_sample_stays_finite_where_it_does():
+    """A ReLU6 that is 0 on every statistics photo must not turn a later photo's features into inf / NaN."""
+    import keras
+
+    from training.segmenter.model import VARIANCE_FLOOR, with_standardisation
+
+    inputs = keras.Input((8, 8, 1))
+    # channel 0 varies with the photo; channel 1 fires only above 10, which no sample photo reaches
+    tap = keras.layers.Concatenate()([inputs, keras.layers.ReLU(max_value=6.0, threshold=10.0)(inputs)])
+    features = keras.Model(inputs, {"s8": tap, "s16": tap, "s32": tap})
+    sample = np.random.default_rng(0).uniform(0, 1, (16, 8, 8, 1)).astype(np.float32)
+    standardised = with_standardisation(features, sample)
+    out = standardised(np.full((1, 8, 8, 1), 12.0, np.float32))["s8"].numpy()
+    spread = sample.var()  # channel 1's variance on the sample is exactly 0
+    expected = (6.0 - 0.0) / np.sqrt(spread / 2 * VARIANCE_FLOOR)  # its tap's mean variance, floored
+    assert np.isfinite(out).all()
+    np.testing.assert_allclose(out[..., 1], expected, rtol=1e-3)
+    np.testing.assert_allclose(out[..., 0], (12.0 - sample.mean()) / np.sqrt(spread), rtol=1e-3)
+
+
 def test_pixel_counts_and_threshold_choice():
     truth = np.zeros((4, 4), np.uint8)
     truth[:2] = 1

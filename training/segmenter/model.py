@@ -19,6 +19,7 @@ from corrosion.models.weights import WeightSource, build_backbone
 from training.segmenter.config import SegmenterConfig
 
 FEATURE_NAMES = ("s8", "s16", "s32")
+VARIANCE_FLOOR = 1e-6  # of a tap's mean channel variance (``with_standardisation``)
 
 
 def build_feature_extractor(config: SegmenterConfig, weights: WeightSource) -> keras.Model:
@@ -36,7 +37,10 @@ def with_standardisation(features: keras.Model, sample: np.ndarray, batch_size: 
 
     Part of the exported graph. Taps differ by orders of magnitude (a backbone without ImageNet
     weights gives 1e-5 at stride 8 and 1e-12 at stride 32), which float16 caching would flush to
-    zero and which would leave the decoder's first layers badly conditioned.
+    zero and which would leave the decoder's first layers badly conditioned. A channel (nearly)
+    constant on the sample, such as a ReLU6 that never fires on a demo's generated photos, gets its
+    tap's mean variance times ``VARIANCE_FLOOR``: dividing by its own ~0 spread turned the first
+    photo where it fires into inf, and the map into NaN.
     """
     found = {name: [] for name in FEATURE_NAMES}
     for start in range(0, len(sample), batch_size):
@@ -49,7 +53,8 @@ def with_standardisation(features: keras.Model, sample: np.ndarray, batch_size: 
     for name in FEATURE_NAMES:
         values = np.concatenate(found[name])
         mean, var = values.mean(axis=(0, 1, 2)), values.var(axis=(0, 1, 2))
-        layer = keras.layers.Normalization(mean=mean, variance=np.maximum(var, 1e-30), name=f"standardise_{name}")
+        floor = max(float(var.mean()) * VARIANCE_FLOOR, 1e-30)
+        layer = keras.layers.Normalization(mean=mean, variance=np.maximum(var, floor), name=f"standardise_{name}")
         standardised[name] = layer(taps[name])
     return keras.Model(images, standardised, name="standardised_features")
 

@@ -198,7 +198,7 @@ def check_export(model_dir: str, network: keras.Model, test: SplitData, cached_p
     images = tf.stack([preprocess.decode_and_resize(tf.constant(e), size) for e in encoded])
     direct = network(images, training=False).numpy()
     diff = float(np.max(np.abs(served - direct)))
-    if diff > 1e-3:
+    if not diff <= 1e-3:  # NaN included
         raise RuntimeError(
             f"exported model disagrees with the trained network by {diff:.2e} on test photos; export is broken"
         )
