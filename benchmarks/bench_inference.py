@@ -76,11 +76,12 @@ def bench_classifier(given: str | None, work: Path) -> str:
     return export_bench_classifier(work / "classifier")
 
 
-def export_bench_segmenter(model_dir: Path, lite: bool = False) -> str:
-    """The shipped rust-region model's shape (``configs/segmenter.yaml``: frozen MobileNetV2 at 256 px
+def export_bench_segmenter(model_dir: Path, lite: bool = False, int8: bool = False) -> str:
+    """The shipped rust-region model's shape (``configs/segmenter.yaml``: its frozen backbone at 256 px
     and its decoder), random weights: its speed does not depend on them. ``lite``: with its float32
     LiteRT copy (``lite_runtime.SEGMENTER_LITE_FILE``, converted from the Keras network), written
-    only when it gives the SavedModel's maps to 1e-4 on generated steel photos."""
+    only when it gives the SavedModel's maps to 1e-4 on generated steel photos; ``int8``: with an
+    int8 copy too, calibrated on generated photos."""
     from corrosion.models.weights import resolve_weights
     from training.segmenter import train as segmenter
     from training.segmenter.config import load_segmenter_config
@@ -95,6 +96,14 @@ def export_bench_segmenter(model_dir: Path, lite: bool = False) -> str:
     segmenter.export(str(model_dir), network, meta)
     if lite:
         write_segmenter_lite(str(model_dir), network, config.input_size)
+    if int8:  # without training's validation check, which random weights fail: for its speed only
+        from corrosion.core import io_utils
+        from corrosion.models import lite_runtime
+        from training.common.lite import check_pixels, convert_segmenter
+
+        calibration = check_pixels(config.input_size, 64, seed=1)
+        path = lite_runtime.lite_path(str(model_dir), "segmenter_int8")
+        io_utils.write_bytes(path, convert_segmenter(network, config.input_size, calibration))
     return str(model_dir)
 
 

@@ -27,33 +27,9 @@ from pathlib import Path
 
 from benchmarks import bench_inference
 from benchmarks.bench_night import REAL_SEGMENTERS, REPO, night_run
-from corrosion.core import io_utils
 from corrosion.models import lite_runtime, serving
 
 log = logging.getLogger("benchmarks.bench_int8")
-
-
-def bench_segmenter_with_int8(model_dir: Path) -> str:
-    """The shipped shape, random weights, with its float32 copy and an int8 copy calibrated on
-    generated steel photos (written without the validation check, which random weights fail)."""
-    from corrosion.models.weights import resolve_weights
-    from training.common import lite
-    from training.segmenter import train as segmenter
-    from training.segmenter.config import load_segmenter_config
-    from training.segmenter.model import build_decoder, build_feature_extractor, build_segmenter, with_standardisation
-
-    config = load_segmenter_config(None, {"weights": "none"})
-    size = config.input_size
-    features = with_standardisation(
-        build_feature_extractor(config, resolve_weights("none")), lite.check_pixels(size, 8)
-    )
-    decoder = build_decoder(config, {n: tuple(t.shape[1:]) for n, t in features.output.items()})
-    network = build_segmenter(features, decoder)
-    segmenter.export(str(model_dir), network, segmenter._metadata(config, "none", 0.5, "benchmark", "none"))
-    bench_inference.write_segmenter_lite(str(model_dir), network, size)
-    int8 = lite.convert_segmenter(network, size, lite.check_pixels(size, 64, seed=1))
-    io_utils.write_bytes(lite_runtime.lite_path(str(model_dir), "segmenter_int8"), int8)
-    return str(model_dir)
 
 
 def find_segmenter(work: Path, given: str | None) -> tuple[str, bool]:
@@ -64,7 +40,7 @@ def find_segmenter(work: Path, given: str | None) -> tuple[str, bool]:
             return found, True
     if given:
         raise SystemExit(f"{given} has no {lite_runtime.SEGMENTER_INT8_FILE}: train it with --set lite_int8=true")
-    return bench_segmenter_with_int8(work / "segmenter"), False
+    return bench_inference.export_bench_segmenter(work / "segmenter", lite=True, int8=True), False
 
 
 def main(argv: list[str] | None = None) -> dict:

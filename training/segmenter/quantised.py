@@ -20,23 +20,16 @@ import tensorflow as tf
 
 from corrosion.core import io_utils
 from corrosion.core.rejects import Reject
-from corrosion.data import layout, schema
+from corrosion.data import layout
 from corrosion.imaging import preprocess
 from corrosion.models import lite_runtime, serving
-from training.common import lite, records
+from training.common import lite
 from training.segmenter import metrics
 from training.segmenter.config import SegmenterConfig
+from training.segmenter.data import sample_photos
 from training.segmenter.evaluate import as_split, split_records
 
 log = logging.getLogger(__name__)
-
-
-def calibration_photos(data: str, count: int, size: int) -> np.ndarray:
-    """The first ``count`` training photos at the model input: what the int8 ranges are fitted on."""
-    raw = tf.data.TFRecordDataset(records.shard_files(data, layout.TRAIN)).take(count)
-    encoded = [schema.from_example(r.numpy()).encoded for r in raw]
-    photos = [preprocess.decode_and_resize(tf.constant(e), size).numpy() for e in encoded]
-    return np.stack(photos) if photos else np.zeros((0, size, size, 3), np.float32)
 
 
 def _timed_maps(model: lite_runtime.LiteSegmenter, pixels: np.ndarray, batch: int = 16) -> tuple[np.ndarray, float]:
@@ -58,8 +51,6 @@ def compare_copies(float_bytes: bytes, int8_bytes: bytes, data: str, config: Seg
     rejects: list[Reject] = []
     split = as_split(split_records(data, (layout.VALIDATION,), rejects)[layout.VALIDATION], config)
     size = config.input_size
-    if not split.sample_encoded:
-        return {"photos": 0}
     pixels = np.stack([preprocess.decode_and_resize(tf.constant(e), size).numpy() for e in split.sample_encoded])
     out = {"photos": len(pixels)}
     for name, model_bytes in (("float32", float_bytes), ("int8", int8_bytes)):
@@ -82,17 +73,11 @@ def within_tolerance(check: dict, config: SegmenterConfig) -> bool:
 def export_int8(model_dir: str, network, data: str, config: SegmenterConfig, threshold: float) -> dict:
     """Convert, compare with the float32 copy in ``model_dir``, write ``segmenter_int8.tflite`` if it
     keeps the figures; returns the comparison with ``written``."""
-    size = config.input_size
-    calibration = calibration_photos(data, config.lite_int8_calibration_photos, size)
-    if not len(calibration):
-        log.warning("no training photos to fit the int8 ranges on: no int8 copy")
-        return {"photos": 0, "written": False}
-    int8_bytes = lite.convert_segmenter(network, size, calibration)
+    # the first training photos, as the feature standardisation samples them
+    calibration = sample_photos(data, layout.TRAIN, config, config.lite_int8_calibration_photos)
+    int8_bytes = lite.convert_segmenter(network, config.input_size, calibration)
     float_bytes = io_utils.read_bytes(lite_runtime.lite_path(model_dir, "segmenter"))
     check = compare_copies(float_bytes, int8_bytes, data, config, threshold)
-    if not check["photos"]:
-        log.warning("no validation photo with pixel facts to check the int8 copy on: not written")
-        return check | {"written": False}
     check["written"] = within_tolerance(check, config)
     log.info(
         "int8 copy on %d validation photos: pixel F1 %.4f -> %.4f, rusted-%% MAE %.3f -> %.3f, %.2fx the float "
