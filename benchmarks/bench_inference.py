@@ -100,10 +100,12 @@ def export_bench_segmenter(model_dir: Path, lite: bool = False, int8: bool = Fal
         from corrosion.core import io_utils
         from corrosion.models import lite_runtime
         from training.common.lite import check_pixels, convert_segmenter
+        from training.segmenter.quantised import int8_network
 
         calibration = check_pixels(config.input_size, 64, seed=1)
+        quantisable, _ = int8_network(features, decoder, calibration)
         path = lite_runtime.lite_path(str(model_dir), "segmenter_int8")
-        io_utils.write_bytes(path, convert_segmenter(network, config.input_size, calibration))
+        io_utils.write_bytes(path, convert_segmenter(quantisable, config.input_size, calibration))
     return str(model_dir)
 
 

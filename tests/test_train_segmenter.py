@@ -47,6 +47,32 @@ def test_a_channel_that_never_fires_on_the_sample_stays_finite_where_it_does():
     np.testing.assert_allclose(out[..., 0], (12.0 - sample.mean()) / np.sqrt(spread), rtol=1e-3)
 
 
+def test_the_int8_network_feeds_the_decoder_0_for_a_channel_quieter_than_one_int8_step():
+    """EfficientNet-Lite2's never-firing channels: one int8 step of noise would be ~1000 of their standard deviations."""
+    import keras
+
+    from training.segmenter.model import build_segmenter, with_standardisation
+    from training.segmenter.quantised import int8_network
+
+    inputs = keras.Input((8, 8, 1))
+    tap = keras.layers.Concatenate()([inputs, keras.layers.ReLU(max_value=6.0, threshold=10.0)(inputs)])
+    features = with_standardisation(keras.Model(inputs, {"s8": tap, "s16": tap, "s32": tap}),
+                                    np.random.default_rng(0).uniform(0, 6, (16, 8, 8, 1)).astype(np.float32))  # fmt: skip
+    calibration = np.random.default_rng(1).uniform(0, 6, (8, 8, 8, 1)).astype(np.float32)
+    fires = np.full((1, 8, 8, 1), 12.0, np.float32)  # channel 1 fires (6.0) only here
+    for channel, expected in ((0, "float"), (1, 0.5)):
+        taps = {n: keras.Input((8, 8, 2), name=n) for n in ("s8", "s16", "s32")}
+        decoder = keras.Model(taps, keras.layers.Lambda(lambda t, c=channel: t[..., c])(taps["s8"]))
+        network, muted = int8_network(features, decoder, calibration)
+        assert muted == {"s8": 1, "s16": 1, "s32": 1}
+        got = network(fires).numpy()
+        if expected == "float":  # the channel int8 carries is the float network's
+            np.testing.assert_allclose(got, build_segmenter(features, decoder)(fires).numpy(), rtol=1e-6)
+        else:  # the float network says 1.0 (sigmoid of ~6 / 0.0017); muted, its mean
+            assert build_segmenter(features, decoder)(fires).numpy().min() > 0.999
+            np.testing.assert_allclose(got, expected, atol=1e-6)
+
+
 def test_pixel_counts_and_threshold_choice():
     truth = np.zeros((4, 4), np.uint8)
     truth[:2] = 1

@@ -47,16 +47,34 @@ def with_standardisation(features: keras.Model, sample: np.ndarray, batch_size: 
         out = features(sample[start : start + batch_size], training=False)
         for name in FEATURE_NAMES:
             found[name].append(np.asarray(out[name], np.float64))
-    images = keras.Input(features.input_shape[1:], name="images")
-    taps = features(images)
-    standardised = {}
+    statistics = {}
     for name in FEATURE_NAMES:
         values = np.concatenate(found[name])
         mean, var = values.mean(axis=(0, 1, 2)), values.var(axis=(0, 1, 2))
         floor = max(float(var.mean()) * VARIANCE_FLOOR, 1e-30)
-        layer = keras.layers.Normalization(mean=mean, variance=np.maximum(var, floor), name=f"standardise_{name}")
-        standardised[name] = layer(taps[name])
-    return keras.Model(images, standardised, name="standardised_features")
+        statistics[name] = (mean, np.maximum(var, floor))
+    return standardised(features, statistics)
+
+
+def standardised(features: keras.Model, statistics: dict[str, tuple[np.ndarray, np.ndarray]]) -> keras.Model:
+    """``features`` with each tap standardised by its (per-channel mean, variance) in ``statistics``."""
+    images = keras.Input(features.input_shape[1:], name="images")
+    taps = features(images)
+    out = {
+        name: keras.layers.Normalization(mean=mean, variance=var, name=f"standardise_{name}")(taps[name])
+        for name, (mean, var) in statistics.items()
+    }
+    return keras.Model(images, out, name="standardised_features")
+
+
+def tap_statistics(standardised_features: keras.Model) -> tuple[keras.Model, dict[str, tuple[np.ndarray, np.ndarray]]]:
+    """The inverse of ``standardised``: its raw extractor and each tap's (mean, variance)."""
+    statistics = {}
+    for name in FEATURE_NAMES:
+        layer = standardised_features.get_layer(f"standardise_{name}")
+        statistics[name] = (np.asarray(layer.mean).reshape(-1), np.asarray(layer.variance).reshape(-1))
+    raw = next(layer for layer in standardised_features.layers if isinstance(layer, keras.Model))
+    return raw, statistics
 
 
 def build_decoder(config: SegmenterConfig, shapes: dict[str, tuple[int, ...]]) -> keras.Model:

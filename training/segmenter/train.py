@@ -156,7 +156,7 @@ def train(data: str, model_dir: str, config: SegmenterConfig, config_file: str |
                                                           np.stack(photos) if photos else None)  # fmt: skip
         io_utils.remove_if_exists(lite_runtime.lite_path(model_dir, "segmenter_int8"))  # an earlier run's: never served
         if config.lite_int8:
-            export_check["lite_int8"] = quantised.export_int8(model_dir, network, data, config, threshold)
+            export_check["lite_int8"] = quantised.export_int8(model_dir, features, decoder, data, config, threshold)
     out = {
         "model": dataclasses.asdict(metadata) | {"class_names": list(metadata.class_names)},
         "data": data,
