@@ -11,7 +11,8 @@ file distinct), each in a fresh interpreter:
 - ``night``: batch inference, classifier + rust-region model (test doubles: the models' own memory
   is constant, the figure is what grows with the archive) with ``--report``;
 - ``history``: the same job on a fixed 100 new photos with ``--skip_processed`` over the night of N
-  photos above: the history side input (a dict of every scored sha256) on every worker;
+  photos above: the history joined with the listing by path (a side input of every scored sha256 on
+  every worker before 2026-12-07);
 - ``build_dataset``: the dataset pipeline on N labelled photos (VOC, half rust).
 Per size, the peak and its increment per photo (KB) over the previous size. Writes
 ``bench_out/memory.json``.

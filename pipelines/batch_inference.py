@@ -67,10 +67,8 @@ NO_TIMED_FLUSH_MS = 7 * 24 * 3600 * 1000
 def build_pipeline(p: beam.Pipeline, job: InferenceJob) -> None:
     """Attach the whole job to ``p``: the steps of ``pipelines.inference.steps``, every error row flattened once."""
     files = p | "ListSurvey" >> steps.ListSurvey(job)
-    processed = None
-    if job.skip_processed:
-        processed = beam.pvalue.AsDict(p | "ProcessedHistory" >> steps.ProcessedHistory(job))
-    read = files | "ReadImages" >> steps.ReadImages(job, processed)
+    history = p | "ProcessedHistory" >> steps.ProcessedHistory(job) if job.skip_processed else None
+    read = files | "ReadImages" >> steps.ReadImages(job, history)
     assembled = (
         read["prepared"]
         | "Classify" >> steps.Classify(job)

@@ -87,6 +87,15 @@ def csv_rows(pattern: str) -> list[dict]:
     return results.read_csv_rows(paths)
 
 
+def skipped_rows(path: Path) -> list[dict]:
+    import csv
+
+    with open(path, newline="") as handle:
+        reader = csv.DictReader(handle)
+        assert tuple(reader.fieldnames) == transforms.SKIPPED_COLUMNS
+        return list(reader)
+
+
 def error_rows(pattern: str) -> list[dict]:
     import csv
 
@@ -268,6 +277,28 @@ def test_skip_processed_scores_only_new_images_and_reruns_do_not_duplicate(work,
     assert s4["counters"]["images_scored"] == 6 and s4["counters"]["images_skipped"] == 0
     all_rows = [r for d in ("20", "21", "22") for r in csv_rows(f"{out}/date=2026-11-{d}/tank-3-results-*.csv")]
     assert len(all_rows) == len({r["image_sha256"] for r in all_rows}) == len(first.images) + len(new.images)
+
+
+def test_skip_processed_skips_a_photo_only_where_its_path_was_scored_with_the_same_bytes(work, classifier):
+    """History is joined by path and checked by content (no worker holds every hash): bytes seen at
+    another path, or a path whose bytes changed, are scored again."""
+    root = work / "by_path"
+    survey = synthetic.generate_survey(root / "archive", "flat", n_rust=1, n_clean=2, size=(160, 120), seed=21)
+    a, b, c = sorted(root / "archive" / image.path for image in survey.images)
+    out = str(root / "out")
+    common = ["--input", str(root / "archive" / "*.jpg"), "--classifier", classifier, "--output", out]
+    common += ["--skip_processed", out, "--survey_id", "deck-1"]
+    assert run_pipeline(*common, "--run_date", "2026-11-20")["counters"]["images_scored"] == 3
+
+    shutil.copy(c, a)  # a's path now holds c's bytes (scored, but at c)
+    shutil.copy(b, root / "archive" / "z_copy_of_b.jpg")  # b's bytes at a new path
+    night = run_pipeline(*common, "--run_date", "2026-11-21")
+    scored = sorted(Path(r["image_uri"]).name for r in csv_rows(night["results"]))
+    skipped = [r for p in Path(out, "date=2026-11-21").glob("deck-1-skipped-*.csv") for r in skipped_rows(p)]
+    assert scored == [a.name, "z_copy_of_b.jpg"]
+    assert sorted(Path(r["image_uri"]).name for r in skipped) == [b.name, c.name]
+    assert {r["image_sha256"] for r in skipped} == {hashlib.sha256(p.read_bytes()).hexdigest() for p in (b, c)}
+    assert night["counters"]["images_skipped"] == 2 and night["all_inputs_accounted_for"]
 
 
 def test_rerun_removes_stale_shards_of_the_same_night_and_survey_only(tmp_path):

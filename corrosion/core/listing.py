@@ -52,6 +52,8 @@ class Found:
     path: str
     size: int
     via_link: bool = field(default=False, compare=False)  # reached through a symlinked folder
+    # sha256 of the bytes earlier runs scored at this path (batch inference's --skip_processed join)
+    scored: frozenset[str] = field(default=frozenset(), compare=False)
 
 
 @dataclass(frozen=True)

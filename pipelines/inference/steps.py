@@ -33,8 +33,10 @@ from pipelines.inference.transforms import (
     WritePreview,
     commit_outputs,
     history_files,
+    listing_key,
     processed_keys,
     read_inputs,
+    with_scored,
     write_report,
 )
 
@@ -67,7 +69,7 @@ def inputs_path(job: InferenceJob) -> str:
 
 
 class ProcessedHistory(beam.PTransform):
-    """PBegin -> (image_sha256, True) of every image earlier nights scored with these models (--skip_processed)."""
+    """PBegin -> (image_uri, image_sha256) of every image earlier nights scored with these models (--skip_processed)."""
 
     def __init__(self, job: InferenceJob) -> None:
         super().__init__()
@@ -95,19 +97,28 @@ class ProcessedHistory(beam.PTransform):
 class ReadImages(beam.PTransform):
     """Inputs -> {"prepared": (ImageRecord, classifier pixels), "read_errors", "decode_errors", "skipped"}.
 
-    A bounded read, then the reduced-scale decode; ``processed`` (a side input of sha256 keys)
-    turns images already scored into the skipped output.
+    A bounded read, then the reduced-scale decode. With ``history`` ((image_uri, sha256) of what
+    earlier nights scored, ``ProcessedHistory``), each input is first joined with its own path's
+    history (a CoGroupByKey on the uri: file names and hashes cross the shuffle, never image bytes,
+    and no worker holds the whole history), and a file whose bytes hash to one scored there goes to
+    the skipped output once read.
     """
 
-    def __init__(self, job: InferenceJob, processed: Any = None) -> None:
+    def __init__(self, job: InferenceJob, history: beam.PCollection | None = None) -> None:
         super().__init__()
         self._job = job
-        self._processed = processed
+        self._history = history
 
     def expand(self, files: beam.PCollection) -> dict[str, beam.PCollection]:
         cfg, info = self._job.config, self._job.info
+        if self._history is not None:
+            files = (
+                {"tonight": files | "KeyByUri" >> beam.WithKeys(listing_key), "history": self._history}
+                | "JoinHistory" >> beam.CoGroupByKey()
+                | "WithScored" >> beam.FlatMap(with_scored)
+            )
         read = files | "ReadBytes" >> beam.ParDo(ReadImage(cfg.max_file_bytes, cfg.progress_every)).with_outputs(
-            ERRORS, main="images"
+            ERRORS, SKIPPED, main="images"
         )
         keep_data = info.detector is not None or self._job.previews_dir is not None
         prepare = PrepareForClassifier(
@@ -117,14 +128,12 @@ class ReadImages(beam.PTransform):
             tf_threads=cfg.tf_threads_per_call,
             max_side=cfg.max_side,
         )
-        prepared = read.images | "DecodeForClassifier" >> beam.ParDo(prepare, processed=self._processed).with_outputs(
-            ERRORS, SKIPPED, main="prepared"
-        )
+        prepared = read.images | "DecodeForClassifier" >> beam.ParDo(prepare).with_outputs(ERRORS, main="prepared")
         return {
             "prepared": prepared.prepared,
             "read_errors": read[ERRORS],
             "decode_errors": prepared[ERRORS],
-            "skipped": prepared[SKIPPED],
+            "skipped": read[SKIPPED],
         }
 
 

@@ -273,6 +273,10 @@ class ReadImage(beam.DoFn):
         if self._every and self._count % self._every == 0:
             rate = self._count / max(1e-9, time.monotonic() - self._start)
             log.info("read %d images in this worker (%.1f images/s)", self._count, rate)
+        if item.scored and (sha := hashlib.sha256(data).hexdigest()) in item.scored:
+            Metrics.counter(NAMESPACE, "images_skipped").inc()
+            yield beam.pvalue.TaggedOutput(SKIPPED, {"image_uri": uri, "image_sha256": sha})
+            return
         yield uri, data
 
 
@@ -300,13 +304,9 @@ class PrepareForClassifier(beam.DoFn):
     def setup(self) -> None:
         limit_tf_threads(self._tf_threads)  # before this worker's first TensorFlow op (the resize)
 
-    def process(self, element: tuple[str, bytes], processed: dict | None = None):
+    def process(self, element: tuple[str, bytes]):
         uri, data = element
         sha = hashlib.sha256(data).hexdigest()
-        if processed and sha in processed:
-            Metrics.counter(NAMESPACE, "images_skipped").inc()
-            yield beam.pvalue.TaggedOutput(SKIPPED, {"image_uri": uri, "image_sha256": sha})
-            return
         try:
             info = images.probe(data, uri, self._max_pixels, self._max_side)
             pixels = classifier_pixels(data, uri, self._size, self._max_pixels)
@@ -558,13 +558,13 @@ def history_files(prefix: str, info: RunInfo) -> list[str]:
     return sorted(m.path for m in found if own not in m.path.replace("\\", "/"))
 
 
-HISTORY_KEYS = ("image_sha256", "classifier_version", "detector_version")
+HISTORY_KEYS = ("image_uri", "image_sha256", "classifier_version", "detector_version")
 
 
-def processed_keys(line: str, columns: Sequence[str], classifier: str, detector: str) -> Iterable[tuple[str, bool]]:
-    """(sha256, True) of a history line scored by these models. Columns are only ever added at the
-    end, so a line of an older night is a prefix of ``columns``: it is read as one (a night written
-    before the EXIF and asset columns still counts as processed)."""
+def processed_keys(line: str, columns: Sequence[str], classifier: str, detector: str) -> Iterable[tuple[str, str]]:
+    """(image_uri, sha256) of a history line scored by these models. Columns are only ever added at
+    the end, so a line of an older night is a prefix of ``columns``: it is read as one (a night
+    written before the EXIF and asset columns still counts as processed)."""
     import csv
 
     values = next(csv.reader([line]), None)
@@ -573,4 +573,17 @@ def processed_keys(line: str, columns: Sequence[str], classifier: str, detector:
         return
     row = dict(zip(columns, values, strict=False))
     if row["classifier_version"] == classifier and row["detector_version"] == detector:
-        yield row["image_sha256"], True
+        yield row["image_uri"], row["image_sha256"]
+
+
+def listing_key(item: listing.Found | listing.Problem) -> str:
+    """The ``image_uri`` a listed item's row will carry (``ReadImage``'s), to join it with history."""
+    return paths.display(item.path) if isinstance(item, listing.Found) else item.path
+
+
+def with_scored(element: tuple[str, dict[str, list]]) -> Iterable[listing.Found | listing.Problem]:
+    """Tonight's items at one uri, each file carrying the sha256 earlier nights scored there."""
+    _, grouped = element
+    scored = frozenset(grouped["history"])
+    for item in grouped["tonight"]:
+        yield dataclasses.replace(item, scored=scored) if scored and isinstance(item, listing.Found) else item
