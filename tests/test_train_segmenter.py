@@ -48,7 +48,7 @@ def test_a_channel_that_never_fires_on_the_sample_stays_finite_where_it_does():
 
 
 def test_the_int8_network_feeds_the_decoder_0_for_a_channel_quieter_than_one_int8_step():
-    """EfficientNet-Lite2's never-firing channels: one int8 step of noise would be ~1000 of their standard deviations."""
+    """EfficientNet-Lite2's never-firing channels: one int8 step of noise would be tens of their standard deviations."""
     import keras
 
     from training.segmenter.model import build_segmenter, with_standardisation
