@@ -227,9 +227,11 @@ def _looked_up(entry: str, line: int, list_path: str) -> listing.Found | listing
 
 
 class ReadImage(beam.DoFn):
-    """Found -> (uri, bytes); Problem -> its error row. Reads at most ``max_file_bytes`` + 1 bytes,
-    only from regular files (the listing refused FIFOs and devices), so no input can hang a worker
-    or exhaust its memory. ``uri`` is the printable name (``paths.display``) every row carries."""
+    """Found -> (uri, bytes), or a skipped row where its bytes hash to one an earlier night scored
+    at its path (``Found.scored``, ``--skip_processed``); Problem -> its error row. Reads at most
+    ``max_file_bytes`` + 1 bytes, only from regular files (the listing refused FIFOs and devices),
+    so no input can hang a worker or exhaust its memory. ``uri`` is the printable name
+    (``paths.display``) every row carries."""
 
     def __init__(self, max_file_bytes: int, progress_every: int) -> None:
         self._max = max_file_bytes
@@ -281,7 +283,7 @@ class ReadImage(beam.DoFn):
 
 
 class PrepareForClassifier(beam.DoFn):
-    """(uri, bytes) -> (ImageRecord, classifier pixels), or an error row, or skipped.
+    """(uri, bytes) -> (ImageRecord, classifier pixels), or an error row.
 
     Decoding here (not in the model handler) makes every unreadable file an error row of its
     own instead of failing a batch.
