@@ -62,6 +62,8 @@ def main(argv: list[str] | None = None) -> dict:
         classifier = bench_inference.bench_classifier(args.classifier, work)
         segmenter, trained = find_segmenter(work, args.regions)
         runs = {k: (segmenter, k) for k in ("savedmodel", "litert", "litert_int8")}  # today's, float, int8
+        if args.against and not lite_runtime.has_lite(args.against, "segmenter"):
+            raise SystemExit(f"{args.against} has no float32 LiteRT copy ({lite_runtime.SEGMENTER_LITE_FILE}) to time")
         if args.against:
             kept = ("litert", "litert_int8") if lite_runtime.has_lite(args.against, "segmenter_int8") else ("litert",)
             runs |= {f"against_{k}": (args.against, k) for k in kept}
@@ -94,7 +96,7 @@ def run_rounds(work: Path, classifier: str, runs: dict[str, tuple[str, str]], ar
             large = night_run(work / "photos", classifier, segmenter, work / "out_l", args.workers, runtime)
             little = night_run(small, classifier, segmenter, work / "out_s", args.workers, runtime)
             if large["detector_runtime"] != runtime or large["scored"] != args.photos:
-                raise RuntimeError(f"the {runtime} night did not score every photo with it: {large}")
+                raise RuntimeError(f"the {name} night ({runtime}) did not score every photo with it: {large}")
             steady[name].append(extra / (large["job_s"] - little["job_s"]))
             cpu[name].append((large["cpu_s"] - little["cpu_s"]) / extra)
     least = {k: min(v) for k, v in cpu.items()}
@@ -102,8 +104,8 @@ def run_rounds(work: Path, classifier: str, runs: dict[str, tuple[str, str]], ar
     # The night is CPU-bound on every core, so CPU-seconds a photo is the steady figure; the marginal
     # wall rate (seconds between a small and a large run) is kept beside it, but is a difference of
     # two short runs' times and moves by 2x between rounds here.
-    others = [k for k in least if k.startswith("against_")]  # above 1: this segmenter's night costs more
-    against = {f"{mine}_vs_{k}_cpu": round(least[run] / least[k], 3)
+    others = [k for k in least if k.startswith("against_")]  # as above: above 1, this segmenter's night is cheaper
+    against = {f"{mine}_vs_{k}_cpu": round(least[k] / least[run], 3)
                for k in others for mine, run in (("int8", "litert_int8"), ("float32", "litert"))}  # fmt: skip
     return {
         "photos": args.photos,

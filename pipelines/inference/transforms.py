@@ -580,7 +580,7 @@ def processed_keys(line: str, columns: Sequence[str], classifier: str, detector:
 
 def listing_key(item: listing.Found | listing.Problem) -> str:
     """The ``image_uri`` a listed item's row will carry (``ReadImage``'s), to join it with history."""
-    return paths.display(item.path) if isinstance(item, listing.Found) else item.path
+    return row_uri(item.path) if isinstance(item, listing.Found) else item.path
 
 
 def with_scored(element: tuple[str, dict[str, list]]) -> Iterable[listing.Found | listing.Problem]:
