@@ -301,6 +301,18 @@ def test_skip_processed_skips_a_photo_only_where_its_path_was_scored_with_the_sa
     assert night["counters"]["images_skipped"] == 2 and night["all_inputs_accounted_for"]
 
 
+def test_the_history_join_hands_each_file_its_own_paths_hashes_and_passes_listing_problems_through():
+    from corrosion.core import listing
+
+    found = listing.Found("/survey/deck/a.jpg", 10)
+    problem = listing.Problem("/survey/deck/a.jpg", listing.DANGLING_SYMLINK, "dangling")
+    assert transforms.listing_key(found) == transforms.row_uri(found.path) == "/survey/deck/a.jpg"  # as rows carry it
+    out = list(transforms.with_scored(("/survey/deck/a.jpg", {"tonight": [found, problem], "history": ["s1", "s2"]})))
+    assert out[0].scored == frozenset({"s1", "s2"}) and out[0] == found
+    assert out[1] is problem  # an error row to be, untouched
+    assert list(transforms.with_scored(("/gone.jpg", {"tonight": [], "history": ["s3"]}))) == []  # history only
+
+
 def test_rerun_removes_stale_shards_of_the_same_night_and_survey_only(tmp_path):
     night = tmp_path / "date=2026-11-24"
     night.mkdir()
