@@ -62,9 +62,9 @@ def main(argv: list[str] | None = None) -> dict:
         classifier = bench_inference.bench_classifier(args.classifier, work)
         segmenter, trained = find_segmenter(work, args.regions)
         runs = {k: (segmenter, k) for k in ("savedmodel", "litert", "litert_int8")}  # today's, float, int8
-        if args.against and not lite_runtime.has_lite(args.against, "segmenter"):
-            raise SystemExit(f"{args.against} has no float32 LiteRT copy ({lite_runtime.SEGMENTER_LITE_FILE}) to time")
         if args.against:
+            if not lite_runtime.has_lite(args.against, "segmenter"):
+                raise SystemExit(f"{args.against} has no float32 LiteRT copy ({lite_runtime.SEGMENTER_LITE_FILE})")
             kept = ("litert", "litert_int8") if lite_runtime.has_lite(args.against, "segmenter_int8") else ("litert",)
             runs |= {f"against_{k}": (args.against, k) for k in kept}
         figures = run_rounds(work, classifier, runs, args)

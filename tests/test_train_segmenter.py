@@ -27,18 +27,22 @@ def test_cell_targets_say_what_each_kind_of_photo_knows():
     assert cell_targets(None, np.zeros((0, 4)), False, CONFIG) is None  # rust, no pixel facts: left out
 
 
-def test_a_channel_that_never_fires_on_the_sample_stays_finite_where_it_does():
-    """A ReLU6 that is 0 on every statistics photo must not turn a later photo's features into inf / NaN."""
+def _tap_with_a_channel_that_never_fires():
+    """8x8 photos of one channel -> every tap: channel 0 is the photo, channel 1 a ReLU6 that fires
+    only above 10, which no sample photo reaches."""
     import keras
 
+    inputs = keras.Input((8, 8, 1))
+    tap = keras.layers.Concatenate()([inputs, keras.layers.ReLU(max_value=6.0, threshold=10.0)(inputs)])
+    return keras.Model(inputs, {"s8": tap, "s16": tap, "s32": tap})
+
+
+def test_a_channel_that_never_fires_on_the_sample_stays_finite_where_it_does():
+    """A ReLU6 that is 0 on every statistics photo must not turn a later photo's features into inf / NaN."""
     from training.segmenter.model import VARIANCE_FLOOR, with_standardisation
 
-    inputs = keras.Input((8, 8, 1))
-    # channel 0 varies with the photo; channel 1 fires only above 10, which no sample photo reaches
-    tap = keras.layers.Concatenate()([inputs, keras.layers.ReLU(max_value=6.0, threshold=10.0)(inputs)])
-    features = keras.Model(inputs, {"s8": tap, "s16": tap, "s32": tap})
     sample = np.random.default_rng(0).uniform(0, 1, (16, 8, 8, 1)).astype(np.float32)
-    standardised = with_standardisation(features, sample)
+    standardised = with_standardisation(_tap_with_a_channel_that_never_fires(), sample)
     out = standardised(np.full((1, 8, 8, 1), 12.0, np.float32))["s8"].numpy()
     spread = sample.var()  # channel 1's variance on the sample is exactly 0
     expected = (6.0 - 0.0) / np.sqrt(spread / 2 * VARIANCE_FLOOR)  # its tap's mean variance, floored
@@ -54,10 +58,8 @@ def test_the_int8_network_feeds_the_decoder_0_for_a_channel_quieter_than_one_int
     from training.segmenter.model import build_segmenter, with_standardisation
     from training.segmenter.quantised import int8_network
 
-    inputs = keras.Input((8, 8, 1))
-    tap = keras.layers.Concatenate()([inputs, keras.layers.ReLU(max_value=6.0, threshold=10.0)(inputs)])
-    features = with_standardisation(keras.Model(inputs, {"s8": tap, "s16": tap, "s32": tap}),
-                                    np.random.default_rng(0).uniform(0, 6, (16, 8, 8, 1)).astype(np.float32))  # fmt: skip
+    sample = np.random.default_rng(0).uniform(0, 6, (16, 8, 8, 1)).astype(np.float32)
+    features = with_standardisation(_tap_with_a_channel_that_never_fires(), sample)
     calibration = np.random.default_rng(1).uniform(0, 6, (8, 8, 8, 1)).astype(np.float32)
     fires = np.full((1, 8, 8, 1), 12.0, np.float32)  # channel 1 fires (6.0) only here
     for channel, expected in ((0, "float"), (1, 0.5)):

@@ -64,9 +64,10 @@ def int8_network(
     that spread, so one step of int8 noise becomes tens of its standard deviations at the decoder's
     input. EfficientNet-Lite2 has such channels (2 of 288 at stride 8 and 5 of 720 at stride 16
     never fire on 256 training photos, 3 and 7 below one step; MobileNetV2 none), and its int8 copy
-    fell from pixel F1 0.735 to 0.296 with them, while its raw taps kept a 0.97-0.99 correlation with the float ones. Where
-    the statistics were fixed such a channel's standardised value is (nearly) 0 anyway; the
-    validation check against the float copy says what muting costs on the photos where it fires.
+    fell from pixel F1 0.735 to 0.296 with them, while its raw taps kept a 0.97-0.99 correlation
+    with the float ones. Where the statistics were fixed such a channel's standardised value is
+    (nearly) 0 anyway; the validation check against the float copy says what muting costs on the
+    photos where it fires.
     """
     raw, statistics = tap_statistics(features)
     spans = _tap_ranges(raw, photos)
