@@ -27,6 +27,25 @@ def test_cell_targets_say_what_each_kind_of_photo_knows():
     assert cell_targets(None, np.zeros((0, 4)), False, CONFIG) is None  # rust, no pixel facts: left out
 
 
+def test_source_balance_weighs_each_photo_by_its_sources_count_and_the_batches_carry_it():
+    from training.segmenter.data import SplitData
+    from training.segmenter.fitting import Batches, source_weights
+
+    sources = ["big"] * 9 + ["small"]
+    assert np.array_equal(source_weights(sources, 0.0), np.ones(10))
+    equal = source_weights(sources, 1.0)  # every source the same total weight, mean 1
+    assert np.isclose(equal[:9].sum(), equal[9]) and np.isclose(equal.mean(), 1.0)
+    tempered = source_weights(sources, 0.5)
+    assert np.isclose(tempered[9] / tempered[0], 3.0) and np.isclose(tempered.mean(), 1.0)
+
+    n, m = len(sources), CONFIG.mask_size
+    data = SplitData({"s8": np.zeros((n, m, m, 2), np.float16)}, np.full((n, m, m), 0.5, np.float32),
+                     np.ones((n, m, m), np.float32), [REGIONS] * n, sources, [str(i) for i in range(n)],
+                     [None] * n, [np.zeros((0, 4))] * n)  # fmt: skip
+    _, y = Batches(data, n, False, 0, ("s8",), tempered)[0]
+    assert np.allclose(y[..., 0], 0.5) and np.allclose(y[:, 0, 0, 1], tempered)
+
+
 def _tap_with_a_channel_that_never_fires():
     """8x8 photos of one channel -> every tap: channel 0 is the photo, channel 1 a ReLU6 that fires
     only above 10, which no sample photo reaches."""
@@ -482,3 +501,52 @@ def test_leave_one_source_out_fine_tunes_each_fold_and_scores_it_again_with_flip
         (flipped["pixel_f1"] + bridges["flip_test"]["held_out_figures"]["pixel_f1"]) / 2
     )
     assert "With flip test-time augmentation" in (tmp_path / "loso" / "leave_one_source_out.md").read_text()
+
+
+# ---------------------------------------------------------------- image-level rust photos (weak_photos)
+
+
+def test_the_image_level_loss_is_the_cross_entropy_of_rust_on_a_flagged_photos_top_cells_mean_logit():
+    from training.segmenter.fitting import region_loss
+
+    logits = np.zeros((2, 4, 4), np.float32)
+    logits[0, 0, :4] = [4.0, 2.0, -1.0, -3.0]  # the top 2 of 16 cells (share 1/8): mean logit 3
+    y = np.zeros((2, 4, 4, 3), np.float32)  # every cell weighs 0: only the image-level term is left
+    y[0, ..., 2] = 1.0  # photo 0 is rust by its label alone; photo 1 is not flagged
+    loss = float(region_loss(1.0, 0.5, 1 / 8)(y, logits))
+    # soft Dice over zero weight is 1 - 1/1 = 0; the image term: 0.5 * softplus(-3)
+    assert loss == pytest.approx(0.5 * np.log1p(np.exp(-3.0)), rel=1e-5)
+    assert float(region_loss(1.0)(y, logits)) == pytest.approx(0.0)  # off: the flag changes nothing
+
+
+def test_weak_photos_are_the_training_rust_photos_without_mask_or_boxes_and_their_mirrors(tmp_path):
+    from corrosion.core.labels import NO_RUST, load_labels
+    from corrosion.data import layout
+    from corrosion.models.weights import resolve_weights
+    from corrosion.testing import region_files as rf
+    from corrosion.testing import synthetic
+    from pipelines import build_dataset
+    from training.common.records import parsed_dataset
+    from training.segmenter.data import IMAGE, load_weak
+    from training.segmenter.model import build_feature_extractor
+
+    rng = np.random.default_rng(1)
+    for folder, n in (("rust", 12), ("norust", 6)):
+        (tmp_path / "web" / folder).mkdir(parents=True)
+        for i in range(n):
+            if folder == "rust":
+                pixels = rf.region_photo(rng, 64, 64, 2, background="steel").pixels
+            else:
+                pixels = synthetic.render_background(rng, 64, 64, "steel")
+            encoded = synthetic.encode_image(np.clip(pixels, 0, 255).astype(np.uint8), "PNG")
+            (tmp_path / "web" / folder / f"{i}.png").write_bytes(encoded)
+    data = tmp_path / "ds"
+    build_dataset.run(["--input", str(tmp_path / "web"), "--output_dir", str(data)])
+    clean = load_labels().image_label_id(NO_RUST)
+    train = list(parsed_dataset(str(data), layout.TRAIN).as_numpy_iterator())
+    rust = [ex["filename"].decode() for ex in train if int(ex["label"]) != clean]
+    config = SegmenterConfig(input_size=64, weights="none", batch_size=4)
+    weak = load_weak(str(data), build_feature_extractor(config, resolve_weights("none")), config)
+    assert 0 < len(rust) < len(train) and len(weak) == 2 * len(rust)  # each rust photo and its mirror
+    assert weak.kinds == [IMAGE] * len(weak) and weak.originals == len(rust) and weak.weight.sum() == 0
+    assert weak.features["s8"].shape[0] == len(weak) and weak.sources == ["web"] * len(weak)

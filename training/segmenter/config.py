@@ -27,6 +27,14 @@ class SegmenterConfig:
     # What each kind of labelled photo teaches (weights of its pixels in the loss):
     negatives_weight: float = 1.0  # no_rust photos: every pixel is clean steel
     box_outside_weight: float = 1.0  # box-only rust photos: outside every box is clean; inside, unknown (ignored)
+    # Each photo's loss weight: its source's photo count to the power -source_balance (0: every
+    # photo alike; 1: every source the same total weight; training.segmenter.fitting.source_weights)
+    source_balance: float = 0.0
+    # Rust photos with only an image-level label (class folders; training.segmenter.data.load_weak),
+    # taught that the mean logit of their top weak_top_share cells says rust, at weak_weight
+    weak_photos: bool = False
+    weak_weight: float = 0.5
+    weak_top_share: float = 0.05
     flip_views: bool = True  # cache a mirrored copy of each training photo too
     # Flip test-time augmentation (training.segmenter.flip_test): each photo scored with its mirror,
     # the two maps averaged. Its validation and test features are cached mirrored too; the export
@@ -73,6 +81,10 @@ class SegmenterConfig:
         if self.fine_tune_from and self.augment_views:
             raise ValueError(
                 "fine_tune_from and augment_views cannot be combined: augmented views have no cut features"
+            )
+        if self.fine_tune_from and self.weak_photos:
+            raise ValueError(
+                "fine_tune_from and weak_photos cannot be combined: image-level photos have no cut features"
             )
 
     @property

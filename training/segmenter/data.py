@@ -5,7 +5,8 @@ Each kind of labelled photo says something different about its pixels:
 - a rust mask (region sources): the share of rust pixels in every cell, all cells weighted;
 - boxes only (VOC, YOLO boxes): no rust outside the boxes; inside them unknown, ignored;
 - no_rust (any source): every cell clean steel;
-- rust without boxes or mask (class folders): nothing about pixels; left out (counted).
+- rust without boxes or mask (class folders): nothing about any one pixel; left out (counted), or
+  with ``weak_photos`` taught that some of its cells are rust (``load_weak``).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from training.segmenter.model import FEATURE_NAMES
 log = logging.getLogger("training.train_segmenter")
 
 REGIONS, BOXES, NEGATIVE = "regions", "boxes", "negative"
+IMAGE = "image"  # a rust photo with only its image-level label (``load_weak``)
 SAMPLE_PHOTOS = 8
 
 
@@ -323,4 +325,35 @@ def load_augmented(data_dir: str, features, config: SegmenterConfig, folder: str
     out.counts = {kind: out.kinds.count(kind) for kind in (REGIONS, BOXES, NEGATIVE)} | {"left_out": 0}
     out.originals = 0
     log.info("augmented training views: %s", out.counts)
+    return out
+
+
+def load_weak(data_dir: str, features, config: SegmenterConfig, folder: str | None = None) -> SplitData:
+    """The training photos ``load_split`` leaves out (rust, neither mask nor boxes: class folders) and
+    their mirrors, as ``IMAGE`` photos for ``weak_photos``: every cell weighs 0, so all they teach
+    is the image-level loss (``training.segmenter.fitting.region_loss``: some cells are rust).
+
+    Why: they are the most varied photos there are (web photos of tanks, hulls, pipes, cars, bridges),
+    and a new structure type is what leave-one-source-out says the model lacks.
+    """
+    negative_label = load_labels().image_label_id(NO_RUST)
+    out = SplitData({}, np.zeros(0), np.zeros(0), [], [], [], [], [])
+    kept = []
+    for ex in parsed_dataset(data_dir, layout.TRAIN).as_numpy_iterator():
+        weak = not ex["mask"] and len(ex["boxes"]) == 0 and int(ex["label"]) != negative_label
+        kept.append(weak)
+        if weak:
+            out.kinds.append(IMAGE)
+            out.sources.append(ex["source_id"].decode().split("/", 1)[0])
+            out.names.append(ex["source_id"].decode() or ex["filename"].decode())
+    if not out.kinds:
+        raise DatasetError(f"weak_photos is set, but the training split of {data_dir} has no rust photo without "
+                           "mask or boxes (class folders); unset it")  # fmt: skip
+    m, n = config.mask_size, len(out.kinds)
+    out.target, out.weight = np.zeros((n, m, m), np.float32), np.zeros((n, m, m), np.float32)
+    out.truth, out.boxes = [None] * n, [np.zeros((0, 4), np.float32)] * n
+    out.features = _features(data_dir, layout.TRAIN, features, config, kept, n, True, folder)
+    out = _with_mirrors(out)
+    out.counts = {IMAGE: len(out)}
+    log.info("image-level rust photos: %d, %d views with their mirrors", n, len(out))
     return out

@@ -34,7 +34,7 @@ from training.common.job import Job, JobSpec
 from training.common.job import main as job_main
 from training.segmenter import fine_tune, flip_test, metrics, model_card, quantised
 from training.segmenter.config import DEFAULT_FILE, SegmenterConfig
-from training.segmenter.data import SplitData, cache_key, load_augmented, load_split, sample_photos
+from training.segmenter.data import SplitData, cache_key, load_augmented, load_split, load_weak, sample_photos
 from training.segmenter.data import load as load_cached
 from training.segmenter.data import save as save_cached
 from training.segmenter.fitting import fit, predict
@@ -101,6 +101,10 @@ def prepared_splits(data: str, config: SegmenterConfig):
         views = cached_augmented(data, features, config, weights.description)
         originals = splits[layout.TRAIN].originals
         splits[layout.TRAIN] = dataclasses.replace(concat([splits[layout.TRAIN], views]), originals=originals)
+    if config.weak_photos:
+        weak = cached_weak(data, features, config, weights.description)
+        originals = splits[layout.TRAIN].originals
+        splits[layout.TRAIN] = dataclasses.replace(concat([splits[layout.TRAIN], weak]), originals=originals)
     if config.fine_tune_from:
         splits = fine_tune.with_cut(splits, data, features, config, weights.description, mirrored)
     return features, splits, weights
@@ -116,6 +120,19 @@ def cached_augmented(data: str, features, config: SegmenterConfig, weights: str)
     found = load_cached(folder)
     if found is None:
         found = load_augmented(data, features, config, folder)
+        save_cached(found, folder)
+    return found
+
+
+def cached_weak(data: str, features, config: SegmenterConfig, weights: str) -> SplitData:
+    """The image-level rust photos (``training.segmenter.data.load_weak``), cached as the splits are."""
+    if config.feature_cache is None:
+        return load_weak(data, features, config)
+    key = cache_key(data, layout.TRAIN, config, weights, True, ("weak",))
+    folder = io_utils.join(config.feature_cache, f"train-weak-{key}")
+    found = load_cached(folder)
+    if found is None:
+        found = load_weak(data, features, config, folder)
         save_cached(found, folder)
     return found
 
