@@ -54,6 +54,18 @@ def render(out: dict, config: SegmenterConfig, config_file: str | None) -> str:
             "white balance, exposure, blur, noise, JPEG)."
             if config.augment_views
             else ""
+        )
+        + (
+            f" Plus the training split's rust photos without mask or boxes and their mirrors "
+            f"({out['data_counts']['train'].get('image', 0)} views), each taught that the mean logit of its top "
+            f"{config.weak_top_share:.0%} of cells says rust (weight {config.weak_weight:g})."
+            if config.weak_photos
+            else ""
+        )
+        + (
+            f" Each photo's loss weighs its source's photo count to the power -{config.source_balance:g}."
+            if config.source_balance
+            else ""
         ),  # fmt: skip
         "",
         *report.table(

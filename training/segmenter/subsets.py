@@ -54,7 +54,7 @@ def concat(splits: Sequence[SplitData]) -> SplitData:
         [k for s in splits for k in s.truth],
         [k for s in splits for k in s.boxes],
         sum(s.left_out for s in splits),
-        counts={k: sum(s.counts.get(k, 0) for s in splits) for k in first.counts},
+        counts={k: sum(s.counts.get(k, 0) for s in splits) for k in dict.fromkeys(k for s in splits for k in s.counts)},
         keys=[k for s in splits for k in s.keys],
     )
 
