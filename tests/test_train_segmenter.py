@@ -92,6 +92,9 @@ def test_the_int8_network_feeds_the_decoder_0_for_a_channel_quieter_than_one_int
         else:  # the float network says 1.0 (sigmoid of ~6 / 0.0017); muted, its mean
             assert build_segmenter(features, decoder)(fires).numpy().min() > 0.999
             np.testing.assert_allclose(got, expected, atol=1e-6)
+    # channel 0 spreads over ~1.7 of its tap's 0..6 range: 72 int8 steps. Muting below 100 steps takes it too
+    assert int8_network(features, decoder, calibration, mute_steps=60)[1] == {"s8": 1, "s16": 1, "s32": 1}
+    assert int8_network(features, decoder, calibration, mute_steps=100)[1] == {"s8": 2, "s16": 2, "s32": 2}
 
 
 def test_pixel_counts_and_threshold_choice():
@@ -171,6 +174,9 @@ def test_the_int8_copy_is_scored_beside_the_float_copy_on_every_validation_photo
         assert 0 <= check[copy]["pixel_f1"] <= 1 and check[copy]["seconds"] > 0
     assert check["pixel_f1_drop"] == pytest.approx(check["float32"]["pixel_f1"] - check["int8"]["pixel_f1"])
     assert check["written"] and (model_dir / lite_runtime.SEGMENTER_INT8_FILE).exists()
+    # one copy per mute setting, the kept one's figures on top
+    assert [t["mute_steps"] for t in check["tried"]] == [1.0, 3.0, 8.0]
+    assert [t["mute_steps"] for t in check["tried"] if t["kept"]] == [check["mute_steps"]]
     meta = serving.read_metadata(str(model_dir))
     assert meta.extra["lite_int8"]["photos"] == check["photos"]
     assert lite_runtime.resolve_runtime(str(model_dir), "auto", "detector") == "litert_int8"  # it passed its check

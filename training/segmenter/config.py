@@ -68,6 +68,9 @@ class SegmenterConfig:
     lite_int8_calibration_photos: int = 128
     lite_int8_max_f1_drop: float = 0.005
     lite_int8_max_mae_rise: float = 0.1
+    # the int8 copy is made muting channels quieter than each of these many int8 steps of their tap;
+    # the one within the tolerance that keeps the figures best is written (training.segmenter.quantised)
+    lite_int8_mute_steps: tuple[float, ...] = (1.0, 3.0, 8.0)
     seed: int = 42
     # A local folder for the frozen features of each split, reused by later runs on the same data
     # set, backbone and taps (seeds, decoder settings); None: computed in memory every run.
