@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+from collections.abc import Callable
 
 import keras
 import numpy as np
@@ -97,14 +98,11 @@ def prepared_splits(data: str, config: SegmenterConfig):
         build_feature_extractor(config, weights), sample_photos(data, layout.TRAIN, config, STATISTICS_PHOTOS)
     )
     splits = {s: cached_split(data, s, features, config, weights.description) for s in layout.SPLITS}
-    if config.augment_views:
-        views = cached_augmented(data, features, config, weights.description)
+    extra = [cached_augmented(data, features, config, weights.description)] if config.augment_views else []
+    extra += [cached_weak(data, features, config, weights.description)] if config.weak_photos else []
+    if extra:  # more training views after the photos and their mirrors
         originals = splits[layout.TRAIN].originals
-        splits[layout.TRAIN] = dataclasses.replace(concat([splits[layout.TRAIN], views]), originals=originals)
-    if config.weak_photos:
-        weak = cached_weak(data, features, config, weights.description)
-        originals = splits[layout.TRAIN].originals
-        splits[layout.TRAIN] = dataclasses.replace(concat([splits[layout.TRAIN], weak]), originals=originals)
+        splits[layout.TRAIN] = dataclasses.replace(concat([splits[layout.TRAIN], *extra]), originals=originals)
     if config.fine_tune_from:
         splits = fine_tune.with_cut(splits, data, features, config, weights.description, mirrored)
     return features, splits, weights
@@ -112,27 +110,25 @@ def prepared_splits(data: str, config: SegmenterConfig):
 
 def cached_augmented(data: str, features, config: SegmenterConfig, weights: str) -> SplitData:
     """The augmented training views (``training.segmenter.data.load_augmented``), cached as the splits are."""
-    if config.feature_cache is None:
-        return load_augmented(data, features, config)
     settings = ("augment", config.augment_views, config.augment_zoom, config.augment_strength, config.seed)
     key = cache_key(data, layout.TRAIN, config, weights, False, settings)
-    folder = io_utils.join(config.feature_cache, f"train-augmented-{key}")
-    found = load_cached(folder)
-    if found is None:
-        found = load_augmented(data, features, config, folder)
-        save_cached(found, folder)
-    return found
+    return _from_cache(config, f"train-augmented-{key}", lambda folder: load_augmented(data, features, config, folder))
 
 
 def cached_weak(data: str, features, config: SegmenterConfig, weights: str) -> SplitData:
     """The image-level rust photos (``training.segmenter.data.load_weak``), cached as the splits are."""
-    if config.feature_cache is None:
-        return load_weak(data, features, config)
     key = cache_key(data, layout.TRAIN, config, weights, True, ("weak",))
-    folder = io_utils.join(config.feature_cache, f"train-weak-{key}")
+    return _from_cache(config, f"train-weak-{key}", lambda folder: load_weak(data, features, config, folder))
+
+
+def _from_cache(config: SegmenterConfig, name: str, make: Callable[[str | None], SplitData]) -> SplitData:
+    """``make(folder)``'s views, read from ``feature_cache``/``name`` where an earlier run left them."""
+    if config.feature_cache is None:
+        return make(None)
+    folder = io_utils.join(config.feature_cache, name)
     found = load_cached(folder)
     if found is None:
-        found = load_weak(data, features, config, folder)
+        found = make(folder)
         save_cached(found, folder)
     return found
 
