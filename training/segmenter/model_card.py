@@ -47,26 +47,7 @@ def render(out: dict, config: SegmenterConfig, config_file: str | None) -> str:
         f"{t['feature_cache_seconds'] / 60:.1f} of them computing features.",
         "",
         "## Data",
-        f"Data set `{out['data']}`."
-        + (" Training counts are views: each photo and its mirror." if config.flip_views else "")
-        + (
-            f" Plus {config.augment_views} augmented view(s) of each (crop up to 1/{config.augment_zoom:g} of the side, "
-            "white balance, exposure, blur, noise, JPEG)."
-            if config.augment_views
-            else ""
-        )
-        + (
-            f" Plus the training split's rust photos without mask or boxes and their mirrors "
-            f"({out['data_counts']['train'].get('image', 0)} views), each taught that the mean logit of its top "
-            f"{config.weak_top_share:.0%} of cells says rust (weight {config.weak_weight:g})."
-            if config.weak_photos
-            else ""
-        )
-        + (
-            f" Each photo's loss weighs its source's photo count to the power -{config.source_balance:g}."
-            if config.source_balance
-            else ""
-        ),  # fmt: skip
+        _data_sentence(out, config),
         "",
         *report.table(
             ["split", "region photos", "box photos", "no_rust photos", "left out (rust, no pixels)"],
@@ -95,6 +76,23 @@ def render(out: dict, config: SegmenterConfig, config_file: str | None) -> str:
         *report.versions_section(out["versions"]),
     ]
     return "\n".join(lines)
+
+
+def _data_sentence(out: dict, config: SegmenterConfig) -> str:
+    """The data set, and the training views beyond its photos and their mirrors."""
+    parts = [f"Data set `{out['data']}`."]
+    if config.flip_views:
+        parts.append("Training counts are views: each photo and its mirror.")
+    if config.augment_views:
+        parts.append(f"Plus {config.augment_views} augmented view(s) of each (crop up to 1/{config.augment_zoom:g} "
+                     "of the side, white balance, exposure, blur, noise, JPEG).")  # fmt: skip
+    if config.weak_photos:
+        parts.append(f"Plus the training split's rust photos without mask or boxes and their mirrors "
+                     f"({out['data_counts']['train'].get('image', 0)} views), each taught that the mean logit of its "
+                     f"top {config.weak_top_share:.0%} of cells says rust (weight {config.weak_weight:g}).")  # fmt: skip
+    if config.source_balance:
+        parts.append(f"Each photo's loss weighs its source's photo count to the power -{config.source_balance:g}.")
+    return " ".join(parts)
 
 
 def _pooled_first(by_source: dict) -> list[tuple[str, dict]]:
