@@ -54,6 +54,7 @@ class Batches(keras.utils.PyDataset):
         super().__init__()
         self.data, self.batch_size, self.shuffle, self.names = data, batch_size, shuffle, names
         self.photo_weight = np.ones(len(data), np.float32) if photo_weight is None else photo_weight
+        self.image_level = np.array([kind == IMAGE for kind in data.kinds], np.float32)  # region_loss's flag
         self.rng = np.random.default_rng(seed)
         self.order = np.arange(len(data))
         self.on_epoch_end()
@@ -65,8 +66,8 @@ class Batches(keras.utils.PyDataset):
         rows = np.sort(self.order[index * self.batch_size : (index + 1) * self.batch_size])
         x = {name: self.data.features[name][rows].astype(np.float32) for name in self.names}
         weight = self.data.weight[rows] * self.photo_weight[rows, None, None]
-        flagged = np.array([self.data.kinds[i] == IMAGE for i in rows], np.float32)[:, None, None]
-        y = np.stack([self.data.target[rows], weight, np.broadcast_to(flagged, weight.shape)], axis=-1)
+        flagged = np.broadcast_to(self.image_level[rows, None, None], weight.shape)
+        y = np.stack([self.data.target[rows], weight, flagged], axis=-1)
         return x, y.astype(np.float32)
 
     def on_epoch_end(self) -> None:

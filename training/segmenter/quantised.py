@@ -97,19 +97,29 @@ def _figures(maps: np.ndarray, split, config: SegmenterConfig, threshold: float,
     return {k: pooled[k] for k in ("pixel_f1", "rusted_pct_mae", "d610_within_1")} | {"seconds": round(seconds, 2)}
 
 
-def compare_copies(float_bytes: bytes, int8_bytes: bytes, data: str, config: SegmenterConfig, threshold: float) -> dict:
-    """Both copies' pooled validation figures and model seconds on the same decoded photos (one thread each)."""
-    rejects: list[Reject] = []
-    split = as_split(split_records(data, (layout.VALIDATION,), rejects)[layout.VALIDATION], config)
-    size = config.input_size
-    pixels = np.stack([preprocess.decode_and_resize(tf.constant(e), size).numpy() for e in split.sample_encoded])
-    out = {"photos": len(pixels)}
-    for name, model_bytes in (("float32", float_bytes), ("int8", int8_bytes)):
-        maps, seconds = _timed_maps(lite_runtime.LiteSegmenter(model_bytes, threads=1, source=name), pixels)
-        out[name] = _figures(maps, split, config, threshold, seconds)
-    out["pixel_f1_drop"] = out["float32"]["pixel_f1"] - out["int8"]["pixel_f1"]
-    out["rusted_pct_mae_rise"] = out["int8"]["rusted_pct_mae"] - out["float32"]["rusted_pct_mae"]
-    out["speed_ratio"] = out["float32"]["seconds"] / max(out["int8"]["seconds"], 1e-9)
+class ValidationPhotos:
+    """The validation split decoded once at the model's input, on which every copy is scored."""
+
+    def __init__(self, data: str, config: SegmenterConfig, threshold: float) -> None:
+        rejects: list[Reject] = []
+        self.split = as_split(split_records(data, (layout.VALIDATION,), rejects)[layout.VALIDATION], config)
+        size = config.input_size
+        encoded = self.split.sample_encoded
+        self.pixels = np.stack([preprocess.decode_and_resize(tf.constant(e), size).numpy() for e in encoded])
+        self.config, self.threshold = config, threshold
+
+    def figures(self, model_bytes: bytes, name: str) -> dict:
+        """A copy's pooled validation figures and model seconds (one thread)."""
+        maps, seconds = _timed_maps(lite_runtime.LiteSegmenter(model_bytes, threads=1, source=name), self.pixels)
+        return _figures(maps, self.split, self.config, self.threshold, seconds)
+
+
+def compare_copies(float32: dict, int8: dict, photos: int) -> dict:
+    """Both copies' figures (``ValidationPhotos.figures``) side by side, with what the int8 copy loses."""
+    out = {"photos": photos, "float32": dict(float32), "int8": int8}
+    out["pixel_f1_drop"] = float32["pixel_f1"] - int8["pixel_f1"]
+    out["rusted_pct_mae_rise"] = int8["rusted_pct_mae"] - float32["rusted_pct_mae"]
+    out["speed_ratio"] = float32["seconds"] / max(int8["seconds"], 1e-9)
     return out
 
 
@@ -130,12 +140,13 @@ def export_int8(
     every candidate's figures under ``tried``."""
     # the first training photos, as the feature standardisation samples them
     calibration = sample_photos(data, layout.TRAIN, config, config.lite_int8_calibration_photos)
-    float_bytes = io_utils.read_bytes(lite_runtime.lite_path(model_dir, "segmenter"))
+    validation = ValidationPhotos(data, config, threshold)  # decoded, and the float32 copy scored, once
+    float32 = validation.figures(io_utils.read_bytes(lite_runtime.lite_path(model_dir, "segmenter")), "float32")
     candidates = []
     for steps in config.lite_int8_mute_steps:
         network, muted = int8_network(features, decoder, calibration, config.flip_test, steps)
         int8_bytes = lite.convert_segmenter(network, config.input_size, calibration)
-        check = compare_copies(float_bytes, int8_bytes, data, config, threshold)
+        check = compare_copies(float32, validation.figures(int8_bytes, "int8"), len(validation.pixels))
         check |= {"mute_steps": steps, "muted_channels": muted, "written": False}
         log.info(
             "int8 copy muting channels below %g steps (%s) on %d validation photos: pixel F1 %.4f -> %.4f, "

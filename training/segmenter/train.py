@@ -56,13 +56,8 @@ STATISTICS_PHOTOS = 256  # training photos the feature standardisation is measur
 def cached_split(data: str, split: str, features, config: SegmenterConfig, weights: str) -> SplitData:
     """A split's photos and features, from ``feature_cache`` when an earlier run on the same facts left them."""
     flip = mirrored(split, config)
-    if config.feature_cache is None:
-        return load_split(data, split, features, config, flip=flip)
-    folder = io_utils.join(config.feature_cache, f"{split}-{cache_key(data, split, config, weights, flip)}")
-    found = load_cached(folder)
-    if found is None:
-        found = load_split(data, split, features, config, flip=flip, folder=folder)
-        save_cached(found, folder)
+    name = f"{split}-{cache_key(data, split, config, weights, flip)}"
+    found = _from_cache(config, name, lambda folder: load_split(data, split, features, config, flip, folder))
     if found.originals is None:  # a cache written before the field: the photos, then their mirrors
         found.originals = len(found) // 2 if flip else len(found)
     return found
