@@ -283,6 +283,67 @@ def test_tiled_mask_of_a_12_mp_photo_matches_the_single_pass_mask_where_both_see
     assert abs(x0 - 1500) < 40 and abs(y0 - 1000) < 40 and abs(x1 - 2100) < 40 and abs(y1 - 1400) < 40
 
 
+def _skipping(below: float):
+    import dataclasses
+
+    from pipelines.inference.config import InferenceConfig
+
+    base = InferenceConfig()
+    return base, dataclasses.replace(base, tiling=dataclasses.replace(base.tiling, skip_quiet_below=below))
+
+
+def _colour_meta():
+    from corrosion.models import serving
+
+    return serving.ModelMetadata("segmenter", "colour", 256, 0.5, ("rust",), "colour", "none", {})
+
+
+def test_skipping_quiet_tiles_scores_only_the_tiles_round_the_patch_and_keeps_its_mask():
+    from corrosion.data import regions
+    from pipelines.inference.handlers import ImageRecord, segment_image
+
+    data, truth = _big_photo(None)
+    record = ImageRecord("big.jpg", "0" * 64, 4000, 3000, data)
+    every, skipping = _skipping(0.5)
+    full = segment_image(ColourSegmenter(), record, _colour_meta(), every, keep_mask=True)
+    fast = segment_image(ColourSegmenter(), record, _colour_meta(), skipping, keep_mask=True)
+    # 20 tiles + the whole image; the patch (x 1500-2100, y 1000-1400) lies in 2 x 3 of the tiles,
+    # and the one-cell margin of the whole-image map may add their neighbours, never the far corners
+    assert full.views == 21 and 1 + 6 <= fast.views <= 1 + 12
+    a, b = regions.decode(full.mask) > 0, regions.decode(fast.mask) > 0
+    assert (a & b).sum() / (a | b).sum() > 0.97
+    assert abs(fast.rust_fraction - full.rust_fraction) < 0.002
+    assert len(fast.boxes) == 1 and np.allclose(fast.boxes[0][:4], full.boxes[0][:4], atol=8)
+
+
+def test_skipping_quiet_tiles_loses_a_spot_too_small_for_the_whole_image_pass():
+    from corrosion.testing import region_files as rf
+    from corrosion.testing import synthetic
+    from pipelines.inference.handlers import ImageRecord, segment_image
+
+    rng = np.random.default_rng(8)
+    pixels = synthetic.render_background(rng, 4000, 3000, "steel")
+    spot = np.zeros((3000, 4000), np.uint8)
+    spot[2200:2264, 600:664] = 1  # 64 px: 16 px once decoded at the tiles' scale, 4 px in the whole-image view
+    rf.paint(rng, pixels, spot)
+    data = synthetic.encode_image(np.clip(pixels, 0, 255).astype(np.uint8), "JPEG", quality=95)
+    record = ImageRecord("spot.jpg", "0" * 64, 4000, 3000, data)
+    every, skipping = _skipping(1.0)
+    full = segment_image(ColourSegmenter(), record, _colour_meta(), every)
+    fast = segment_image(ColourSegmenter(), record, _colour_meta(), skipping)
+    assert full.views == 21 and full.rust_fraction > 0.25 * spot.mean()  # the tiles see it (its edges averaged away)
+    assert fast.views == 1 and fast.rust_fraction == 0  # the whole-image pass does not: the setting's price
+
+
+def test_skip_quiet_below_is_a_fraction_of_the_threshold_and_needs_the_whole_image_pass():
+    from pipelines.inference.config import TilingConfig
+
+    with pytest.raises(ValueError, match=r"\(0, 1\]"):
+        TilingConfig(skip_quiet_below=1.5)
+    with pytest.raises(ValueError, match="global_pass"):
+        TilingConfig(skip_quiet_below=0.5, global_pass=False)
+
+
 def test_batch_inference_with_a_rust_region_model_measures_rust_from_pixels(trained, tmp_path):
     from support import model_doubles as doubles
 

@@ -148,3 +148,20 @@ def stitch_maps(maps: Sequence[np.ndarray], views: Sequence[Tile], width: int, h
         total[v.y0 : v.y1, v.x0 : v.x1] += np.asarray(up, np.float32)
         count[v.y0 : v.y1, v.x0 : v.x1] += 1.0
     return total / np.maximum(count, 1.0)
+
+
+def quiet_tiles(coarse: np.ndarray, tiles: Sequence[Tile], width: int, height: int, below: float) -> list[bool]:
+    """For each tile: does the whole-image pass's map (``coarse``, any grid stretched over the
+    ``width`` x ``height`` image) stay below ``below`` everywhere the tile covers?
+
+    The footprint is widened by one map cell each way, since bilinear upsampling spreads a cell's
+    value into its neighbours' pixels: a tile called quiet is quiet in the stitched map too.
+    """
+    coarse = np.asarray(coarse, np.float32)
+    mh, mw = coarse.shape[:2]
+    out = []
+    for t in tiles:
+        c0, c1 = max(0, math.floor(t.x0 * mw / width) - 1), min(mw, math.ceil(t.x1 * mw / width) + 1)
+        r0, r1 = max(0, math.floor(t.y0 * mh / height) - 1), min(mh, math.ceil(t.y1 * mh / height) + 1)
+        out.append(bool(coarse[r0:r1, c0:c1].max() < below))
+    return out

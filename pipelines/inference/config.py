@@ -22,6 +22,18 @@ class TilingConfig:
     overlap: int = 192  # pixels shared by neighbouring tiles: at least the largest spot that must be seen whole
     global_pass: bool = True  # also run the whole image once, for patches larger than a tile
     decode_at_tile_scale: bool = True  # JPEG DCT-scaled decode down to (not below) the tiles' model scale
+    # Rust-region models only. None: every tile is scored. A fraction f: the whole-image pass runs
+    # first, and a tile where its map stays below f x the model's threshold is not scored.
+    skip_quiet_below: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.skip_quiet_below is not None and not 0 < self.skip_quiet_below <= 1:
+            raise ValueError(
+                f"tiling.skip_quiet_below must be null or in (0, 1] (a fraction of the model's threshold), "
+                f"got {self.skip_quiet_below}"
+            )
+        if self.skip_quiet_below is not None and not self.global_pass:
+            raise ValueError("tiling.skip_quiet_below needs tiling.global_pass: true (its map decides which tiles run)")
 
 
 @dataclass(frozen=True)

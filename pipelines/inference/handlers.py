@@ -293,31 +293,48 @@ def detector_views(
     ``tile_batch_size`` chunks (a float32 copy of every tile at once would be GBs), and the
     decoded -> original scale factors (x, y).
     """
+    arr = np.asarray(img)
+    grid, sx, sy = tile_views(img, record, config)
+    views, chunks = list(grid), [tile_pixels(arr, grid, input_size, config.tile_batch_size)] if grid else []
+    if not grid or (config.tiling.global_pass and len(grid) > 1):
+        chunks.append(whole_view_pixels(img, input_size))
+        views.append(tiling.Tile(0, 0, *img.size))
+    return views, np.concatenate(chunks), sx, sy
+
+
+def tile_views(
+    img: Image.Image, record: ImageRecord, config: InferenceConfig
+) -> tuple[list[tiling.Tile], float, float]:
+    """The tiles of the decoded ``img`` (none when tiling is off) and the decoded -> original scale (x, y)."""
+    tcfg = config.tiling
+    dw, dh = img.size
+    sx, sy = record.width / dw, record.height / dh
+    if not tcfg.enabled:
+        return [], sx, sy
+    tile = max(1, round(tcfg.tile_size / sx))
+    overlap = min(tile - 1, round(tcfg.overlap / sx))
+    return tiling.tile_grid(dw, dh, tile, overlap), sx, sy
+
+
+def tile_pixels(arr: np.ndarray, tiles: Sequence[tiling.Tile], input_size: int, step: int) -> np.ndarray:
+    """The tiles' pixels resized to the model input, ``step`` tiles at a time (float32 of all at once is GBs)."""
     from corrosion.imaging import preprocess
 
-    tcfg = config.tiling
-    arr = np.asarray(img)
-    dh, dw = arr.shape[:2]
-    sx, sy = record.width / dw, record.height / dh
-    views: list[tiling.Tile] = []
-    chunks: list[np.ndarray] = []
-    if tcfg.enabled:
-        tile = max(1, round(tcfg.tile_size / sx))
-        overlap = min(tile - 1, round(tcfg.overlap / sx))
-        grid = tiling.tile_grid(dw, dh, tile, overlap)
-        stacked = np.stack([arr[t.y0 : t.y1, t.x0 : t.x1] for t in grid])
-        step = max(1, config.tile_batch_size)
-        chunks += [
-            preprocess.resize_pixels(stacked[i : i + step], input_size).numpy() for i in range(0, len(grid), step)
-        ]
-        views += grid
-    if not tcfg.enabled or (tcfg.global_pass and len(views) > 1):
-        # Box-filter down to about twice the input first, so the TF resize works on a small array.
-        k = max(1, min(dw, dh) // (2 * input_size))
-        small = np.asarray(img.reduce(k) if k > 1 else img)
-        chunks.append(preprocess.resize_pixels(small[None], input_size).numpy())
-        views.append(tiling.Tile(0, 0, dw, dh))
-    return views, np.concatenate(chunks), sx, sy
+    stacked = np.stack([arr[t.y0 : t.y1, t.x0 : t.x1] for t in tiles])
+    step = max(1, step)
+    return np.concatenate(
+        [preprocess.resize_pixels(stacked[i : i + step], input_size).numpy() for i in range(0, len(tiles), step)]
+    )
+
+
+def whole_view_pixels(img: Image.Image, input_size: int) -> np.ndarray:
+    """The whole image as one model input (1, S, S, 3)."""
+    from corrosion.imaging import preprocess
+
+    # Box-filter down to about twice the input first, so the TF resize works on a small array.
+    k = max(1, min(img.size) // (2 * input_size))
+    small = np.asarray(img.reduce(k) if k > 1 else img)
+    return preprocess.resize_pixels(small[None], input_size).numpy()
 
 
 def detect_image(model, record: ImageRecord, metadata: serving.ModelMetadata, config: InferenceConfig) -> Detections:
@@ -355,14 +372,35 @@ def stitched_rust_map(
     model, record: ImageRecord, metadata: serving.ModelMetadata, config: InferenceConfig
 ) -> tuple[np.ndarray, int, float, float]:
     """The photo's rust probability at its decoded resolution (views' maps stitched, averaged
-    where they overlap), the number of views, and the decoded -> original scale (x, y)."""
+    where they overlap), the number of views scored, and the decoded -> original scale (x, y)."""
     img = decode_for_detector(record, metadata.input_size, config)
+    if config.tiling.skip_quiet_below is not None and len(tile_views(img, record, config)[0]) > 1:
+        return quiet_tiles_skipped(model, img, record, metadata, config)
     views, pixels, sx, sy = detector_views(img, record, metadata.input_size, config)
     dw, dh = img.size
     del img
     step = max(1, config.tile_batch_size)
     maps = np.concatenate([model(pixels[i : i + step]) for i in range(0, len(views), step)])
     return tiling.stitch_maps(maps, views, dw, dh), len(views), sx, sy
+
+
+def quiet_tiles_skipped(
+    model, img: Image.Image, record: ImageRecord, metadata: serving.ModelMetadata, config: InferenceConfig
+) -> tuple[np.ndarray, int, float, float]:
+    """``stitched_rust_map`` with ``tiling.skip_quiet_below``: the whole-image pass first, then only the
+    tiles where its map reaches that fraction of the threshold. A skipped tile's pixels keep the
+    whole-image map (and any scored neighbour's overlap), so rust the whole image shows is never lost;
+    what can be lost is a spot too small to show at that scale, the price of the setting (docs/scale.md)."""
+    grid, sx, sy = tile_views(img, record, config)
+    whole = tiling.Tile(0, 0, *img.size)
+    coarse = model(whole_view_pixels(img, metadata.input_size))
+    below = config.tiling.skip_quiet_below * metadata.threshold
+    busy = [t for t, q in zip(grid, tiling.quiet_tiles(coarse[0], grid, *img.size, below), strict=True) if not q]
+    step = max(1, config.tile_batch_size)
+    arr = np.asarray(img)
+    maps = [model(tile_pixels(arr, busy[i : i + step], metadata.input_size, step)) for i in range(0, len(busy), step)]
+    maps.append(coarse)
+    return tiling.stitch_maps(np.concatenate(maps), [*busy, whole], *img.size), len(busy) + 1, sx, sy
 
 
 def predict_views(
