@@ -35,6 +35,17 @@ def test_tile_grid_counts_and_errors():
         tiling.tile_grid(100, 100, 0, 0)
 
 
+def test_quiet_tiles_reads_each_tiles_footprint_in_the_coarse_map_one_cell_wide():
+    coarse = np.zeros((8, 8), np.float32)  # an 800 x 800 image: 100 px a cell
+    coarse[1, 6] = 0.9  # one hot cell, x 600-700, y 100-200
+    tiles = [tiling.Tile(0, 0, 400, 400), tiling.Tile(400, 0, 800, 400), tiling.Tile(0, 400, 400, 800),
+             tiling.Tile(400, 400, 800, 800), tiling.Tile(0, 0, 500, 300), tiling.Tile(0, 0, 560, 300)]  # fmt: skip
+    # the last two end 100 and 40 px short of the hot cell: upsampled, its value spreads from the
+    # centre of the cell before it (x 550), so the one ending at 500 is quiet and the one at 560 is not
+    assert tiling.quiet_tiles(coarse, tiles, 800, 800, 0.5) == [True, False, True, True, True, False]
+    assert tiling.quiet_tiles(coarse, tiles, 800, 800, 0.95) == [True] * 6  # nothing reaches 0.95
+
+
 def test_tile_boxes_map_to_image_pixels_for_non_square_tile():
     tile = tiling.Tile(100, 50, 300, 150)  # 200 x 100
     px = tiling.tile_boxes_to_image(np.array([[0.1, 0.25, 0.5, 0.75], [0.0, 0.9, 1.0, 1.2]]), tile, 280, 1000)
