@@ -72,8 +72,9 @@ def mosaic(photos: list[tuple[bytes, np.ndarray]]) -> tuple[bytes, np.ndarray]:
 def score(model, meta, config, mosaics: list[tuple[bytes, np.ndarray]]) -> dict:
     """Pooled pixel F1, rusted-% MAE, views and CPU-s a mosaic with ``config``."""
     from pipelines.inference.handlers import ImageRecord, stitched_rust_map
+    from training.segmenter import metrics
 
-    tp = fp = fn = 0
+    counts = np.zeros(3, np.int64)  # rust pixels: true positive, false positive, false negative
     errors, views, cpu = [], {True: [], False: []}, 0.0
     for i, (data, truth) in enumerate(mosaics):
         record = ImageRecord(f"mosaic-{i}.jpg", "", truth.shape[1], truth.shape[0], data)
@@ -82,11 +83,11 @@ def score(model, meta, config, mosaics: list[tuple[bytes, np.ndarray]]) -> dict:
         cpu += time.process_time() - started
         rust = prob >= meta.threshold
         small = np.asarray(Image.fromarray(truth).resize(rust.shape[::-1], Image.Resampling.NEAREST))
-        tp, fp, fn = tp + (rust & small).sum(), fp + (rust & ~small).sum(), fn + (~rust & small).sum()
+        counts += metrics.pixel_counts(prob, small, (meta.threshold,))[0]
         errors.append(abs(rust.mean() - small.mean()) * 100)
         views[bool(truth.any())].append(n)
     return {
-        "pixel_f1": float(2 * tp / max(2 * tp + fp + fn, 1)),
+        "pixel_f1": float(2 * counts[0] / max(2 * counts[0] + counts[1] + counts[2], 1)),
         "rusted_pct_mae": float(np.mean(errors)),
         "views_a_mosaic": float(np.mean(views[True] + views[False])),
         "views_a_rust_mosaic": float(np.mean(views[True])) if views[True] else None,
@@ -95,23 +96,20 @@ def score(model, meta, config, mosaics: list[tuple[bytes, np.ndarray]]) -> dict:
     }
 
 
-def load_model(model_dir: str, runtime: str = "auto"):
+def load_model(model_dir: str, config, runtime: str = "auto"):
+    """The segmenter as the night loads it (``DetectorHandler.load_model``), its metadata and runtime."""
     from corrosion.models import lite_runtime, serving
-    from pipelines.inference.handlers import SavedSegmenter
+    from pipelines.inference.handlers import DetectorHandler
 
+    meta = serving.read_metadata(model_dir)
     runtime = lite_runtime.resolve_runtime(model_dir, runtime, "detector")
-    if runtime == "savedmodel":
-        model = SavedSegmenter(model_dir)
-    else:
-        model = lite_runtime.LiteSegmenter.from_model_dir(model_dir, threads=1, int8=runtime == "litert_int8")
-    return model, serving.read_metadata(model_dir), runtime
+    return DetectorHandler(model_dir, meta, config, runtime).load_model(), meta, runtime
 
 
 def main(argv: list[str] | None = None) -> dict:
     from corrosion.core.config import config_path, load_config
     from corrosion.models import lite_runtime
     from pipelines.inference.config import InferenceConfig
-    from pipelines.inference.handlers import limit_tf_threads
     from training.common import records
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -128,8 +126,8 @@ def main(argv: list[str] | None = None) -> dict:
             "skipped: needs a trained rust-region model (--regions) and a built data set (--data %s)", args.data
         )
         return {}
-    limit_tf_threads(1)
-    model, meta, runtime = load_model(args.regions)
+    base = dataclasses.replace(load_config(InferenceConfig, config_path("inference.yaml")), tf_threads_per_call=1)
+    model, meta, runtime = load_model(args.regions, base)
     per_mosaic = GRID[0] * GRID[1]
     mosaics, photos, left_out = [], 0, 0
     for source, found in sorted(masked_photos(args.data, args.split).items()):
@@ -137,12 +135,11 @@ def main(argv: list[str] | None = None) -> dict:
         mosaics += [mosaic(found[i : i + per_mosaic]) for i in range(0, whole, per_mosaic)]
         photos, left_out = photos + whole, left_out + len(found) - whole
         log.info("%s: %d of %d photos in mosaics", source, whole, len(found))
-    base = load_config(InferenceConfig, config_path("inference.yaml"))
     every = score(model, meta, base, mosaics)
     figures = {"model": meta.version, "runtime": runtime, "split": args.split, "mosaics": len(mosaics),
                "photos": photos, "photos_left_out": left_out, "every_tile": every, "skipping": {}}  # fmt: skip
     if runtime != "litert" and lite_runtime.has_lite(args.regions, "segmenter"):  # the float model, for reference
-        figures["float32_every_tile"] = score(load_model(args.regions, "litert")[0], meta, base, mosaics)
+        figures["float32_every_tile"] = score(load_model(args.regions, base, "litert")[0], meta, base, mosaics)
     for f in (float(x) for x in args.fractions.split(",")):
         config = dataclasses.replace(base, tiling=dataclasses.replace(base.tiling, skip_quiet_below=f))
         got = score(model, meta, config, mosaics)

@@ -374,33 +374,39 @@ def stitched_rust_map(
     """The photo's rust probability at its decoded resolution (views' maps stitched, averaged
     where they overlap), the number of views scored, and the decoded -> original scale (x, y)."""
     img = decode_for_detector(record, metadata.input_size, config)
-    if config.tiling.skip_quiet_below is not None and len(tile_views(img, record, config)[0]) > 1:
-        return quiet_tiles_skipped(model, img, record, metadata, config)
+    if config.tiling.skip_quiet_below is not None:
+        grid, sx, sy = tile_views(img, record, config)
+        if len(grid) > 1:
+            return (*quiet_tiles_skipped(model, img, grid, metadata, config), sx, sy)
     views, pixels, sx, sy = detector_views(img, record, metadata.input_size, config)
     dw, dh = img.size
     del img
-    step = max(1, config.tile_batch_size)
-    maps = np.concatenate([model(pixels[i : i + step]) for i in range(0, len(views), step)])
-    return tiling.stitch_maps(maps, views, dw, dh), len(views), sx, sy
+    return tiling.stitch_maps(view_maps(model, pixels, config.tile_batch_size), views, dw, dh), len(views), sx, sy
+
+
+def view_maps(model, pixels: np.ndarray, step: int) -> np.ndarray:
+    """The segmenter over ``pixels`` in calls of ``step`` views: (V, M, M) maps."""
+    step = max(1, step)
+    return np.concatenate([model(pixels[i : i + step]) for i in range(0, len(pixels), step)])
 
 
 def quiet_tiles_skipped(
-    model, img: Image.Image, record: ImageRecord, metadata: serving.ModelMetadata, config: InferenceConfig
-) -> tuple[np.ndarray, int, float, float]:
+    model, img: Image.Image, grid: list[tiling.Tile], metadata: serving.ModelMetadata, config: InferenceConfig
+) -> tuple[np.ndarray, int]:
     """``stitched_rust_map`` with ``tiling.skip_quiet_below``: the whole-image pass first, then only the
-    tiles where its map reaches that fraction of the threshold. A skipped tile's pixels keep the
+    tiles of ``grid`` where its map reaches that fraction of the threshold. A skipped tile's pixels keep the
     whole-image map (and any scored neighbour's overlap), so rust the whole image shows is never lost;
-    what can be lost is a spot too small to show at that scale, the price of the setting (docs/scale.md)."""
-    grid, sx, sy = tile_views(img, record, config)
-    whole = tiling.Tile(0, 0, *img.size)
-    coarse = model(whole_view_pixels(img, metadata.input_size))
+    what can be lost is a spot too small to show at that scale, the price of the setting (docs/scale.md).
+    Returns the stitched map and the number of views scored."""
+    views = [tiling.Tile(0, 0, *img.size)]
+    maps = [model(whole_view_pixels(img, metadata.input_size))]
     below = config.tiling.skip_quiet_below * metadata.threshold
-    busy = [t for t, q in zip(grid, tiling.quiet_tiles(coarse[0], grid, *img.size, below), strict=True) if not q]
-    step = max(1, config.tile_batch_size)
-    arr = np.asarray(img)
-    maps = [model(tile_pixels(arr, busy[i : i + step], metadata.input_size, step)) for i in range(0, len(busy), step)]
-    maps.append(coarse)
-    return tiling.stitch_maps(np.concatenate(maps), [*busy, whole], *img.size), len(busy) + 1, sx, sy
+    busy = [t for t, q in zip(grid, tiling.quiet_tiles(maps[0][0], grid, *img.size, below), strict=True) if not q]
+    if busy:
+        step = config.tile_batch_size
+        maps.append(view_maps(model, tile_pixels(np.asarray(img), busy, metadata.input_size, step), step))
+        views += busy
+    return tiling.stitch_maps(np.concatenate(maps), views, *img.size), len(views)
 
 
 def predict_views(
